@@ -1,0 +1,167 @@
+"""Test harness: real PostgreSQL and Redis on free ports, a database per test, Qt offscreen."""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+# Before anything can import Qt: no display in CI, and none wanted on a developer's desk.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import keyring
+import keyring.backend
+import keyring.errors
+import pytest
+import redis
+from psycopg import sql
+
+from wizard.core.connection import PgSettings
+from wizard.sandbox.sandbox import OWNER_ROLE, create_owner_role, create_sample_database
+from wizard.sandbox.seed import SeedReport
+from wizard.sandbox.servers import PostgresServer, RedisServer
+
+TEMPLATE_DB = "enerlink_template"
+TEMPLATE_USERS = 40
+REALWORLD = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "realworld"
+
+_db_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL cluster for the whole run, stopped by PID even if tests fail."""
+    server = PostgresServer.start()
+    atexit.register(server.stop)  # also when the session is torn down abnormally
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def owner(pg_server: PostgresServer) -> PgSettings:
+    """Connection settings of the non-superuser role that owns the EnerLink tables."""
+    password = secrets.token_urlsafe(16)
+    create_owner_role(pg_server, OWNER_ROLE, password)
+    return pg_server.settings("postgres", OWNER_ROLE, password)
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server: PostgresServer, owner: PgSettings) -> SeedReport:
+    """The sample database, built once; every test gets a clone of it."""
+    return create_sample_database(pg_server, TEMPLATE_DB, owner, users=TEMPLATE_USERS)
+
+
+def _create_db(pg_server: PostgresServer, name: str, template: str, owner: str) -> None:
+    with pg_server.admin_connect() as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
+            sql.Identifier(name), sql.Identifier(template), sql.Identifier(owner)))
+
+
+def _drop_db(pg_server: PostgresServer, name: str) -> None:
+    with pg_server.admin_connect() as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+
+
+@pytest.fixture
+def pg_db(pg_server: PostgresServer, owner: PgSettings,
+          template_db: SeedReport) -> Iterator[PgSettings]:
+    """A fresh clone of the sample database (pre-rename), connected as the owner role."""
+    name = f"enerlink_t{next(_db_counter)}"
+    _create_db(pg_server, name, TEMPLATE_DB, owner.user)
+    try:
+        yield owner.with_dbname(name)
+    finally:
+        _drop_db(pg_server, name)
+
+
+@pytest.fixture
+def empty_db(pg_server: PostgresServer, owner: PgSettings) -> Iterator[PgSettings]:
+    """An empty database owned by the owner role."""
+    name = f"empty_t{next(_db_counter)}"
+    _create_db(pg_server, name, "template0", owner.user)
+    try:
+        yield owner.with_dbname(name)
+    finally:
+        _drop_db(pg_server, name)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer.start()
+    atexit.register(server.stop)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """Redis db 1, empty at the start of the test and flushed at its end."""
+    client = redis_server.client(db=1)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
+
+
+class MemoryKeyring(keyring.backend.KeyringBackend):
+    """A keyring that lives in this process only: tests never touch the real one."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.secrets.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.secrets[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        try:
+            del self.secrets[(service, username)]
+        except KeyError:
+            raise keyring.errors.PasswordDeleteError(username) from None
+
+
+@pytest.fixture
+def memory_keyring() -> Iterator[MemoryKeyring]:
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    try:
+        yield backend
+    finally:
+        keyring.set_keyring(previous)
+
+
+@pytest.fixture(scope="session")
+def realworld_dir() -> Path:
+    if not (REALWORLD / "enerlink_pre_rename_schema.sql").exists():
+        pytest.skip(f"realworld reference schema not found at {REALWORLD}")
+    return REALWORLD
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves a thread running (a worker that was never joined)."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    for thread in leaked:
+        thread.join(timeout=2)
+    still = [t.name for t in leaked if t.is_alive()]
+    if still:
+        pytest.fail(f"test left threads running: {', '.join(still)}")

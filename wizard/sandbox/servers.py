@@ -1,0 +1,299 @@
+"""Throwaway PostgreSQL and Redis servers on free local ports, for the sandbox and the tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+
+from wizard.core.connection import PgSettings
+
+SUPERUSER = "postgres"
+READY_TIMEOUT = 60.0
+
+
+class ServerError(RuntimeError):
+    """A sandbox server could not be started; the message quotes its log."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _version_key(path: Path) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", path.parent.name)) or (0,)
+
+
+def find_pg_bindir() -> Path:
+    """The bin folder of the newest installed PostgreSQL server (initdb + postgres)."""
+    on_path = [Path(p).resolve().parent for p in filter(None, [shutil.which("initdb")])]
+    candidates = on_path + sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_version_key)
+    for bindir in reversed(candidates):
+        if (bindir / "initdb").exists() and (bindir / "postgres").exists():
+            return bindir
+    raise ServerError(
+        "no PostgreSQL server programs (initdb, postgres) found in /usr/lib/postgresql/*/bin "
+        "or on PATH; on Debian install them with: apt-get install postgresql"
+    )
+
+
+def _run_user() -> pwd.struct_passwd | None:
+    """initdb refuses root: when we are root, run the cluster as an unprivileged user."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    raise ServerError("running as root and neither a 'postgres' nor a 'nobody' user exists")
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _stop_process(proc: subprocess.Popen[bytes], sig: int, timeout: float = 30.0) -> None:
+    """Ask the process to stop with `sig`, then kill its whole group if it will not."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL cluster in a temporary folder: TCP on 127.0.0.1 with scram passwords,
+    and a private unix socket (trust) for the harness's own superuser work."""
+
+    base: Path
+    port: int
+    password: str = field(repr=False)
+    bindir: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    owns_base: bool = True
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.base / "socket"
+
+    @property
+    def log_path(self) -> Path:
+        return self.base / "postgres.log"
+
+    @property
+    def major_version(self) -> int:
+        out = subprocess.run([str(self.bindir / "postgres"), "--version"], capture_output=True,
+                             text=True, check=True).stdout
+        match = re.search(r"(\d+)", out)
+        return int(match.group(1)) if match else 0
+
+    @classmethod
+    def start(cls, base: Path | None = None, *, port: int | None = None) -> PostgresServer:
+        bindir = find_pg_bindir()
+        owns_base = base is None
+        base = Path(tempfile.mkdtemp(prefix="enerlink-pg-")) if base is None else base
+        base.mkdir(parents=True, exist_ok=True)
+        server = cls(base, port or free_port(), secrets.token_urlsafe(18), bindir,
+                     owns_base=owns_base)
+        try:
+            server._initdb()
+            server._launch()
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def _as_run_user(self) -> dict[str, Any]:
+        user = _run_user()
+        if user is None:
+            return {}
+        return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+
+    def _chown(self, path: Path) -> None:
+        user = _run_user()
+        if user is not None:
+            os.chown(path, user.pw_uid, user.pw_gid)
+
+    def _initdb(self) -> None:
+        os.chmod(self.base, 0o700)
+        self._chown(self.base)
+        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
+        self._chown(self.socket_dir)
+        # The superuser password reaches initdb through a 0600 file, removed right after.
+        pwfile = self.base / "initdb.pw"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.password + "\n")
+        self._chown(pwfile)
+        try:
+            result = subprocess.run(
+                [str(self.bindir / "initdb"), "-D", str(self.base / "data"), "-U", SUPERUSER,
+                 "--pwfile", str(pwfile), "-E", "UTF8", "--locale=C", "--no-sync",
+                 "--auth-local=trust", "--auth-host=scram-sha-256"],
+                capture_output=True, text=True, check=False, cwd=self.base,
+                **self._as_run_user(),
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if result.returncode != 0:
+            raise ServerError(f"initdb failed ({result.returncode}):\n{result.stderr.strip()}")
+
+    def _launch(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+        try:
+            self.process = subprocess.Popen(
+                [str(self.bindir / "postgres"), "-D", str(self.base / "data"),
+                 "-p", str(self.port), "-k", str(self.socket_dir),
+                 "-c", "listen_addresses=127.0.0.1",
+                 "-c", "fsync=off", "-c", "synchronous_commit=off",
+                 "-c", "full_page_writes=off", "-c", "max_connections=60",
+                 "-c", "unix_socket_permissions=0700",
+                 "-c", "log_min_messages=warning"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, cwd=self.base, **self._as_run_user(),
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            if self.process.poll() is not None:
+                raise ServerError(
+                    f"postgres exited with {self.process.returncode} on port {self.port}:\n"
+                    + _tail(self.log_path))
+            try:
+                with self.admin_connect():
+                    return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise ServerError(
+                        f"postgres did not accept connections within {READY_TIMEOUT:.0f} s:\n"
+                        + _tail(self.log_path)) from None
+                time.sleep(0.05)
+
+    def admin_connect(self, dbname: str = "postgres") -> psycopg.Connection[Any]:
+        """Superuser over the private unix socket, autocommit (CREATE DATABASE needs it)."""
+        return psycopg.connect(host=str(self.socket_dir), port=self.port, user=SUPERUSER,
+                               dbname=dbname, autocommit=True, connect_timeout=5)
+
+    def settings(self, dbname: str, user: str = SUPERUSER,
+                 password: str | None = None) -> PgSettings:
+        """How a client reaches this server over TCP, with a password like production."""
+        if password is None and user == SUPERUSER:
+            password = self.password
+        return PgSettings(host="127.0.0.1", port=self.port, dbname=dbname, user=user,
+                          password=password, sslmode="disable")
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT) of the postmaster by PID, then remove the folder."""
+        if self.process is not None:
+            _stop_process(self.process, signal.SIGINT)
+            self.process = None
+        if self.owns_base:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+@dataclass
+class RedisServer:
+    """A redis-server with requirepass, no persistence, on a free port of 127.0.0.1."""
+
+    base: Path
+    port: int
+    password: str = field(repr=False)
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    owns_base: bool = True
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    @classmethod
+    def start(cls, base: Path | None = None, *, port: int | None = None) -> RedisServer:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        if not Path(binary).exists():
+            raise ServerError("redis-server not found; on Debian: apt-get install redis-server")
+        owns_base = base is None
+        base = Path(tempfile.mkdtemp(prefix="enerlink-redis-")) if base is None else base
+        base.mkdir(parents=True, exist_ok=True)
+        server = cls(base, port or free_port(), secrets.token_urlsafe(18), owns_base=owns_base)
+        try:
+            server._launch(binary)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def _launch(self, binary: str) -> None:
+        # The password goes in a 0600 config file, never on redis-server's command line.
+        conf = self.base / "redis.conf"
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(
+                f"port {self.port}\nbind 127.0.0.1\nprotected-mode yes\n"
+                f"requirepass {self.password}\nsave \"\"\nappendonly no\n"
+                f"dir {self.base}\nlogfile {self.base / 'redis.log'}\ndaemonize no\n"
+                "databases 16\n"
+            )
+        self.process = subprocess.Popen(
+            [binary, str(conf)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True, cwd=self.base,
+        )
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            if self.process.poll() is not None:
+                raise ServerError(
+                    f"redis-server exited with {self.process.returncode} on port {self.port}:\n"
+                    + _tail(self.base / "redis.log"))
+            try:
+                with self.client() as client:
+                    client.ping()
+                    return
+            except redis.exceptions.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise ServerError(
+                        f"redis-server did not answer within {READY_TIMEOUT:.0f} s:\n"
+                        + _tail(self.base / "redis.log")) from None
+                time.sleep(0.05)
+
+    def client(self, db: int = 0) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, db=db,
+                           decode_responses=True, socket_connect_timeout=5)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop_process(self.process, signal.SIGTERM)
+            self.process = None
+        if self.owns_base:
+            shutil.rmtree(self.base, ignore_errors=True)
