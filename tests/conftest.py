@@ -117,10 +117,10 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 class MemoryKeyring(keyring.backend.KeyringBackend):
     """A keyring that lives in this process only: tests never touch the real one."""
 
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.secrets: dict[tuple[str, str], str] = {}
 
     def get_password(self, service: str, username: str) -> str | None:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import keyring
+import keyring.backend
 import psycopg
 import pytest
 import redis
@@ -41,7 +42,7 @@ def test_each_test_gets_its_own_clone(pg_db: PgSettings, pg_server: PostgresServ
     assert count == 40
     with pg_server.admin_connect("enerlink_template") as conn:
         row = conn.execute("SELECT count(*) FROM token_blacklist").fetchone()
-    assert row is not None and row[0] == 10, "a test's writes reached the template"
+    assert row == (10,), "a test's writes reached the template"
 
 
 def test_redis_requires_the_password(redis_server: RedisServer,
@@ -70,10 +71,10 @@ def test_redis_password_is_not_on_its_command_line(redis_server: RedisServer) ->
     assert redis_server.password.encode() not in cmdline
 
 
-def test_memory_keyring_is_isolated(memory_keyring) -> None:
+def test_memory_keyring_is_isolated(memory_keyring: keyring.backend.KeyringBackend) -> None:
     keyring.set_password("enerlink-migrate", "sandbox/postgres", "s3cret")
-    assert memory_keyring.secrets == {("enerlink-migrate", "sandbox/postgres"): "s3cret"}
     assert keyring.get_keyring() is memory_keyring
+    assert memory_keyring.get_password("enerlink-migrate", "sandbox/postgres") == "s3cret"
 
 
 def test_settings_never_show_the_password(owner: PgSettings) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from wizard.core.connection import PgSettings
 from wizard.core.fingerprint import schema_fingerprint
 from wizard.core.resources import resource_path
-from wizard.core.connection import PgSettings
 from wizard.sandbox.servers import PostgresServer
 
 pytestmark = pytest.mark.realworld

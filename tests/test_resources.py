@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from wizard.core import resources, sqlfiles
@@ -23,7 +25,7 @@ def test_named_queries_are_split_by_name() -> None:
 
 
 def test_unknown_query_names_the_file() -> None:
-    with pytest.raises(KeyError, match="fingerprint.sql has no query named 'nope'"):
+    with pytest.raises(KeyError, match=r"fingerprint\.sql has no query named 'nope'"):
         sqlfiles.query("catalog/fingerprint.sql", "nope")
 
 
@@ -32,7 +34,8 @@ def test_missing_resource_says_reinstall() -> None:
         resources.resource_path("sql", "no-such-file.sql")
 
 
-def test_frozen_runs_look_under_meipass(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_frozen_runs_look_under_meipass(monkeypatch: pytest.MonkeyPatch,
+                                       tmp_path: Path) -> None:
     (tmp_path / "sql").mkdir()
     monkeypatch.setattr("sys._MEIPASS", str(tmp_path), raising=False)
     assert resources.resource_root() == tmp_path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import cast
 
 import psycopg
 import pytest
@@ -47,7 +48,7 @@ def test_row_counts_follow_the_per_user_proportions(pg_db: PgSettings) -> None:
     with pg_db.connect() as conn:
         for table, expected in expected_rows(40).items():
             row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-            assert row is not None and row[0] == expected, table
+            assert row == (expected,), table
         names = [r[0] for r in conn.execute("SELECT name FROM migrations ORDER BY id")]
     assert names == [name for _ts, name in MIGRATION_HISTORY]
 
@@ -82,7 +83,8 @@ def test_orphans_are_injected_past_the_foreign_keys(pg_db: PgSettings,
                                                     pg_server: PostgresServer) -> None:
     with pg_server.admin_connect(pg_db.dbname) as admin:
         written = inject_orphans(admin, 3)
-    assert set(written) == set(ORPHAN_INSERTS) and len(written) == 7 + 1
+    assert set(written) == set(ORPHAN_INSERTS)
+    assert len(written) == 7  # seven referencing columns in six tables
     with pg_db.connect() as conn:
         found = {place: _orphans(conn, place) for place in ORPHAN_INSERTS}
         # The foreign keys are still there and still claim to be valid.
@@ -138,8 +140,9 @@ def test_redis_sample_keys_follow_the_application(redis_client: redis.Redis) -> 
     assert counts["orders:{id}"] == 60
     assert counts["telemetry:timeseries:*"] == 5
     assert redis_client.scard("orders:all") == 60
-    some_order = next(iter(redis_client.smembers("orders:all")))
-    order = redis_client.hgetall(f"orders:{some_order}")
+    # The client decodes replies (decode_responses=True); the stubs say bytes.
+    some_order = str(next(iter(redis_client.smembers("orders:all"))))
+    order = cast(dict[str, str], redis_client.hgetall(f"orders:{some_order}"))
     assert order["prosumerId"].startswith("prosumer_")
     assert redis_client.zscore(f"orders:by_prosumer:{order['prosumerId']}", some_order)
     for key in ("telemetry:latest:data", "telemetry:latest:status", "price:current",

@@ -14,7 +14,7 @@ _SECTION = re.compile(r"^--\s*@section\s+([\w-]+)\s*$", re.MULTILINE)
 def _split(text: str, marker: re.Pattern[str]) -> dict[str, str]:
     parts = marker.split(text)
     # parts = [preamble, name1, body1, name2, body2, ...]
-    return {name: body.strip() + "\n" for name, body in zip(parts[1::2], parts[2::2])}
+    return {name: body.strip() + "\n" for name, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
 @cache
