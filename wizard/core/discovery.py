@@ -204,7 +204,8 @@ def _object_names_done(d: Discovery) -> tuple[list[str], list[str]]:
     """Which key, foreign-key, index and trigger names already have their final name."""
     from wizard.core.plan import object_renames  # the plan owns the naming rules
 
-    done, pending = [], []
+    done: list[str] = []
+    pending: list[str] = []
     for rename in object_renames(d):
         (pending if rename.needed else done).append(rename.describe())
     return done, pending

@@ -49,7 +49,7 @@ EXPECTED_ON_DELETE = {p.label: ("c" if p.table == "token_blacklist" else "a")
 
 # The names production has before the rename (hashes of the old plural table names), so a
 # revert without a journal still gives them back.
-ORIGINAL_NAMES = {
+ORIGINAL_NAMES: dict[tuple[str, str, tuple[str, ...]], str] = {
     ("pk", OLD_TABLE, (OLD_KEY,)): "PK_3ae412f5b4dcb9072bc6fe6815d",
     ("fk", "wallet", ("prosumer_id",)): "FK_62a1a16628b883318e6b443cf52",
     ("fk", "smart_meter", ("prosumer_id",)): "FK_15c4c55f7a7ac1a93ae9a06a6c4",

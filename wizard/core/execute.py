@@ -1,0 +1,354 @@
+"""Runs a plan: one short transaction of catalog work, retried on lock timeouts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from wizard.core import names
+from wizard.core.connection import PgSettings
+from wizard.core.discovery import Discovery, discover
+from wizard.core.journal import Journal
+from wizard.core.plan import UP, Plan
+from wizard.core.verify import (
+    FAIL,
+    Check,
+    Expectations,
+    catalog_checks,
+    count_rows,
+    row_count_check,
+    text_reference_check,
+)
+
+# One key for every enerlink-migrate run on a database: two runs cannot overlap.
+ADVISORY_KEY = 0x454E45524C4E4B  # "ENERLNK"
+
+Report = Callable[[str, str], None]  # (level, message); levels: info, step, warn, error
+
+BLOCKERS_SQL = """
+SELECT DISTINCT a.pid, a.application_name, coalesce(a.client_addr::text, 'local') AS client,
+       a.state, round(extract(epoch FROM now() - a.xact_start)::numeric, 1) AS xact_age_s,
+       left(a.query, 200) AS query, l.relation::regclass::text AS relation, l.mode
+  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.granted AND l.relation = ANY(%(oids)s::oid[]) AND l.pid <> pg_backend_pid()
+ ORDER BY a.pid
+"""
+
+
+class RunCancelled(RuntimeError):
+    pass
+
+
+@dataclass
+class RunOptions:
+    lock_timeout_s: float = 2.0
+    statement_timeout_s: float = 30.0
+    validate_timeout_s: float = 0.0  # 0 = no limit for VALIDATE CONSTRAINT (it scans)
+    retries: int = 3
+    backoff_s: float = 1.0
+    rehearse: bool = False
+
+
+@dataclass
+class StepResult:
+    index: int
+    title: str
+    sql: str
+    ms: float
+    status: str = "done"
+
+
+@dataclass
+class RunResult:
+    ok: bool
+    rehearsal: bool
+    direction: str
+    state_before: str
+    state_after: str = ""
+    attempts: int = 0
+    steps: list[StepResult] = field(default_factory=list)
+    blocked_ms: float | None = None
+    total_s: float = 0.0
+    counts_before: dict[str, int] = field(default_factory=dict)
+    counts_after: dict[str, int] = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
+    lock_waits: list[list[dict[str, Any]]] = field(default_factory=list)
+    failed_step: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _noop(_level: str, _msg: str) -> None:
+    return None
+
+
+def privilege_problems(conn: psycopg.Connection[Any], d: Discovery, plan: Plan) -> list[str]:
+    """What the connected role lacks for this plan, checked before anything changes."""
+    problems = []
+    for table in {s.change.get("table") for s in plan.steps}:
+        before = names.OLD_TABLE if table == names.NEW_TABLE and \
+            names.NEW_TABLE not in d.tables else table
+        info = d.tables.get(before or "")
+        if info is not None and not info.can_alter:
+            problems.append(
+                f'role {d.current_user} cannot ALTER table {d.schema}.{info.name} (owner: '
+                f'{info.owner}); renaming needs the owner or a member of its role: connect '
+                f'as {info.owner}, or run GRANT {info.owner} TO {d.current_user}')
+    kinds = {s.change.get("action") for s in plan.steps}
+    with conn.cursor() as cur:
+        if "insert_migration" in kinds and d.migrations_table:
+            cur.execute("SELECT has_table_privilege(%s, 'INSERT')", (f"{d.schema}.migrations",))
+            row = cur.fetchone()
+            if not (row and row[0]):
+                problems.append(f"role {d.current_user} lacks INSERT on {d.schema}.migrations: "
+                                f"GRANT INSERT ON {d.schema}.migrations TO {d.current_user}")
+        if "create_table" in kinds:
+            cur.execute("SELECT has_schema_privilege(%s, 'CREATE')", (d.schema,))
+            row = cur.fetchone()
+            if not (row and row[0]):
+                problems.append(f"role {d.current_user} lacks CREATE on schema {d.schema} "
+                                f"(needed to create TypeORM's migrations table)")
+    conn.rollback()
+    return sorted(problems)
+
+
+def _blockers(settings: PgSettings, oids: list[int]) -> list[dict[str, Any]]:
+    try:
+        with settings.connect(autocommit=True) as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(BLOCKERS_SQL, {"oids": oids})
+            return [dict(r) for r in cur.fetchall()]
+    except psycopg.Error:
+        return []
+
+
+def _describe_error(err: psycopg.Error) -> str:
+    diag = err.diag
+    msg = (diag.message_primary or str(err)).strip()
+    if isinstance(err, psycopg.errors.InsufficientPrivilege):
+        return (f"permission denied: {msg}. Connect as the tables' owner (or a member of the "
+                f"owning role); no superuser is needed.")
+    if isinstance(err, psycopg.errors.QueryCanceled):
+        return f"{msg} (statement_timeout): the server was too slow; nothing was committed."
+    if isinstance(err, psycopg.errors.DuplicateObject | psycopg.errors.DuplicateTable):
+        return f"{msg}: another object already has the target name; rename or drop it first."
+    if isinstance(err, psycopg.OperationalError | psycopg.errors.AdminShutdown):
+        return (f"the server ended our session ({msg}); the transaction was not committed, so "
+                f"the schema is unchanged. Run `enerlink-migrate inspect` to confirm.")
+    detail = f" ({diag.sqlstate})" if diag.sqlstate else ""
+    return msg + detail
+
+
+class _Attempt:
+    """One try of the transaction on an open connection."""
+
+    def __init__(self, conn: psycopg.Connection[Any], plan: Plan, opts: RunOptions,
+                 report: Report, cancel: threading.Event) -> None:
+        self.conn, self.plan, self.opts, self.report, self.cancel = conn, plan, opts, report, cancel
+        self.steps: list[StepResult] = []
+        self.current: str | None = None
+
+    def run(self, exp: Expectations, schema: str) -> tuple[list[Check], float]:
+        steps = self.plan.catalog_steps
+        with self.conn.cursor() as cur:
+            cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                sql.Literal(f"{int(self.opts.lock_timeout_s * 1000)}ms")))
+            cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                sql.Literal(f"{int(self.opts.statement_timeout_s * 1000)}ms")))
+            cur.execute("SELECT clock_timestamp()")
+            row = cur.fetchone()
+            started = row[0] if row else None
+            for n, step in enumerate(steps, 1):
+                if self.cancel.is_set():
+                    raise RunCancelled(f"cancelled before step {n}/{len(steps)}")
+                self.current = f"[{n}/{len(steps)}] {step.title}"
+                t0 = time.perf_counter()
+                cur.execute(step.sql.encode())
+                ms = (time.perf_counter() - t0) * 1000
+                self.steps.append(StepResult(n, step.title, step.sql, round(ms, 2)))
+                self.report("step", f"{self.current} ({ms:.1f} ms)")
+            self.current = "catalog checks inside the transaction"
+            checks = catalog_checks(self.conn, exp, schema, in_transaction=True)
+        self.current = None
+        return checks, started.timestamp() if started else 0.0
+
+
+def run_plan(settings: PgSettings, plan: Plan, before: Discovery, exp: Expectations, *,
+             options: RunOptions | None = None, report: Report | None = None,
+             cancel: threading.Event | None = None,
+             journal: Journal | None = None) -> RunResult:
+    """Execute (or rehearse) a plan. The schema changes only if every catalog check passes."""
+    opts = options or RunOptions()
+    say = report or _noop
+    stop = cancel or threading.Event()
+    result = RunResult(False, opts.rehearse, plan.direction, before.state)
+    t_start = time.perf_counter()
+
+    def log(level: str, msg: str) -> None:
+        say(level, msg)
+        if journal is not None:
+            journal.write("log", level=level, message=msg)
+
+    with settings.connect() as conn:
+        problems = privilege_problems(conn, before, plan)
+        if problems:
+            result.error = "refused before any change: " + "; ".join(problems)
+            log("error", result.error)
+            return result
+        tables = [t for t in before.tables]
+        oids = _table_oids(conn, before)
+        conn.autocommit = True
+        log("info", "counting rows before the transaction (reads only, no locks held)")
+        result.counts_before = count_rows(conn, tables, before.schema)
+        if not _advisory_lock(conn, settings, log):
+            result.error = ("another enerlink-migrate run holds the migration lock on this "
+                            "database; wait for it to finish")
+            return result
+        try:
+            _attempts(conn, settings, plan, opts, exp, before, oids, result, log, stop)
+        finally:
+            if not conn.closed:
+                conn.autocommit = True
+                conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_KEY,))
+        if result.ok and not opts.rehearse:
+            _after_commit(conn, plan, opts, exp, before, result, log)
+    result.total_s = round(time.perf_counter() - t_start, 3)
+    if journal is not None:
+        journal.write("run_finished", result=result.to_dict())
+    return result
+
+
+def _table_oids(conn: psycopg.Connection[Any], d: Discovery) -> list[int]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT c.oid::bigint FROM pg_class c JOIN pg_namespace n ON "
+                    "n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = ANY(%s)",
+                    (d.schema, list(d.tables)))
+        oids = [int(r[0]) for r in cur.fetchall()]
+    conn.rollback()
+    return oids
+
+
+def _advisory_lock(conn: psycopg.Connection[Any], settings: PgSettings,
+                   log: Report) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_KEY,)).fetchone()
+    if row and row[0]:
+        return True
+    holder = conn.execute(
+        "SELECT pid, application_name, coalesce(client_addr::text, 'local') FROM pg_locks "
+        "JOIN pg_stat_activity USING (pid) WHERE locktype = 'advisory' AND granted "
+        "AND ((classid::bigint << 32) | objid::bigint) = %s", (ADVISORY_KEY,)).fetchone()
+    who = f" (pid {holder[0]}, {holder[1] or 'no application_name'}, {holder[2]})" \
+        if holder else ""
+    log("error", f"another enerlink-migrate run is migrating {settings.describe()}{who}")
+    return False
+
+
+def _attempts(conn: psycopg.Connection[Any], settings: PgSettings, plan: Plan,
+              opts: RunOptions, exp: Expectations, before: Discovery, oids: list[int],
+              result: RunResult, log: Report, stop: threading.Event) -> None:
+    verb = "rehearsal" if opts.rehearse else "migration"
+    for attempt in range(1, opts.retries + 2):
+        result.attempts = attempt
+        conn.autocommit = False
+        runner = _Attempt(conn, plan, opts, log, stop)
+        log("info", f"{verb} attempt {attempt}: BEGIN; lock_timeout "
+            f"{opts.lock_timeout_s:g} s, statement_timeout {opts.statement_timeout_s:g} s")
+        try:
+            checks, started = runner.run(exp, before.schema)
+            failed = [c for c in checks if c.status == FAIL]
+            if failed or opts.rehearse:
+                conn.rollback()
+            else:
+                conn.commit()
+            ended = conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
+            conn.rollback()
+            result.steps, result.checks = runner.steps, checks
+            result.blocked_ms = round((float(ended[0]) - started) * 1000, 2) if ended else None
+            if failed:
+                result.failed_step = "catalog checks inside the transaction"
+                result.error = "rolled back, nothing changed: " + "; ".join(
+                    f"{c.title}: {c.detail}" for c in failed)
+                log("error", result.error)
+                return
+            result.ok = True
+            log("info", f"{'ROLLBACK (rehearsal)' if opts.rehearse else 'COMMIT'}: "
+                f"{len(runner.steps)} steps, application blocked {result.blocked_ms:.1f} ms")
+            return
+        except psycopg.errors.LockNotAvailable:
+            conn.rollback()
+            blockers = _blockers(settings, oids)
+            result.lock_waits.append(blockers)
+            who = "; ".join(f"pid {b['pid']} ({b['application_name'] or '-'}, {b['client']}, "
+                            f"{b['state']}, transaction {b['xact_age_s']} s old, holds "
+                            f"{b['mode']} on {b['relation']})" for b in blockers) or "unknown"
+            log("warn", f"lock timeout at {runner.current}: rolled back. Held by: {who}")
+            if attempt > opts.retries:
+                result.failed_step = runner.current
+                result.error = (f"gave up after {attempt} attempts: could not lock the tables "
+                                f"within {opts.lock_timeout_s:g} s; held by {who}. Nothing "
+                                f"changed. Stop that session (or the application) and retry.")
+                log("error", result.error)
+                return
+            wait = opts.backoff_s * 2 ** (attempt - 1)
+            log("info", f"retrying in {wait:g} s ({attempt}/{opts.retries} retries used)")
+            if stop.wait(wait):
+                result.error = "cancelled while waiting to retry; nothing changed"
+                return
+        except RunCancelled as exc:
+            conn.rollback()
+            result.error = f"{exc}; rolled back, nothing changed"
+            log("warn", result.error)
+            return
+        except psycopg.Error as exc:
+            if not conn.closed:
+                conn.rollback()
+            result.failed_step = runner.current
+            result.steps = runner.steps
+            result.error = f"failed at {runner.current}: {_describe_error(exc)}"
+            log("error", result.error)
+            return
+
+
+def _after_commit(conn: psycopg.Connection[Any], plan: Plan, opts: RunOptions,
+                  exp: Expectations, before: Discovery, result: RunResult,
+                  log: Report) -> None:
+    conn.autocommit = True
+    for step in plan.validate_steps:
+        log("info", f"{step.title}")
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                    sql.Literal(f"{int(opts.lock_timeout_s * 1000)}ms")))
+                conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                    sql.Literal(f"{int(opts.validate_timeout_s * 1000)}ms")))
+                conn.execute(step.sql.encode())
+        except psycopg.Error as exc:
+            log("warn", f"{step.title} failed: {_describe_error(exc)}. The constraint stays "
+                f"NOT VALID (new rows are checked); fix the rows and run "
+                f"`enerlink-migrate migrate` again to validate it.")
+    after = discover(conn)
+    result.state_after = after.state
+    renamed = ({names.OLD_TABLE: names.NEW_TABLE} if plan.direction == UP
+               else {names.NEW_TABLE: names.OLD_TABLE})
+    result.counts_after = count_rows(conn, [renamed.get(t, t) for t in result.counts_before],
+                                     before.schema)
+    counts = row_count_check(result.counts_before, result.counts_after, renamed)
+    if plan.direction == UP:
+        result.checks = [*catalog_checks(conn, exp, before.schema), counts,
+                         text_reference_check(after)]
+    else:
+        result.checks = [counts]
+    failed = [c for c in result.checks if c.status == FAIL]
+    if failed:
+        result.ok = False
+        result.error = "committed, but verification failed: " + "; ".join(
+            f"{c.title}: {c.detail}" for c in failed)
+        log("error", result.error)

@@ -1,0 +1,126 @@
+"""The engine's commands (inspect, plan, migrate, revert, verify), shared by CLI and GUI."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from wizard.core import names
+from wizard.core.connection import PgSettings
+from wizard.core.discovery import Discovery, discover
+from wizard.core.execute import Report, RunOptions, RunResult, run_plan
+from wizard.core.journal import Journal, runs_for
+from wizard.core.plan import DOWN, UP, Plan, build_down, build_up
+from wizard.core.verify import (
+    Check,
+    Expectations,
+    catalog_checks,
+    count_rows,
+    default_expectations,
+    expectations_from,
+    row_count_check,
+    text_reference_check,
+)
+
+
+@dataclass
+class UpRecord:
+    """What a committed up-run wrote down, so that revert restores the exact names."""
+
+    name_map: dict[str, str]
+    added_fks: list[tuple[str, str]]
+    created_migrations_table: bool
+    counts_before: dict[str, int] | None
+
+
+def inspect(settings: PgSettings) -> Discovery:
+    with settings.connect() as conn:
+        return discover(conn)
+
+
+def last_up_record(settings: PgSettings) -> UpRecord | None:
+    """The newest committed migration of this database found in the run journals."""
+    for journal in runs_for(settings):
+        finished = [e for e in journal.events("run_finished")
+                    if e["result"]["ok"] and not e["result"]["rehearsal"]]
+        plans = journal.events("plan")
+        if finished and plans and finished[-1]["result"]["direction"] == UP:
+            plan = plans[-1]
+            return UpRecord(plan.get("name_map", {}),
+                            [(str(x[0]), str(x[1])) for x in plan.get("added_fks", [])],
+                            bool(plan.get("created_migrations_table")),
+                            finished[-1]["result"].get("counts_before"))
+        if finished and finished[-1]["result"]["direction"] == DOWN:
+            return None  # reverted since: nothing to take names from
+    return None
+
+
+def make_plan(d: Discovery, direction: str, settings: PgSettings,
+              migration: tuple[int, str] = (names.MIGRATION_TIMESTAMP,
+                                            names.MIGRATION_NAME)) -> Plan:
+    if direction == UP:
+        return build_up(d, migration=migration)
+    record = last_up_record(settings)
+    return build_down(
+        d, journal_names=record.name_map if record else None,
+        added_fks=record.added_fks if record else None,
+        created_migrations_table=record.created_migrations_table if record else False,
+        migration_name=migration[1])
+
+
+def _plan_record(plan: Plan) -> dict[str, Any]:
+    return {"direction": plan.direction, "state": plan.state,
+            "steps": [s.__dict__ for s in plan.steps], "script": plan.script(),
+            "unchanged": plan.unchanged, "notes": plan.notes, "name_map": plan.name_map(),
+            "added_fks": [(s.change["table"], s.change["after"]) for s in plan.steps
+                          if s.change.get("action") == "add_fk"],
+            "created_migrations_table": any(s.change.get("action") == "create_table"
+                                            for s in plan.steps)}
+
+
+def run(settings: PgSettings, direction: str, *, options: RunOptions | None = None,
+        report: Report | None = None, cancel: threading.Event | None = None,
+        migration: tuple[int, str] = (names.MIGRATION_TIMESTAMP, names.MIGRATION_NAME),
+        journal: Journal | None = None) -> tuple[Plan, RunResult, Journal]:
+    """Plan and execute (or rehearse) one direction, journaling everything."""
+    opts = options or RunOptions()
+    command = ("rehearse-" if opts.rehearse else "") + ("migrate" if direction == UP else "revert")
+    journal = journal or Journal.create(settings, command)
+    before = inspect(settings)
+    journal.write("state_before", state=before.state, explanation=before.explanation,
+                  done=before.done, pending=before.pending, missing=before.missing,
+                  text_references=[str(r) for r in before.text_references],
+                  server_version=before.server_version)
+    plan = make_plan(before, direction, settings, migration)
+    journal.write("plan", **_plan_record(plan))
+    exp = expectations_from(before, plan) if direction == UP else Expectations({})
+    if direction == UP:
+        exp.migration_names = (migration[1], *names.ALSO_APPLIED)
+    result = run_plan(settings, plan, before, exp, options=opts, report=report, cancel=cancel,
+                      journal=journal)
+    if result.ok and not opts.rehearse and direction == UP:
+        after = inspect(settings)
+        down = make_plan_from_record(after, plan)
+        journal.write("down_plan", script=down.script(), steps=[s.__dict__ for s in down.steps])
+    return plan, result, journal
+
+
+def make_plan_from_record(after: Discovery, up: Plan) -> Plan:
+    rec = _plan_record(up)
+    return build_down(after, journal_names=rec["name_map"], added_fks=rec["added_fks"],
+                      created_migrations_table=rec["created_migrations_table"])
+
+
+def verify(settings: PgSettings) -> list[Check]:
+    """The checklist after the fact: catalog checks, row counts from the journal if any."""
+    record = last_up_record(settings)
+    with settings.connect() as conn:
+        d = discover(conn)
+        exp = default_expectations()
+        checks = catalog_checks(conn, exp, d.schema)
+        if d.target_table is not None:
+            counts = count_rows(conn, [t for t in d.tables], d.schema)
+            checks.append(row_count_check(record.counts_before if record else None, counts))
+    checks.append(text_reference_check(d))
+    return checks

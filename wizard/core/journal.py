@@ -1,0 +1,91 @@
+"""The run journal: one folder per run, append-only JSON lines, no secrets."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import socket
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from wizard.core.connection import PgSettings
+
+APP = "enerlink-migrate"
+EVENTS = "events.jsonl"
+
+
+def runs_root() -> Path:
+    """Where run folders live: the platform's user-data dir (XDG_DATA_HOME on Linux)."""
+    override = os.environ.get("ENERLINK_MIGRATE_RUNS")
+    return Path(override) if override else platformdirs.user_data_path(APP) / "runs"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def target_of(settings: PgSettings) -> dict[str, Any]:
+    """The fields of a connection that may be written down: never the password."""
+    return {"host": settings.host, "port": settings.port, "dbname": settings.dbname,
+            "user": settings.user}
+
+
+class Journal:
+    """Append-only record of one run; the GUI and the PDF read it back."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @property
+    def path(self) -> Path:
+        return self.folder / EVENTS
+
+    @classmethod
+    def create(cls, settings: PgSettings, command: str, root: Path | None = None) -> Journal:
+        root = root or runs_root()
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", settings.dbname)[:40] or "db"
+        folder = root / f"{stamp}_{slug}_{command}"
+        folder.mkdir(mode=0o700)
+        journal = cls(folder)
+        journal.write("run_started", command=command, target=target_of(settings),
+                      operator=getpass.getuser(), client_host=socket.gethostname(), pid=os.getpid())
+        return journal
+
+    def write(self, event: str, **data: Any) -> None:
+        record = {"ts": _now(), "event": event, **data}
+        line = json.dumps(record, default=str, ensure_ascii=False)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    def events(self, event: str | None = None) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        records = [json.loads(line) for line in
+                   self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [r for r in records if event is None or r["event"] == event]
+
+    def target(self) -> dict[str, Any]:
+        started = self.events("run_started")
+        return dict(started[0]["target"]) if started else {}
+
+
+def runs_for(settings: PgSettings, root: Path | None = None) -> Iterator[Journal]:
+    """Journals of runs against the same host, port and database, newest first."""
+    root = root or runs_root()
+    if not root.exists():
+        return
+    wanted = target_of(settings)
+    for folder in sorted(root.iterdir(), reverse=True):
+        journal = Journal(folder)
+        target = journal.target()
+        if all(target.get(k) == wanted[k] for k in ("host", "port", "dbname")):
+            yield journal
