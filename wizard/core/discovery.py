@@ -155,8 +155,10 @@ def discover(conn: psycopg.Connection[Any], schema: str = "public") -> Discovery
     """Read the catalog once, in one read-only snapshot, and classify the database."""
     q = queries(DISCOVERY_SQL)
     params = {"schema": schema, "tables": CANDIDATE_TABLES}
+    outside = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        if outside:  # one consistent snapshot; inside a run we see the run's own changes
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         cur.execute(q["tables"], params)
         tables = {r["table_name"]: TableInfo(r["table_name"], r["owner"], r["can_alter"],
                                              max(int(r["estimated_rows"]), 0))

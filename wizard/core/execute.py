@@ -23,6 +23,7 @@ from wizard.core.verify import (
     Expectations,
     catalog_checks,
     count_rows,
+    down_checks,
     row_count_check,
     text_reference_check,
 )
@@ -176,7 +177,10 @@ class _Attempt:
                 self.steps.append(StepResult(n, step.title, step.sql, round(ms, 2)))
                 self.report("step", f"{self.current} ({ms:.1f} ms)")
             self.current = "catalog checks inside the transaction"
-            checks = catalog_checks(self.conn, exp, schema, in_transaction=True)
+            if self.plan.direction == UP:
+                checks = catalog_checks(self.conn, exp, schema, in_transaction=True)
+            else:
+                checks = down_checks(self.conn, exp, schema)
         self.current = None
         return checks, started.timestamp() if started else 0.0
 

@@ -44,6 +44,8 @@ class ObjectRename:
     def describe(self) -> str:
         label = {"pk": "primary key", "fk": "foreign key", "idx": "index",
                  "trigger": "trigger"}[self.kind]
+        if not self.needed:
+            return f"{label} {self.name_now}"
         return f"{label} {self.name_now} → {self.name_target}"
 
 

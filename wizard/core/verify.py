@@ -131,6 +131,28 @@ def catalog_checks(conn: psycopg.Connection[Any], exp: Expectations, schema: str
     return checks
 
 
+def down_checks(conn: psycopg.Connection[Any], exp: Expectations,
+                schema: str = "public") -> list[Check]:
+    """After a revert (inside its transaction): the pre-rename schema is back."""
+    from wizard.core.discovery import PRE, discover
+
+    d = discover(conn, schema)
+    checks = [Check("state_pre", 'Table "prosumer" and its columns are back',
+                    PASS if d.state == PRE else FAIL, f"{d.state}: {d.explanation}",
+                    {"query": "sql/catalog/discovery.sql", "result": d.pending})]
+    managed, _ = managed_foreign_keys(d)
+    per_column: dict[str, int] = {}
+    for fk in managed:
+        per_column[f"{fk.table}.{fk.columns[0]}"] = per_column.get(
+            f"{fk.table}.{fk.columns[0]}", 0) + 1
+    extra = {k: n for k, n in per_column.items() if n != 1}
+    checks.append(Check("foreign_keys", "One foreign key per column, to prosumer(prosumer_id)",
+                        PASS if not extra else FAIL,
+                        f"{len(per_column)} foreign keys" if not extra else str(extra),
+                        {"result": [fk.definition for fk in managed]}))
+    return checks
+
+
 def _fk_check(rows: list[dict[str, Any]], exp: Expectations, query: str,
               in_transaction: bool) -> Check:
     problems: list[str] = []
