@@ -165,3 +165,11 @@ def _no_leaked_threads() -> Iterator[None]:
     still = [t.name for t in leaked if t.is_alive()]
     if still:
         pytest.fail(f"test left threads running: {', '.join(still)}")
+
+
+@pytest.fixture(autouse=True)
+def journal_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run journals go to the test's own folder, never the developer's data dir."""
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("ENERLINK_MIGRATE_RUNS", str(runs))
+    return runs

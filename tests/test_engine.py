@@ -1,0 +1,301 @@
+"""The migration engine against real PostgreSQL: right on the sample and real schemas."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from wizard.core import jobs, names
+from wizard.core.connection import PgSettings
+from wizard.core.discovery import CONFLICT, MIGRATED, PARTIAL, UNKNOWN
+from wizard.core.execute import RunOptions, RunResult
+from wizard.core.fingerprint import schema_fingerprint
+from wizard.core.plan import DOWN, UP, PlanRefused
+from wizard.sandbox.seed import user_id
+from wizard.sandbox.servers import PostgresServer
+
+# The names TypeORM expects after the rename (shared/reference/enerlink-schema.md).
+EXPECTED_FKS = {
+    ("wallet", "user_id"): ("FK_72548a47ac4a996cd254b082522", "a"),
+    ("smart_meter", "user_id"): ("FK_eee8d9f28ea7e608cc6e4318e23", "a"),
+    ("transaction_log", "user_id"): ("FK_c283a396803b3420429bfb261d8", "a"),
+    ("market_trade", "buyer_user_id"): ("FK_ea761ff82cf2994d4e2e2461093", "a"),
+    ("market_trade", "seller_user_id"): ("FK_43365c9acb690506d2494f57322", "a"),
+    ("idrs_conversion", "user_id"): ("FK_9872cc8a2ea16866fb617343352", "a"),
+    ("token_blacklist", "user_id"): ("FK_4326ba2b08167d2edb39199a871", "c"),
+}
+
+FK_SQL = """
+SELECT c.conrelid::regclass::text, a.attname, c.conname, c.confdeltype, c.confupdtype,
+       c.condeferrable, c.convalidated
+  FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+ WHERE c.contype = 'f' AND c.confrelid = 'public."user"'::regclass
+"""
+
+
+def fingerprint(settings: PgSettings) -> list[str]:
+    with settings.connect() as conn:
+        return schema_fingerprint(conn)
+
+
+def migrate(settings: PgSettings, **kw: object) -> RunResult:
+    _plan, result, _journal = jobs.run(settings, UP, options=RunOptions(**kw))  # type: ignore[arg-type]
+    return result
+
+
+def revert(settings: PgSettings) -> RunResult:
+    return jobs.run(settings, DOWN)[1]
+
+
+def assert_target_schema(settings: PgSettings) -> None:
+    with settings.connect() as conn:
+        fks = conn.execute(FK_SQL).fetchall()
+        pk = conn.execute("SELECT conname FROM pg_constraint WHERE contype = 'p' "
+                          "AND conrelid = 'public.\"user\"'::regclass").fetchone()
+        idx = conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = "
+                           "'token_blacklist' AND indexdef LIKE '%(user_id)'").fetchall()
+        trg = conn.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = "
+                           "'public.\"user\"'::regclass AND NOT tgisinternal").fetchall()
+        rows = conn.execute("SELECT name FROM migrations WHERE name = %s",
+                            (names.MIGRATION_NAME,)).fetchall()
+    assert pk == ("PK_758b8ce7c18b9d347461b30228d",)
+    assert {(t, c): (n, d) for t, c, n, d, *_ in fks} == EXPECTED_FKS
+    assert all(r[4:] == ("a", False, True) for r in fks)
+    assert idx == [("IDX_4326ba2b08167d2edb39199a87",)]
+    assert trg == [("set_timestamp_users",)]
+    assert len(rows) == 1
+
+
+def test_migrate_revert_migrate_on_the_sample(pg_db: PgSettings) -> None:
+    original = fingerprint(pg_db)
+    result = migrate(pg_db)
+    assert result.ok, result.error
+    assert result.state_after == MIGRATED
+    assert {c.id: c.status for c in result.checks}["row_counts"] == "pass"
+    assert_target_schema(pg_db)
+    back = revert(pg_db)
+    assert back.ok, back.error
+    assert fingerprint(pg_db) == original  # byte for byte
+    again = migrate(pg_db)
+    assert again.ok, again.error
+    assert_target_schema(pg_db)
+
+
+def test_referential_actions_survive_the_rename(pg_db: PgSettings) -> None:
+    assert migrate(pg_db).ok
+    with pg_db.connect() as conn:
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.execute('DELETE FROM "user" WHERE user_id = %s', (user_id(3),))
+        conn.rollback()
+        conn.execute("INSERT INTO \"user\" VALUES ('user_x', 'x@e.com', 'h', NULL, now(), now(), "
+                     "NULL)")
+        conn.execute("INSERT INTO token_blacklist (blacklist_type, user_id, expires_at) "
+                     "VALUES ('USER', 'user_x', now())")
+        conn.execute("DELETE FROM \"user\" WHERE user_id = 'user_x'")
+        assert conn.execute("SELECT count(*) FROM token_blacklist WHERE user_id = 'user_x'"
+                            ).fetchone() == (0,)
+
+
+def test_rehearsal_changes_nothing(pg_db: PgSettings) -> None:
+    original = fingerprint(pg_db)
+    result = migrate(pg_db, rehearse=True)
+    assert result.ok
+    assert result.rehearsal
+    assert len(result.steps) == 20
+    assert fingerprint(pg_db) == original
+
+
+def test_partial_database_gets_a_plan_that_finishes(pg_db: PgSettings) -> None:
+    with pg_db.connect() as conn:
+        conn.execute("ALTER TABLE wallet RENAME COLUMN prosumer_id TO user_id")
+        conn.execute("ALTER TABLE prosumer RENAME TO \"user\"")
+    d = jobs.inspect(pg_db)
+    assert d.state == PARTIAL
+    assert 'table "prosumer" → "user"' in d.done
+    assert "wallet.prosumer_id → user_id" in d.done
+    assert "smart_meter.prosumer_id → user_id" in d.pending
+    result = migrate(pg_db)
+    assert result.ok, result.error
+    assert_target_schema(pg_db)
+
+
+def test_migrated_database_gets_an_empty_plan(pg_db: PgSettings) -> None:
+    assert migrate(pg_db).ok
+    d = jobs.inspect(pg_db)
+    assert d.state == MIGRATED
+    assert jobs.make_plan(d, UP, pg_db).steps == []
+    with pg_db.connect() as conn:
+        conn.execute("DELETE FROM migrations WHERE name = %s", (names.MIGRATION_NAME,))
+    d = jobs.inspect(pg_db)
+    assert d.state == MIGRATED
+    steps = jobs.make_plan(d, UP, pg_db).steps
+    assert [s.change["action"] for s in steps] == ["insert_migration"]
+
+
+def test_conflict_and_unknown_are_refused(pg_db: PgSettings, empty_db: PgSettings) -> None:
+    with pg_db.connect() as conn:
+        conn.execute('CREATE TABLE "user" (user_id varchar PRIMARY KEY)')
+    d = jobs.inspect(pg_db)
+    assert d.state == CONFLICT
+    with pytest.raises(PlanRefused, match="both tables exist"):
+        jobs.make_plan(d, UP, pg_db)
+    d = jobs.inspect(empty_db)
+    assert d.state == UNKNOWN
+    with pytest.raises(PlanRefused, match="not an EnerLink database"):
+        jobs.make_plan(d, UP, empty_db)
+
+
+def test_a_missing_foreign_key_is_added_not_valid_then_validated(pg_db: PgSettings) -> None:
+    with pg_db.connect() as conn:
+        conn.execute('ALTER TABLE smart_meter DROP CONSTRAINT "FK_15c4c55f7a7ac1a93ae9a06a6c4"')
+    plan = jobs.make_plan(jobs.inspect(pg_db), UP, pg_db)
+    assert "NOT VALID" in next(s.sql for s in plan.steps if s.change["action"] == "add_fk")
+    assert [s.title for s in plan.validate_steps]
+    result = migrate(pg_db)
+    assert result.ok, result.error
+    assert_target_schema(pg_db)
+
+
+def test_custom_foreign_keys_and_functions_are_listed_unchanged(pg_db: PgSettings) -> None:
+    with pg_db.connect() as conn:
+        conn.execute("CREATE TABLE audit (id int, owner varchar REFERENCES prosumer)")
+        conn.execute("CREATE FUNCTION count_prosumers() RETURNS bigint LANGUAGE sql AS "
+                     "$$ SELECT count(*) FROM prosumer $$")
+    d = jobs.inspect(pg_db)
+    assert any("count_prosumers" in str(r) and r.line_no == 1 for r in d.text_references)
+    plan = jobs.make_plan(d, UP, pg_db)
+    assert any("audit" in u and "not one of EnerLink's seven columns" in u
+               for u in plan.unchanged)
+    assert migrate(pg_db).ok
+
+
+@pytest.fixture
+def odd_db(pg_server: PostgresServer, owner: PgSettings, template_db: object
+           ) -> Iterator[PgSettings]:
+    name = "enér link's \"db\""
+    with pg_server.admin_connect() as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE enerlink_template OWNER {}").format(
+            sql.Identifier(name), sql.Identifier(owner.user)))
+    try:
+        yield owner.with_dbname(name)
+    finally:
+        with pg_server.admin_connect() as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_database_name_with_space_quote_and_accents(odd_db: PgSettings) -> None:
+    result = migrate(odd_db)
+    assert result.ok, result.error
+    assert revert(odd_db).ok
+
+
+@pytest.fixture
+def locker(pg_db: PgSettings) -> Iterator[psycopg.Connection]:
+    """Another session that holds a lock on wallet, as an application transaction would."""
+    conn = pg_db.with_dbname(pg_db.dbname).connect()
+    conn.execute("SET application_name = 'nest-app'")
+    conn.execute("LOCK TABLE wallet IN ACCESS SHARE MODE")
+    yield conn
+    conn.close()
+
+
+def test_lock_never_released_fails_and_names_the_blocker(pg_db: PgSettings,
+                                                         locker: psycopg.Connection) -> None:
+    original = fingerprint(pg_db)
+    result = migrate(pg_db, lock_timeout_s=0.2, retries=1, backoff_s=0.1)
+    assert not result.ok
+    assert result.attempts == 2
+    assert "nest-app" in (result.error or "")
+    assert result.lock_waits[0][0]["application_name"] == "nest-app"
+    assert fingerprint(pg_db) == original
+
+
+def test_lock_released_midway_then_succeeds(pg_db: PgSettings,
+                                            locker: psycopg.Connection) -> None:
+    # The blocker's transaction ends while we wait to retry (a timer thread, joined below).
+    timer = threading.Timer(0.5, locker.rollback)
+    timer.start()
+    try:
+        result = migrate(pg_db, lock_timeout_s=0.2, retries=5, backoff_s=0.4)
+    finally:
+        timer.join()
+    assert result.ok, result.error
+    assert result.attempts >= 2
+
+
+def test_backend_terminated_mid_plan_leaves_schema_untouched(pg_db: PgSettings,
+                                                             pg_server: PostgresServer) -> None:
+    original = fingerprint(pg_db)
+    seen: list[str] = []
+
+    def kill_at_step_3(level: str, message: str) -> None:
+        seen.append(message)
+        if message.startswith("[3/"):
+            with pg_server.admin_connect() as admin:
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = %s AND state = 'idle in transaction'",
+                              (pg_db.dbname,))
+
+    _plan, result, _j = jobs.run(pg_db, UP, report=kill_at_step_3)
+    assert not result.ok
+    assert "schema is unchanged" in (result.error or "")
+    assert result.failed_step
+    assert result.failed_step.startswith("[4/")
+    assert fingerprint(pg_db) == original
+
+
+def test_role_that_owns_nothing_is_refused_before_any_change(
+        pg_db: PgSettings, pg_server: PostgresServer) -> None:
+    with pg_server.admin_connect(pg_db.dbname) as admin:
+        admin.execute("CREATE ROLE intruder LOGIN PASSWORD 'pw'")
+        admin.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO intruder")
+    try:
+        intruder = PgSettings(host=pg_db.host, port=pg_db.port, dbname=pg_db.dbname,
+                              user="intruder", password="pw", sslmode="disable")
+        original = fingerprint(pg_db)
+        result = migrate(intruder)
+        assert not result.ok
+        assert "refused before any change" in (result.error or "")
+        assert "cannot ALTER table public.wallet (owner: enerlink)" in (result.error or "")
+        assert fingerprint(pg_db) == original
+    finally:
+        with pg_server.admin_connect(pg_db.dbname) as admin:
+            admin.execute("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM intruder")
+            admin.execute("DROP ROLE intruder")
+
+
+def test_journal_records_plan_and_results_without_secrets(pg_db: PgSettings,
+                                                          journal_dir: Path) -> None:
+    _plan, result, journal = jobs.run(pg_db, UP)
+    assert result.ok
+    text = journal.path.read_text()
+    assert pg_db.password
+    assert pg_db.password not in text
+    events = [e["event"] for e in journal.events()]
+    assert events[:3] == ["run_started", "state_before", "plan"]
+    assert "run_finished" in events
+    assert "down_plan" in events
+    assert journal.folder.parent == journal_dir
+
+
+@pytest.mark.realworld
+def test_migrate_and_revert_the_real_schema(pg_server: PostgresServer, realworld_dir: Path,
+                                            empty_db: PgSettings) -> None:
+    import subprocess
+    subprocess.run([str(pg_server.bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                    "-h", str(pg_server.socket_dir), "-p", str(pg_server.port), "-U",
+                    "postgres", "-d", empty_db.dbname, "-f",
+                    str(realworld_dir / "enerlink_pre_rename_schema.sql")], check=True,
+                   capture_output=True)
+    superuser = pg_server.settings(empty_db.dbname)
+    original = fingerprint(superuser)
+    result = migrate(superuser)
+    assert result.ok, result.error
+    assert_target_schema(superuser)
+    assert revert(superuser).ok
+    assert fingerprint(superuser) == original
