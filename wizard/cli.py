@@ -66,7 +66,9 @@ def connectable(settings: PgSettings, interactive: bool) -> PgSettings:
 
 
 def _connect_advice(settings: PgSettings, text: str) -> str:
-    first = text.strip().splitlines()[-1] if text.strip() else text
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    fatal = [ln for ln in lines if "FATAL" in ln or "error" in ln.lower()]
+    first = (fatal or lines or [text])[0].split("failed: ", 1)[-1]
     hint = "check host, port and that the server is running"
     if "password authentication failed" in text:
         hint = "wrong password for this role; check ~/.pgpass or PGPASSFILE"

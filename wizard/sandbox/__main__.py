@@ -37,7 +37,12 @@ def _describe(box: Sandbox) -> str:
         f"  export PGPASSFILE={box.pgpass}",
         f"  psql '{dsn}'",
         f"  redis-cli -p {r.port} --askpass      # password in {box.redis_password_file}",
-        f"  .venv/bin/enerlink-migrate --help   # connection: --dsn {dsn}",
+        f"  .venv/bin/enerlink-migrate inspect --dsn {dsn}",
+        f"  .venv/bin/enerlink-migrate plan --sql --dsn {dsn}",
+        f"  .venv/bin/enerlink-migrate migrate --rehearse --dsn {dsn}",
+        f"  .venv/bin/enerlink-migrate migrate --dsn {dsn}",
+        f"  .venv/bin/enerlink-migrate verify --dsn {dsn}",
+        f"  .venv/bin/enerlink-migrate revert --dsn {dsn}",
         "",
     ])
 
