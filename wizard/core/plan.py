@@ -183,8 +183,7 @@ def _rename_step(r: ObjectRename, schema: str, new_name: str, table_now: str) ->
     else:
         stmt = sql.SQL("ALTER TRIGGER {} ON {} RENAME TO {}").format(
             _q(r.name_now), _q(schema, table_now), _q(new_name))
-    label = r.describe().split(" ", 1)[0] if r.kind != "pk" else "primary key"
-    label = {"fk": "foreign key", "idx": "index"}.get(r.kind, label)
+    label = {"pk": "primary key", "fk": "foreign key", "idx": "index"}.get(r.kind, r.kind)
     return Step(f"Renaming {label} {r.name_now} → {new_name} on {table_now}", _render(stmt),
                 change={"action": "rename", "kind": r.kind, "table": table_now,
                         "before": r.name_now, "after": new_name})
