@@ -286,12 +286,9 @@ def test_journal_records_plan_and_results_without_secrets(pg_db: PgSettings,
 @pytest.mark.realworld
 def test_migrate_and_revert_the_real_schema(pg_server: PostgresServer, realworld_dir: Path,
                                             empty_db: PgSettings) -> None:
-    import subprocess
-    subprocess.run([str(pg_server.bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                    "-h", str(pg_server.socket_dir), "-p", str(pg_server.port), "-U",
-                    "postgres", "-d", empty_db.dbname, "-f",
-                    str(realworld_dir / "enerlink_pre_rename_schema.sql")], check=True,
-                   capture_output=True)
+    loaded = pg_server.psql_file(empty_db.dbname,
+                                 realworld_dir / "enerlink_pre_rename_schema.sql")
+    assert loaded.returncode == 0, loaded.stderr
     superuser = pg_server.settings(empty_db.dbname)
     original = fingerprint(superuser)
     result = migrate(superuser)
@@ -299,3 +296,18 @@ def test_migrate_and_revert_the_real_schema(pg_server: PostgresServer, realworld
     assert_target_schema(superuser)
     assert revert(superuser).ok
     assert fingerprint(superuser) == original
+
+
+def test_verify_flags_a_key_left_with_its_old_name(pg_db: PgSettings) -> None:
+    assert migrate(pg_db).ok
+    assert {c.status for c in jobs.verify(pg_db)} == {"pass"}
+    with pg_db.connect() as conn:
+        conn.execute('ALTER INDEX "IDX_4326ba2b08167d2edb39199a87" '
+                     'RENAME TO "IDX_1a320f4470d1b5517ee5553b66"')
+        conn.execute('ALTER TABLE wallet RENAME CONSTRAINT "FK_72548a47ac4a996cd254b082522" '
+                     'TO "FK_62a1a16628b883318e6b443cf52"')
+    checks = {c.id: c for c in jobs.verify(pg_db)}
+    assert checks["indexes_renamed"].status == "fail"
+    assert "IDX_4326ba2b08167d2edb39199a87" in checks["indexes_renamed"].detail
+    assert checks["foreign_keys"].status == "fail"
+    assert "FK_62a1a16628b883318e6b443cf52" in checks["foreign_keys"].detail

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,12 +16,7 @@ pytestmark = pytest.mark.realworld
 
 
 def psql_file(server: PostgresServer, dbname: str, path: Path) -> None:
-    """Load a script the way a DBA would: psql -f, stopping at the first error."""
-    result = subprocess.run(
-        [str(server.bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-         "-h", str(server.socket_dir), "-p", str(server.port), "-U", "postgres",
-         "-d", dbname, "-f", str(path)],
-        capture_output=True, text=True, check=False)
+    result = server.psql_file(dbname, path)
     assert result.returncode == 0, f"psql -f {path.name} failed:\n{result.stderr}"
 
 

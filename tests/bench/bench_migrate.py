@@ -12,16 +12,18 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchtable import print_table
+import psycopg
+from benchkit import bench_cluster, print_table
 from psycopg import sql
 
 from wizard.core import jobs
+from wizard.core.connection import PgSettings
 from wizard.core.plan import UP
-from wizard.sandbox.sandbox import OWNER_ROLE, create_owner_role, create_sample_database
-from wizard.sandbox.servers import PostgresServer
+from wizard.sandbox.sandbox import OWNER_ROLE, create_sample_database
 
 SIZES = [int(s) for s in os.environ.get("BENCH_MIGRATE_USERS",
                                         "10000,100000,1000000").split(",")]
@@ -57,23 +59,25 @@ UPSTREAM = [
 ]
 
 
-def upstream_style(settings: object) -> tuple[float, float]:
+def _server_clock(conn: psycopg.Connection[Any]) -> float:
+    row = conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
+    return float(row[0]) if row else 0.0
+
+
+def upstream_style(settings: PgSettings) -> tuple[float, float]:
     t0 = time.perf_counter()
-    with settings.connect() as conn:  # type: ignore[attr-defined]
-        start = conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()[0]
+    with settings.connect() as conn:
+        start = _server_clock(conn)
         for stmt in UPSTREAM:
-            conn.execute(stmt)
+            conn.execute(stmt.encode())
         conn.commit()
-        end = conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()[0]
-    return (float(end) - float(start)) * 1000, time.perf_counter() - t0
+        end = _server_clock(conn)
+    return (end - start) * 1000, time.perf_counter() - t0
 
 
 def main() -> int:
-    server = PostgresServer.start()
     rows = []
-    try:
-        owner = server.settings("postgres", OWNER_ROLE, "bench-only-password")
-        create_owner_role(server, OWNER_ROLE, owner.password or "")
+    with bench_cluster() as (server, owner):
         for users in SIZES:
             ours_db, theirs_db = f"bench_ours_{users}", f"bench_upstream_{users}"
             create_sample_database(server, ours_db, owner, users=users)
@@ -95,8 +99,6 @@ def main() -> int:
                          f"{theirs_blocked:,.0f}", f"{theirs_wall:.2f}",
                          f"{theirs_blocked / blocked:,.0f}x"])
             print(f"  {users:,} users done", flush=True)
-    finally:
-        server.stop()
     print_table("Migration: application blocked (server time, first ALTER → COMMIT) and "
                 f"command wall time, {os.cpu_count()} cores",
                 ["users", "ours blocked ms", "ours command s", "upstream-style blocked ms",

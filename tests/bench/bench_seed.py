@@ -12,20 +12,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchtable import print_table
+from benchkit import bench_cluster, print_table
 
-from wizard.sandbox.sandbox import OWNER_ROLE, create_owner_role, create_sample_database
-from wizard.sandbox.servers import PostgresServer
+from wizard.sandbox.sandbox import create_sample_database
 
 SIZES = [int(s) for s in os.environ.get("BENCH_SEED_USERS", "10000,100000,1000000").split(",")]
 
 
 def main() -> int:
-    server = PostgresServer.start()
     rows = []
-    try:
-        owner = server.settings("postgres", OWNER_ROLE, "bench-only-password")
-        create_owner_role(server, OWNER_ROLE, owner.password or "")
+    with bench_cluster() as (server, owner):
+        version = server.major_version
         base_per_user = None
         for users in SIZES:
             started = time.perf_counter()
@@ -44,11 +41,9 @@ def main() -> int:
                          f"{(size[0] if size else 0) / 2**20:,.0f}",
                          f"{per_user / base_per_user:.2f}"])
             print(f"  {users:,} users done in {seconds:.1f} s", flush=True)
-    finally:
-        server.stop()
     print_table(
         "Sample database build (schema + COPY + keys/FKs + ANALYZE), PostgreSQL "
-        f"{server.major_version}, {os.cpu_count()} cores",
+        f"{version}, {os.cpu_count()} cores",
         ["users", "rows", "total s", "COPY s", "keys+FKs s", "rows/s", "DB MiB",
          "time/user vs smallest"], rows)
     return 0

@@ -151,8 +151,13 @@ def _text_references(rows: list[dict[str, Any]]) -> list[TextReference]:
     return found
 
 
-def discover(conn: psycopg.Connection[Any], schema: str = "public") -> Discovery:
-    """Read the catalog once, in one read-only snapshot, and classify the database."""
+def discover(conn: psycopg.Connection[Any], schema: str = "public", *,
+             text_references: bool = True) -> Discovery:
+    """Read the catalog once, in one read-only snapshot, and classify the database.
+
+    text_references=False skips the scan of every function, view and policy body: the
+    check inside a revert's transaction needs only names, and runs while locks are held.
+    """
     q = queries(DISCOVERY_SQL)
     params = {"schema": schema, "tables": CANDIDATE_TABLES}
     outside = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
@@ -190,7 +195,7 @@ def discover(conn: psycopg.Connection[Any], schema: str = "public") -> Discovery
             migration_names = [r["name"] for r in cur.fetchall()]
         text_rows: list[dict[str, Any]] = []
         for name in ("functions_naming_prosumer", "views_naming_prosumer",
-                     "policies_naming_prosumer"):
+                     "policies_naming_prosumer") if text_references else ():
             cur.execute(q[name], params)
             text_rows += cur.fetchall()
         cur.execute("SELECT current_setting('server_version') AS v, current_user AS u")

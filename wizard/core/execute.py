@@ -83,9 +83,13 @@ class RunResult:
     lock_waits: list[list[dict[str, Any]]] = field(default_factory=list)
     failed_step: str | None = None
     error: str | None = None
+    # The catalog as the commit left it, for the caller's next plan; not journaled.
+    discovery_after: Discovery | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["discovery_after"]
+        return data
 
 
 def _noop(_level: str, _msg: str) -> None:
@@ -95,10 +99,10 @@ def _noop(_level: str, _msg: str) -> None:
 def privilege_problems(conn: psycopg.Connection[Any], d: Discovery, plan: Plan) -> list[str]:
     """What the connected role lacks for this plan, checked before anything changes."""
     problems = []
-    for table in {s.change.get("table") for s in plan.steps}:
-        before = names.OLD_TABLE if table == names.NEW_TABLE and \
-            names.NEW_TABLE not in d.tables else table
-        info = d.tables.get(before or "")
+    # Steps name the prosumer/user table as it is after them; the check needs it as it is now.
+    as_now = dict.fromkeys((names.OLD_TABLE, names.NEW_TABLE), d.target_table)
+    for table in {str(s.change.get("table", "")) for s in plan.steps}:
+        info = d.tables.get(as_now.get(table, table) or "")
         if info is not None and not info.can_alter:
             problems.append(
                 f'role {d.current_user} cannot ALTER table {d.schema}.{info.name} (owner: '
@@ -207,7 +211,7 @@ def run_plan(settings: PgSettings, plan: Plan, before: Discovery, exp: Expectati
             result.error = "refused before any change: " + "; ".join(problems)
             log("error", result.error)
             return result
-        tables = [t for t in before.tables]
+        tables = list(before.tables)
         oids = _table_oids(conn, before)
         conn.autocommit = True
         log("info", "counting rows before the transaction (reads only, no locks held)")
@@ -336,9 +340,28 @@ def _after_commit(conn: psycopg.Connection[Any], plan: Plan, opts: RunOptions,
                 conn.execute(step.sql.encode())
         except psycopg.Error as exc:
             log("warn", f"{step.title} failed: {_describe_error(exc)}. The constraint stays "
-                f"NOT VALID (new rows are checked); fix the rows and run "
-                f"`enerlink-migrate migrate` again to validate it.")
+                f"NOT VALID (new rows are still checked); remove the rows whose user does "
+                f"not exist, then run: {step.sql};")
+    try:
+        _verify_after_commit(conn, plan, exp, before, result)
+    except psycopg.Error as exc:
+        result.ok = False
+        result.error = (f"committed, but the checks after commit could not run: "
+                        f"{_describe_error(exc)}. Run `enerlink-migrate verify`.")
+        log("error", result.error)
+        return
+    failed = [c for c in result.checks if c.status == FAIL]
+    if failed:
+        result.ok = False
+        result.error = "committed, but verification failed: " + "; ".join(
+            f"{c.title}: {c.detail}" for c in failed)
+        log("error", result.error)
+
+
+def _verify_after_commit(conn: psycopg.Connection[Any], plan: Plan, exp: Expectations,
+                         before: Discovery, result: RunResult) -> None:
     after = discover(conn)
+    result.discovery_after = after
     result.state_after = after.state
     renamed = ({names.OLD_TABLE: names.NEW_TABLE} if plan.direction == UP
                else {names.NEW_TABLE: names.OLD_TABLE})
@@ -350,9 +373,3 @@ def _after_commit(conn: psycopg.Connection[Any], plan: Plan, opts: RunOptions,
                          text_reference_check(after)]
     else:
         result.checks = [counts]
-    failed = [c for c in result.checks if c.status == FAIL]
-    if failed:
-        result.ok = False
-        result.error = "committed, but verification failed: " + "; ".join(
-            f"{c.title}: {c.detail}" for c in failed)
-        log("error", result.error)

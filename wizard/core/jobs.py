@@ -11,7 +11,7 @@ from wizard.core.connection import PgSettings
 from wizard.core.discovery import Discovery, discover
 from wizard.core.execute import Report, RunOptions, RunResult, run_plan
 from wizard.core.journal import Journal, runs_for
-from wizard.core.plan import DOWN, UP, Plan, build_down, build_up
+from wizard.core.plan import DOWN, UP, Plan, build_down, build_up, object_renames
 from wizard.core.verify import (
     Check,
     Expectations,
@@ -99,9 +99,8 @@ def run(settings: PgSettings, direction: str, *, options: RunOptions | None = No
         exp.migration_names = (migration[1], *names.ALSO_APPLIED)
     result = run_plan(settings, plan, before, exp, options=opts, report=report, cancel=cancel,
                       journal=journal)
-    if result.ok and not opts.rehearse and direction == UP:
-        after = inspect(settings)
-        down = make_plan_from_record(after, plan)
+    if result.discovery_after is not None and direction == UP:
+        down = make_plan_from_record(result.discovery_after, plan)
         journal.write("down_plan", script=down.script(), steps=[s.__dict__ for s in down.steps])
     return plan, result, journal
 
@@ -118,6 +117,13 @@ def verify(settings: PgSettings) -> list[Check]:
     with settings.connect() as conn:
         d = discover(conn)
         exp = default_expectations()
+        # Every key and index on a renamed column must carry its final name.
+        for r in object_renames(d):
+            if r.kind == "idx":
+                exp.index_names.append(r.name_target)
+            elif r.kind == "fk":
+                column = names.column_after(r.table, r.columns_before[0])
+                exp.fk_names[f"{r.table}.{column}"] = r.name_target
         checks = catalog_checks(conn, exp, d.schema)
         if d.target_table is not None:
             counts = count_rows(conn, [t for t in d.tables], d.schema)

@@ -189,6 +189,13 @@ def _rename_step(r: ObjectRename, schema: str, new_name: str, table_now: str) ->
                         "before": r.name_now, "after": new_name})
 
 
+def _table_step(schema: str, old: str, new: str) -> Step:
+    stmt = sql.SQL("ALTER TABLE {} RENAME TO {}").format(_q(schema, old), _q(new))
+    return Step(f"Renaming table {old} → {new}", _render(stmt),
+                change={"action": "rename", "kind": "table", "table": new,
+                        "before": old, "after": new})
+
+
 def _column_step(schema: str, table: str, old: str, new: str) -> Step:
     stmt = sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(_q(schema, table), _q(old),
                                                                    _q(new))
@@ -227,12 +234,7 @@ def build_up(d: Discovery, *, migration: tuple[int, str] = (names.MIGRATION_TIME
     assert target is not None
     plan = Plan(UP, d.state, [])
     if target == names.OLD_TABLE:
-        plan.steps.append(Step(
-            f'Renaming table {names.OLD_TABLE} → "{names.NEW_TABLE}"',
-            _render(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
-                _q(schema, names.OLD_TABLE), _q(names.NEW_TABLE))),
-            change={"action": "rename", "kind": "table", "table": names.NEW_TABLE,
-                    "before": names.OLD_TABLE, "after": names.NEW_TABLE}))
+        plan.steps.append(_table_step(schema, names.OLD_TABLE, names.NEW_TABLE))
     if d.key_column == names.OLD_KEY:
         plan.steps.append(_column_step(schema, names.NEW_TABLE, names.OLD_KEY, names.NEW_KEY))
     for place in names.REFERENCING:
@@ -356,10 +358,5 @@ def build_down(d: Discovery, *, journal_names: dict[str, str] | None = None,
     if d.key_column == names.NEW_KEY:
         plan.steps.append(_column_step(schema, target, names.NEW_KEY, names.OLD_KEY))
     if target == names.NEW_TABLE:
-        plan.steps.append(Step(
-            f'Renaming table "{names.NEW_TABLE}" → {names.OLD_TABLE}',
-            _render(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
-                _q(schema, names.NEW_TABLE), _q(names.OLD_TABLE))),
-            change={"action": "rename", "kind": "table", "table": names.OLD_TABLE,
-                    "before": names.NEW_TABLE, "after": names.OLD_TABLE}))
+        plan.steps.append(_table_step(schema, names.NEW_TABLE, names.OLD_TABLE))
     return plan

@@ -136,7 +136,7 @@ def down_checks(conn: psycopg.Connection[Any], exp: Expectations,
     """After a revert (inside its transaction): the pre-rename schema is back."""
     from wizard.core.discovery import PRE, discover
 
-    d = discover(conn, schema)
+    d = discover(conn, schema, text_references=False)
     checks = [Check("state_pre", 'Table "prosumer" and its columns are back',
                     PASS if d.state == PRE else FAIL, f"{d.state}: {d.explanation}",
                     {"query": "sql/catalog/discovery.sql", "result": d.pending})]

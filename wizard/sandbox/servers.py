@@ -204,6 +204,14 @@ class PostgresServer:
         return psycopg.connect(host=str(self.socket_dir), port=self.port, user=SUPERUSER,
                                dbname=dbname, autocommit=True, connect_timeout=5)
 
+    def psql_file(self, dbname: str, path: Path) -> subprocess.CompletedProcess[str]:
+        """Run a script the way a DBA would (psql -f, stop at the first error), as superuser."""
+        return subprocess.run(
+            [str(self.bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+             "-h", str(self.socket_dir), "-p", str(self.port), "-U", SUPERUSER,
+             "-d", dbname, "-f", str(path)],
+            capture_output=True, text=True, check=False)
+
     def settings(self, dbname: str, user: str = SUPERUSER,
                  password: str | None = None) -> PgSettings:
         """How a client reaches this server over TCP, with a password like production."""
