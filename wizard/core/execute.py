@@ -77,6 +77,7 @@ class RunResult:
     steps: list[StepResult] = field(default_factory=list)
     blocked_ms: float | None = None
     total_s: float = 0.0
+    counting_s: float = 0.0  # exact row counts before and after: full scans, outside locks
     counts_before: dict[str, int] = field(default_factory=dict)
     counts_after: dict[str, int] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
@@ -215,7 +216,9 @@ def run_plan(settings: PgSettings, plan: Plan, before: Discovery, exp: Expectati
         oids = _table_oids(conn, before)
         conn.autocommit = True
         log("info", "counting rows before the transaction (reads only, no locks held)")
+        t0 = time.perf_counter()
         result.counts_before = count_rows(conn, tables, before.schema)
+        result.counting_s = time.perf_counter() - t0
         if not _advisory_lock(conn, settings, log):
             result.error = ("another enerlink-migrate run holds the migration lock on this "
                             "database; wait for it to finish")
@@ -365,8 +368,10 @@ def _verify_after_commit(conn: psycopg.Connection[Any], plan: Plan, exp: Expecta
     result.state_after = after.state
     renamed = ({names.OLD_TABLE: names.NEW_TABLE} if plan.direction == UP
                else {names.NEW_TABLE: names.OLD_TABLE})
+    t0 = time.perf_counter()
     result.counts_after = count_rows(conn, [renamed.get(t, t) for t in result.counts_before],
                                      before.schema)
+    result.counting_s = round(result.counting_s + time.perf_counter() - t0, 3)
     counts = row_count_check(result.counts_before, result.counts_after, renamed)
     if plan.direction == UP:
         result.checks = [*catalog_checks(conn, exp, before.schema), counts,
