@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from wizard.sandbox.sandbox import Sandbox
 from wizard.sandbox.seed import inject_orphans, seed
@@ -73,6 +74,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_seed(args: argparse.Namespace) -> int:
     # The password comes from libpq's usual places (PGPASSFILE, ~/.pgpass, PGPASSWORD).
+    for dsn in filter(None, (args.dsn, args.superuser_dsn)):
+        if "password" in conninfo_to_dict(dsn):
+            print("--dsn must not contain a password; use ~/.pgpass or PGPASSFILE",
+                  file=sys.stderr)
+            return 2
     with psycopg.connect(args.dsn) as conn:
         report = seed(conn, args.users, _print)
     if args.orphans:
