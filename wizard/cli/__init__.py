@@ -1,0 +1,40 @@
+"""`enerlink-migrate`: the headless runner. Each capability registers its own commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from wizard import __version__
+from wizard.cli import engine
+from wizard.cli.common import EXIT_OK, CliError, connection_parser
+
+# Each module has register(subparsers, connection_parser); its commands set `handler`.
+COMMAND_MODULES = (engine,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="enerlink-migrate",
+        description="Rename EnerLink's prosumer table to user, safely.",
+        epilog="Exit codes: 0 success, 1 failed, 2 usage or connection, 3 refused.")
+    parser.add_argument("--version", action="version", version=f"enerlink-migrate {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = connection_parser()
+    for module in COMMAND_MODULES:
+        module.register(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
+    try:
+        return int(args.handler(args))
+    except CliError as exc:
+        print(f"enerlink-migrate {args.command}: {exc}", file=sys.stderr)
+        return exc.code

@@ -1,0 +1,160 @@
+"""The engine's commands: inspect, plan, migrate, revert, verify."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from wizard.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    CliError,
+    emit,
+    pg_settings,
+)
+from wizard.core import jobs, names
+from wizard.core.connection import PgSettings
+from wizard.core.discovery import CONFLICT, UNKNOWN
+from wizard.core.execute import RunOptions, RunResult
+from wizard.core.plan import DOWN, UP, PlanRefused
+from wizard.core.verify import FAIL, Check
+
+
+def _checks_text(checks: list[Check]) -> str:
+    mark = {"pass": "✔", "fail": "✘", "warn": "!"}
+    return "\n".join(f"  {mark.get(c.status, '?')} {c.title}: {c.detail}" for c in checks)
+
+
+def cmd_inspect(args: argparse.Namespace, settings: PgSettings) -> int:
+    d = jobs.inspect(settings)
+    lines = [f"{settings.describe()}: PostgreSQL {d.server_version}, connected as "
+             f"{d.current_user}", f"state: {d.state}: {d.explanation}"]
+    lines += [f"  done: {x}" for x in d.done] + [f"  to do: {x}" for x in d.pending]
+    lines += [f"  missing: {x}" for x in d.missing]
+    for t in d.tables.values():
+        if not t.can_alter:
+            lines.append(f"  ! {d.current_user} cannot ALTER {t.name} (owner {t.owner})")
+    lines += [f"  ! text reference: {r}" for r in d.text_references]
+    emit(args, d.to_dict(), "\n".join(lines))
+    return EXIT_REFUSED if d.state in (CONFLICT, UNKNOWN) else EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace, settings: PgSettings) -> int:
+    d = jobs.inspect(settings)
+    try:
+        plan = jobs.make_plan(d, DOWN if args.down else UP, settings, _migration(args))
+    except PlanRefused as exc:
+        raise CliError(str(exc), EXIT_REFUSED) from None
+    if args.sql and not args.json:
+        print(plan.script(args.lock_timeout), end="")
+        return EXIT_OK
+    lines = [f"state: {d.state}: {d.explanation}",
+             f"plan ({plan.direction}): {len(plan.catalog_steps)} steps in one transaction"
+             + (f", then {len(plan.validate_steps)} after commit" if plan.validate_steps
+                else "")]
+    lines += [f"  [{n}/{len(plan.catalog_steps)}] {s.title}"
+              for n, s in enumerate(plan.catalog_steps, 1)]
+    lines += [f"  after commit: {s.title}" for s in plan.validate_steps]
+    lines += [f"  unchanged: {u}" for u in plan.unchanged] + [f"  note: {n}" for n in plan.notes]
+    if not plan.steps:
+        lines.append("  nothing to do")
+    emit(args, {**plan.to_dict(), "script": plan.script(args.lock_timeout)}, "\n".join(lines))
+    return EXIT_OK
+
+
+def _migration(args: argparse.Namespace) -> tuple[int, str]:
+    return (args.migration_timestamp, args.migration_name)
+
+
+def _print_log(level: str, message: str) -> None:
+    print(("  " if level == "step" else f"[{level}] ") + message, file=sys.stderr, flush=True)
+
+
+def _run(args: argparse.Namespace, settings: PgSettings, direction: str) -> int:
+    options = RunOptions(lock_timeout_s=args.lock_timeout, retries=args.retries,
+                         statement_timeout_s=args.statement_timeout,
+                         rehearse=getattr(args, "rehearse", False))
+    try:
+        plan, result, journal = jobs.run(settings, direction, options=options,
+                                         report=None if args.json else _print_log,
+                                         migration=_migration(args))
+    except PlanRefused as exc:
+        raise CliError(str(exc), EXIT_REFUSED) from None
+    emit(args, {"plan": plan.to_dict(), "result": result.to_dict(),
+                 "journal": str(journal.folder)}, _result_text(result, journal.folder))
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _result_text(result: RunResult, folder: Any) -> str:
+    verb = "rehearsal" if result.rehearsal else ("migration" if result.direction == UP
+                                                  else "revert")
+    if not result.steps and result.ok:
+        head = f"{verb}: nothing to do ({result.state_before})"
+    elif result.ok:
+        head = (f"{verb} succeeded: {len(result.steps)} steps, application blocked "
+                f"{result.blocked_ms} ms, {result.total_s} s in all, {result.attempts} "
+                f"attempt(s)" + (" — rolled back, nothing changed" if result.rehearsal else ""))
+    else:
+        head = f"{verb} FAILED: {result.error}"
+    lines = [head]
+    if result.checks:
+        lines.append(_checks_text(result.checks))
+    if result.ok and not result.rehearsal and result.direction == UP:
+        lines.append("Revert with `enerlink-migrate revert` (not `npm run migration:revert`: "
+                     "the upstream down() cannot succeed on this schema).")
+    lines.append(f"journal: {folder}")
+    return "\n".join(lines)
+
+
+def cmd_migrate(args: argparse.Namespace, settings: PgSettings) -> int:
+    return _run(args, settings, UP)
+
+
+def cmd_revert(args: argparse.Namespace, settings: PgSettings) -> int:
+    return _run(args, settings, DOWN)
+
+
+def cmd_verify(args: argparse.Namespace, settings: PgSettings) -> int:
+    checks = jobs.verify(settings)
+    failed = any(c.status == FAIL for c in checks)
+    emit(args, [c.to_dict() for c in checks],
+          f"verification of {settings.describe()}: {'FAILED' if failed else 'passed'}\n"
+          + _checks_text(checks))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def engine_options(common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options of the commands that plan or run the rename."""
+    opts = argparse.ArgumentParser(add_help=False, parents=[common])
+    opts.add_argument("--lock-timeout", type=float, default=2.0, metavar="S")
+    opts.add_argument("--statement-timeout", type=float, default=30.0, metavar="S")
+    opts.add_argument("--retries", type=int, default=3, metavar="N")
+    opts.add_argument("--migration-name", default=names.MIGRATION_NAME)
+    opts.add_argument("--migration-timestamp", type=int, default=names.MIGRATION_TIMESTAMP)
+    return opts
+
+
+def _with_db(command: Any) -> Any:
+    def handler(args: argparse.Namespace) -> int:
+        return int(command(args, pg_settings(args)))
+    return handler
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    opts = engine_options(common)
+    p = sub.add_parser("inspect", parents=[opts], help="state of the database, from the catalog")
+    p.set_defaults(handler=_with_db(cmd_inspect))
+    p = sub.add_parser("plan", parents=[opts], help="the steps and their exact SQL")
+    p.add_argument("--down", action="store_true", help="the revert plan")
+    p.add_argument("--sql", action="store_true", help="print the SQL script only")
+    p.set_defaults(handler=_with_db(cmd_plan))
+    p = sub.add_parser("migrate", parents=[opts], help="rename prosumer to user")
+    p.add_argument("--rehearse", action="store_true",
+                   help="run everything, then ROLLBACK: nothing changes")
+    p.set_defaults(handler=_with_db(cmd_migrate))
+    p = sub.add_parser("revert", parents=[opts], help="rename user back to prosumer")
+    p.set_defaults(handler=_with_db(cmd_revert))
+    p = sub.add_parser("verify", parents=[opts], help="the verification checklist")
+    p.set_defaults(handler=_with_db(cmd_verify))
