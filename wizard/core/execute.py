@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -17,6 +16,7 @@ from wizard.core.connection import PgSettings
 from wizard.core.discovery import Discovery, discover
 from wizard.core.journal import Journal
 from wizard.core.plan import UP, Plan
+from wizard.core.reporting import Cancelled, Report
 from wizard.core.verify import (
     FAIL,
     Check,
@@ -31,7 +31,6 @@ from wizard.core.verify import (
 # One key for every enerlink-migrate run on a database: two runs cannot overlap.
 ADVISORY_KEY = 0x454E45524C4E4B  # "ENERLNK"
 
-Report = Callable[[str, str], None]  # (level, message); levels: info, step, warn, error
 
 BLOCKERS_SQL = """
 SELECT DISTINCT a.pid, a.application_name, coalesce(a.client_addr::text, 'local') AS client,
@@ -43,8 +42,7 @@ SELECT DISTINCT a.pid, a.application_name, coalesce(a.client_addr::text, 'local'
 """
 
 
-class RunCancelled(RuntimeError):
-    pass
+RunCancelled = Cancelled
 
 
 @dataclass

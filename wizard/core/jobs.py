@@ -9,9 +9,10 @@ from typing import Any
 from wizard.core import names
 from wizard.core.connection import PgSettings
 from wizard.core.discovery import Discovery, discover
-from wizard.core.execute import Report, RunOptions, RunResult, run_plan
+from wizard.core.execute import RunOptions, RunResult, run_plan
 from wizard.core.journal import Journal, runs_for
 from wizard.core.plan import DOWN, UP, Plan, build_down, build_up, object_renames
+from wizard.core.reporting import Report
 from wizard.core.verify import (
     Check,
     Expectations,
