@@ -311,3 +311,19 @@ def test_verify_flags_a_key_left_with_its_old_name(pg_db: PgSettings) -> None:
     assert "IDX_4326ba2b08167d2edb39199a87" in checks["indexes_renamed"].detail
     assert checks["foreign_keys"].status == "fail"
     assert "FK_62a1a16628b883318e6b443cf52" in checks["foreign_keys"].detail
+
+
+def test_counts_the_renamed_table_by_default_and_every_table_on_request(
+        pg_db: PgSettings) -> None:
+    _plan, result, _j = jobs.run(pg_db, UP)
+    assert result.ok, result.error
+    assert result.counts_before == {"prosumer": 40}
+    assert result.counts_after == {"user": 40}
+    checks = {c.id: c for c in jobs.verify(pg_db)}
+    assert checks["row_counts"].status == "pass"
+    assert jobs.run(pg_db, DOWN)[1].ok
+    _plan, result, _j = jobs.run(pg_db, UP, options=RunOptions(count_all_tables=True))
+    assert result.ok, result.error
+    assert set(result.counts_before) == {"prosumer", *names.CHILD_TABLES}
+    assert result.counts_after["user"] == 40
+    assert result.counts_after["wallet"] == result.counts_before["wallet"] == 80

@@ -2,7 +2,8 @@
 
 For each size: build the sample, clone it, run `migrate` (ours) on one copy and the upstream
 migration's approach (rename, drop + re-add every FK, eight CREATE INDEX, one transaction)
-on the other. "Blocked" is server time from the first ALTER to the end of COMMIT.
+on the other; then revert ours and migrate again with exact counts of every table
+(`--count-all`), to show what those scans cost. "Blocked" is server time from the first ALTER to the end of COMMIT.
 Run by `make bench`; sizes: BENCH_MIGRATE_USERS=10000,100000,1000000.
 """
 
@@ -22,7 +23,8 @@ from psycopg import sql
 
 from wizard.core import jobs
 from wizard.core.connection import PgSettings
-from wizard.core.plan import UP
+from wizard.core.execute import RunOptions
+from wizard.core.plan import DOWN, UP
 from wizard.sandbox.sandbox import OWNER_ROLE, create_sample_database
 
 SIZES = [int(s) for s in os.environ.get("BENCH_MIGRATE_USERS",
@@ -90,19 +92,27 @@ def main() -> int:
             _plan, result, _j = jobs.run(owner.with_dbname(ours_db), UP)
             ours_wall = time.perf_counter() - t0
             assert result.ok, result.error
+            assert jobs.run(owner.with_dbname(ours_db), DOWN)[1].ok
+            t0 = time.perf_counter()
+            _p, all_result, _j = jobs.run(owner.with_dbname(ours_db), UP,
+                                          options=RunOptions(count_all_tables=True))
+            all_wall = time.perf_counter() - t0
+            assert all_result.ok, all_result.error
             theirs_blocked, theirs_wall = upstream_style(owner.with_dbname(theirs_db))
             with server.admin_connect() as admin:
                 for db in (ours_db, theirs_db):
                     admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(db)))
             blocked = result.blocked_ms or 0.0
             rows.append([f"{users:,}", f"{blocked:.1f}", f"{ours_wall:.2f}",
-                         f"{result.counting_s:.2f}",
+                         f"{result.counting_s:.2f}", f"{all_wall:.2f}",
+                         f"{all_result.counting_s:.2f}",
                          f"{theirs_blocked:,.0f}", f"{theirs_wall:.2f}",
                          f"{theirs_blocked / blocked:,.0f}x"])
             print(f"  {users:,} users done", flush=True)
     print_table("Migration: application blocked (server time, first ALTER → COMMIT) and "
                 f"command wall time, {os.cpu_count()} cores",
                 ["users", "ours blocked ms", "ours migrate s", "of which row counts s",
+                 "with --count-all s", "of which row counts s",
                  "upstream-style blocked ms",
                  "upstream-style s", "blocked ratio"], rows)
     return 0

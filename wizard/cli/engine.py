@@ -75,7 +75,8 @@ def _print_log(level: str, message: str) -> None:
 def _run(args: argparse.Namespace, settings: PgSettings, direction: str) -> int:
     options = RunOptions(lock_timeout_s=args.lock_timeout, retries=args.retries,
                          statement_timeout_s=args.statement_timeout,
-                         rehearse=getattr(args, "rehearse", False))
+                         rehearse=getattr(args, "rehearse", False),
+                         count_all_tables=args.count_all)
     try:
         plan, result, journal = jobs.run(settings, direction, options=options,
                                          report=None if args.json else _print_log,
@@ -131,6 +132,9 @@ def engine_options(common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     opts.add_argument("--lock-timeout", type=float, default=2.0, metavar="S")
     opts.add_argument("--statement-timeout", type=float, default=30.0, metavar="S")
     opts.add_argument("--retries", type=int, default=3, metavar="N")
+    opts.add_argument("--count-all", action="store_true",
+                      help="count every affected table exactly before and after (two full "
+                      "scans of each, outside the locks), not only prosumer/user")
     opts.add_argument("--migration-name", default=names.MIGRATION_NAME)
     opts.add_argument("--migration-timestamp", type=int, default=names.MIGRATION_TIMESTAMP)
     return opts

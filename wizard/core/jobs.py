@@ -127,7 +127,11 @@ def verify(settings: PgSettings) -> list[Check]:
                 exp.fk_names[f"{r.table}.{column}"] = r.name_target
         checks = catalog_checks(conn, exp, d.schema)
         if d.target_table is not None:
-            counts = count_rows(conn, [t for t in d.tables], d.schema)
+            # The tables counted before the migration, under their current names.
+            tables = ([names.NEW_TABLE if t == names.OLD_TABLE else t
+                       for t in record.counts_before] if record and record.counts_before
+                      else list(d.tables))
+            counts = count_rows(conn, [t for t in tables if t in d.tables], d.schema)
             checks.append(row_count_check(record.counts_before if record else None, counts))
     checks.append(text_reference_check(d))
     return checks
