@@ -3,7 +3,8 @@
 For each size: build the sample, clone it, run `migrate` (ours) on one copy and the upstream
 migration's approach (rename, drop + re-add every FK, eight CREATE INDEX, one transaction)
 on the other; then revert ours and migrate again with exact counts of every table
-(`--count-all`), to show what those scans cost. "Blocked" is server time from the first ALTER to the end of COMMIT.
+(`--count-all`), to show what those scans cost. "Blocked" is server time from the first
+ALTER to the end of COMMIT.
 Run by `make bench`; sizes: BENCH_MIGRATE_USERS=10000,100000,1000000.
 """
 
