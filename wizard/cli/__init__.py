@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 from wizard import __version__
 from wizard.cli import engine
-from wizard.cli.common import EXIT_OK, CliError, connection_parser
+from wizard.cli.common import EXIT_OK, EXIT_REFUSED, CliError, connection_parser
+from wizard.core.discovery import DiscoveryError
 
 # Each module has register(subparsers, connection_parser); its commands set `handler`.
 COMMAND_MODULES = (engine,)
@@ -38,3 +39,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"enerlink-migrate {args.command}: {exc}", file=sys.stderr)
         return exc.code
+    except DiscoveryError as exc:
+        print(f"enerlink-migrate {args.command}: {exc}", file=sys.stderr)
+        return EXIT_REFUSED

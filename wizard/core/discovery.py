@@ -19,6 +19,10 @@ CANDIDATE_TABLES = [names.OLD_TABLE, names.NEW_TABLE, *names.CHILD_TABLES]
 PRE, MIGRATED, PARTIAL, CONFLICT, UNKNOWN = "pre", "migrated", "partial", "conflict", "unknown"
 
 
+class DiscoveryError(RuntimeError):
+    """The catalog could not be read well enough to say what state the database is in."""
+
+
 @dataclass(frozen=True)
 class TableInfo:
     name: str
@@ -190,8 +194,14 @@ def discover(conn: psycopg.Connection[Any], schema: str = "public", *,
         migrations_table = bool(row and row["present"])
         migration_names: list[str] = []
         if migrations_table:
-            cur.execute(sql.SQL("SELECT name FROM {} ORDER BY id").format(
-                sql.Identifier(schema, "migrations")))
+            try:
+                cur.execute(sql.SQL("SELECT name FROM {} ORDER BY id").format(
+                    sql.Identifier(schema, "migrations")))
+            except psycopg.errors.InsufficientPrivilege:
+                raise DiscoveryError(
+                    f"role {conn.info.user} may not read {schema}.migrations, TypeORM's "
+                    f"history: connect as the owner of the EnerLink tables (or GRANT SELECT "
+                    f"ON {schema}.migrations TO {conn.info.user})") from None
             migration_names = [r["name"] for r in cur.fetchall()]
         text_rows: list[dict[str, Any]] = []
         for name in ("functions_naming_prosumer", "views_naming_prosumer",
