@@ -1,0 +1,235 @@
+"""Clearing the application's Redis keys that name prosumers: SCAN + UNLINK, never KEYS."""
+
+from __future__ import annotations
+
+import threading
+import time
+import unicodedata
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+
+from wizard.core.journal import Journal
+from wizard.core.redis_conn import RedisSettings, RedisUnavailable, connected
+from wizard.core.reporting import (
+    Cancelled,
+    Progress,
+    Report,
+    check_cancel,
+    no_progress,
+    no_report,
+)
+
+# orders:by_prosumer:{id} is the application's per-user order index before the rename;
+# prosumer:* is the family the upstream guide clears. Everything else must survive.
+DEFAULT_PATTERNS = ("orders:by_prosumer:*", "prosumer:*")
+SCAN_COUNT = 1000
+GLOB_CHARS = "*?[\\"
+Key = bytes | str  # the client returns bytes: keys need not be UTF-8
+
+
+class CacheRefused(RuntimeError):
+    """A request that would clear more than it should (or without confirmation)."""
+
+
+@dataclass(frozen=True)
+class PatternCount:
+    pattern: str
+    count: int
+    samples: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pattern": self.pattern, "count": self.count, "samples": list(self.samples)}
+
+
+@dataclass
+class CacheResult:
+    target: str
+    deleted: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    batches: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.deleted.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "total": self.total}
+
+
+def check_patterns(patterns: Sequence[str]) -> tuple[str, ...]:
+    """Distinct patterns, each with a literal prefix: '*' alone would be a FLUSHDB by stealth."""
+    checked: list[str] = []
+    for pattern in patterns:
+        first_glob = min((i for i, ch in enumerate(pattern) if ch in GLOB_CHARS),
+                         default=len(pattern))
+        if first_glob == 0:
+            raise CacheRefused(
+                f"pattern {pattern!r} has no literal prefix and could match every key of the "
+                "db; name the key family (e.g. 'orders:by_prosumer:*'), or clear the whole db "
+                "with --flushdb --confirm <dbname>")
+        if pattern not in checked:
+            checked.append(pattern)
+    if not checked:
+        raise CacheRefused("no key pattern given")
+    return tuple(checked)
+
+
+def _text(key: Key) -> str:
+    return key if isinstance(key, str) else key.decode("utf-8", errors="backslashreplace")
+
+
+def dry_run(settings: RedisSettings, patterns: Sequence[str] = DEFAULT_PATTERNS,
+            samples: int = 10, *, report: Report = no_report, progress: Progress = no_progress,
+            cancel: threading.Event | None = None,
+            journal: Journal | None = None) -> list[PatternCount]:
+    """How many keys each pattern matches, with a few samples; changes nothing.
+
+    SCAN may return a key twice while the server resizes its table, so under heavy writes a
+    count can be slightly high; the deletion reports exact numbers.
+    """
+    wanted = check_patterns(patterns)
+    counts: list[PatternCount] = []
+    with connected(settings) as client:
+        size = max(int(client.dbsize()), 1)
+        for n, pattern in enumerate(wanted):
+            count, seen = 0, list[str]()
+            for scans, batch in enumerate(_scan(client, pattern), 1):
+                check_cancel(cancel, "Redis key count")
+                count += len(batch)
+                seen += [_text(k) for k in batch[: max(samples - len(seen), 0)]]
+                progress(_fraction(n, scans, size, len(wanted)), pattern)
+            counts.append(PatternCount(pattern, count, tuple(seen)))
+            report("step", f"{pattern}: {count} keys in {settings.describe()}")
+    if journal is not None:
+        journal.write("cache_dry_run", redis=settings.describe(), patterns=list(wanted),
+                      counts={c.pattern: c.count for c in counts})
+    progress(1.0, "counted")
+    return counts
+
+
+def _scan(client: redis.Redis, pattern: str) -> Iterator[list[Key]]:
+    """SCAN batches of one pattern until the cursor returns to 0."""
+    cursor: int = 0
+    while True:
+        cursor, keys = client.scan(cursor, match=pattern, count=SCAN_COUNT)
+        yield keys
+        if cursor == 0:
+            return
+
+
+def _fraction(index: int, scans: int, size: int, patterns: int) -> float:
+    # Each SCAN call with COUNT n looks at about n keys, so calls * n / DBSIZE is how far
+    # through the keyspace this pattern's pass is.
+    return min((index + min(scans * SCAN_COUNT / size, 1.0)) / patterns, 0.99)
+
+
+def delete(settings: RedisSettings, patterns: Sequence[str] = DEFAULT_PATTERNS,
+           report: Report = no_report, progress: Progress = no_progress,
+           cancel: threading.Event | None = None, journal: Journal | None = None, *,
+           expected: Mapping[str, int] | None = None) -> CacheResult:
+    """UNLINK every key matching the patterns, in pipelined SCAN batches; idempotent.
+
+    Each round trip unlinks the keys of the previous SCAN reply and asks for the next
+    batch, so the server never works on more than ~SCAN_COUNT keys at a time and other
+    clients are served in between. Cancel is honoured between batches; the keys unlinked
+    so far stay unlinked (it is a cache) and a second run finishes the job. `expected`
+    (dry-run counts) makes the progress fraction exact; without it DBSIZE is the estimate.
+    """
+    wanted = check_patterns(patterns)
+    result = CacheResult(settings.describe(), {p: 0 for p in wanted})
+    started = time.monotonic()
+    outcome, error = "ok", None
+    report("info", f"clearing {', '.join(wanted)} in {result.target} (SCAN + UNLINK)")
+    try:
+        with connected(settings) as client:
+            size = max(int(client.dbsize()), 1)
+            total_expected = sum(expected.values()) if expected else 0
+            for n, pattern in enumerate(wanted):
+                cursor, keys, scans = 0, list[Key](), 0
+                while True:
+                    check_cancel(cancel, "Redis key deletion")
+                    finished = scans > 0 and cursor == 0
+                    pipe = client.pipeline(transaction=False)
+                    if keys:
+                        pipe.unlink(*keys)
+                    if not finished:
+                        pipe.scan(cursor, match=pattern, count=SCAN_COUNT)
+                    replies = pipe.execute()
+                    if keys:
+                        result.deleted[pattern] += int(replies[0])
+                        result.batches += 1
+                    if finished:
+                        break
+                    cursor, keys = replies[-1]
+                    scans += 1
+                    done = result.total
+                    progress(min(done / total_expected, 0.99) if total_expected
+                             else _fraction(n, scans, size, len(wanted)),
+                             f"{done} keys deleted")
+                    if cursor == 0 and not keys:
+                        break
+                report("step", f"{pattern}: {result.deleted[pattern]} keys deleted")
+    except Cancelled:
+        outcome = "cancelled"
+        raise Cancelled(
+            f"Redis key deletion cancelled by the operator after {result.total} keys; the "
+            "rest are still there, and running the step again finishes it") from None
+    except RedisUnavailable as exc:
+        outcome, error = "failed", str(exc)
+        raise RedisUnavailable(
+            f"{exc} ({result.total} keys were deleted before the failure; the step can be "
+            "run again, it only deletes what is left)", exc.kind) from None
+    finally:
+        result.seconds = round(time.monotonic() - started, 3)
+        if journal is not None:
+            journal.write("cache_delete", redis=result.target, patterns=list(wanted),
+                          deleted=result.deleted, total=result.total, seconds=result.seconds,
+                          outcome=outcome, error=error)
+    progress(1.0, f"{result.total} keys deleted")
+    report("info", f"{result.total} keys deleted in {result.seconds:.2f} s")
+    return result
+
+
+def _same_name(typed: str, expected: str) -> bool:
+    # A name typed on one OS may arrive decomposed (NFD) and on another composed (NFC).
+    return unicodedata.normalize("NFC", typed) == unicodedata.normalize("NFC", expected)
+
+
+def flushdb(settings: RedisSettings, confirm: str | None, expected: str | None, *,
+            report: Report = no_report, journal: Journal | None = None) -> int:
+    """FLUSHDB ASYNC of the one configured db, only when `confirm` is the database name.
+
+    `expected` is the PostgreSQL database the run targets: typing it proves the operator
+    knows which system they are clearing. Returns how many keys the db held. FLUSHALL is
+    never sent: other db indexes (other applications) keep their keys.
+    """
+    target = settings.describe()
+    refusal = None
+    if not expected:
+        refusal = (f"FLUSHDB of {target} refused: no database name to confirm against; say "
+                   "which PostgreSQL database this run targets (--dsn)")
+    elif not confirm or not _same_name(confirm, expected):
+        refusal = (f"FLUSHDB of {target} refused: the confirmation {confirm or '(empty)'!r} "
+                   f"is not the database name {expected!r}; type the name exactly "
+                   f"(--confirm {expected})")
+    if refusal:
+        if journal is not None:
+            journal.write("cache_flushdb", redis=target, db=settings.effective_db,
+                          keys_before=None, outcome="refused")
+        raise CacheRefused(refusal)
+    outcome, before = "failed", 0
+    try:
+        with connected(settings) as client:
+            before = int(client.dbsize())
+            # ASYNC frees the memory in a background thread: the server keeps answering.
+            client.flushdb(asynchronous=True)
+            outcome = "ok"
+    finally:
+        if journal is not None:
+            journal.write("cache_flushdb", redis=target, db=settings.effective_db,
+                          keys_before=before, outcome=outcome)
+    report("info", f"FLUSHDB {target}: {before} keys removed")
+    return before
