@@ -1,0 +1,115 @@
+"""HTML to an A4 PDF with Qt only (QTextDocument + QPdfWriter), numbered pages, headless."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from PySide6.QtCore import QMarginsF, QRectF, QSizeF, Qt
+from PySide6.QtGui import (
+    QFont,
+    QFontDatabase,
+    QGuiApplication,
+    QPageLayout,
+    QPageSize,
+    QPainter,
+    QPdfWriter,
+    QTextDocument,
+    QTextOption,
+)
+
+from wizard.core.journal import Journal
+from wizard.core.report import build_report, render_html
+
+MARGINS_MM = QMarginsF(16, 14, 16, 12)
+FOOTER_PT = 9  # the footer line's font size; its band is two lines high
+RESOLUTION = 300
+
+
+def ensure_gui_app() -> QGuiApplication:
+    """The running Qt application, or a new QGuiApplication (fonts need one)."""
+    app = QGuiApplication.instance()
+    if app is None:
+        app = QGuiApplication(["enerlink-migrate"])
+    assert isinstance(app, QGuiApplication), "a QCoreApplication cannot lay out text"
+    return app
+
+
+def html_to_pdf(html: str, path: Path, *, title: str = "", footer: str = "") -> int:
+    """Write `html` to `path` (atomically) as an A4 PDF; returns the number of pages."""
+    ensure_gui_app()
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".pdf", dir=path.parent or ".")
+    os.close(fd)
+    try:
+        pages = _render(html, tmp, title, footer)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return pages
+
+
+def _render(html: str, filename: str, title: str, footer: str) -> int:
+    writer = QPdfWriter(filename)
+    writer.setResolution(RESOLUTION)
+    writer.setTitle(title)
+    writer.setCreator("enerlink-migrate")
+    writer.setPageLayout(QPageLayout(QPageSize(QPageSize.PageSizeId.A4),
+                                     QPageLayout.Orientation.Portrait, MARGINS_MM,
+                                     QPageLayout.Unit.Millimeter))
+    area = writer.pageLayout().paintRectPixels(writer.resolution())
+    width, height = float(area.width()), float(area.height())
+
+    doc = QTextDocument()
+    doc.documentLayout().setPaintDevice(writer)  # lay out in the PDF's own resolution
+    base = QFontDatabase.systemFont(QFontDatabase.SystemFont.GeneralFont)
+    base.setPointSizeF(9)
+    doc.setDefaultFont(base)
+    option = QTextOption()
+    # Long tokens (sha256, constraint names, paths) may break anywhere rather than run off.
+    option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+    doc.setDefaultTextOption(option)
+    doc.setDocumentMargin(0)
+    doc.setHtml(html)
+
+    footer_font = QFont(base)
+    footer_font.setPointSizeF(FOOTER_PT - 1.5)
+    footer_h = FOOTER_PT / 72.0 * writer.resolution() * 2.2
+    page_h = height - footer_h
+    doc.setPageSize(QSizeF(width, page_h))
+    pages = doc.pageCount()
+
+    painter = QPainter()
+    if not painter.begin(writer):
+        raise OSError(f"cannot write the PDF {filename}: check the folder exists and is "
+                      "writable")
+    try:
+        for n in range(pages):
+            if n:
+                writer.newPage()
+            painter.save()
+            painter.translate(0, -n * page_h)
+            doc.drawContents(painter, QRectF(0, n * page_h, width, page_h))
+            painter.restore()
+            painter.setFont(footer_font)
+            painter.setPen(Qt.GlobalColor.darkGray)
+            band = QRectF(0, page_h, width, footer_h)
+            painter.drawLine(band.topLeft(), band.topRight())
+            painter.drawText(band, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignBottom),
+                             footer)
+            painter.drawText(band, int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom),
+                             f"page {n + 1} of {pages}")
+    finally:
+        painter.end()
+    return pages
+
+
+def write_report_pdf(journal: Journal, path: Path) -> int:
+    """The run's report as a PDF; returns the page count."""
+    model = build_report(journal)
+    db = str(model.target.get("dbname", "?"))
+    footer = f"EnerLink prosumer → user · {db} · run {model.run}"
+    return html_to_pdf(render_html(model), path,
+                       title=f"EnerLink migration report — {db}", footer=footer)
