@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 import sys
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from wizard.core import profiles, secrets
 from wizard.core.connection import PgSettings
+from wizard.core.profiles import Profile, ProfileError, pg_env, resolve_pg
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 
@@ -23,30 +24,65 @@ class CliError(RuntimeError):
         self.code = code
 
 
-def settings_from(dsn: str | None) -> PgSettings:
-    """Connection settings from --dsn, else libpq's PG* variables. Never a password."""
+def settings_from(dsn: str | None, profile: Profile | None = None) -> PgSettings:
+    """Connection settings: --dsn fields, then the profile's, then PG* variables, then
+    libpq's defaults. Never a password."""
     params: dict[str, Any] = conninfo_to_dict(dsn) if dsn else {}
     if "password" in params:
         raise CliError("--dsn must not contain a password (it would show in the process "
                        "list and shell history); use ~/.pgpass, PGPASSFILE or the prompt",
                        EXIT_USAGE)
-    env = os.environ
-    return PgSettings(
-        host=str(params.get("host") or env.get("PGHOST") or "localhost"),
-        port=int(params.get("port") or env.get("PGPORT") or 5432),
-        dbname=str(params.get("dbname") or env.get("PGDATABASE") or "enerlink_db"),
-        user=str(params.get("user") or env.get("PGUSER") or getpass.getuser()),
-        sslmode=str(params.get("sslmode") or env.get("PGSSLMODE") or "prefer"),
-        sslrootcert=params.get("sslrootcert") or env.get("PGSSLROOTCERT"))
+    try:
+        return resolve_pg(params, profile.pg_fields() if profile else {}, pg_env())
+    except ProfileError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
 
 
-def connectable(settings: PgSettings, interactive: bool) -> PgSettings:
-    """Try libpq's own password sources; prompt once when it needs one and we can ask."""
+def load_profile(args: argparse.Namespace) -> Profile | None:
+    """The profile named by --profile, if any; a missing or broken one is a usage error."""
+    name = getattr(args, "profile", None)
+    if not name:
+        return None
+    try:
+        return profiles.load(name)
+    except ProfileError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+
+
+def profile_password(profile: Profile | None, settings: PgSettings) -> str | None:
+    """The profile's PostgreSQL password from the keyring, when it applies to `settings`."""
+    if profile is None or profile.ask_every_time:
+        return None
+    own = profile.pg_settings()
+    if (settings.host, settings.port, settings.user) != (own.host, own.port, own.user):
+        # --dsn points elsewhere: the stored password belongs to the profile's role and server.
+        return None
+    status = secrets.backend_status()
+    if not status.usable:
+        print(f"note: {status.message} (profiles edit {profile.name} --ask-every-time "
+              "silences this)", file=sys.stderr)
+        return None
+    try:
+        return secrets.get(profile.name, "postgres")
+    except secrets.SecretsUnavailable as exc:
+        print(f"note: {exc}", file=sys.stderr)
+        return None
+
+
+def connectable(settings: PgSettings, interactive: bool,
+                keyring_profile: str | None = None) -> PgSettings:
+    """Try the given password or libpq's own sources; prompt once when one is needed and
+    we can ask. `keyring_profile` names the profile the password came from, for advice."""
     try:
         settings.connect().close()
         return settings
     except psycopg.OperationalError as exc:
         text = str(exc)
+        if keyring_profile and "password authentication failed" in text:
+            hint = (f"the password stored in the keyring for profile {keyring_profile!r} is "
+                    f"wrong: enerlink-migrate profiles edit {keyring_profile} --set-password "
+                    "postgres")
+            raise CliError(connect_advice(settings, text, hint), EXIT_USAGE) from None
         if "no password supplied" in text and interactive:
             password = getpass.getpass(f"Password for {settings.describe()}: ")
             with_pw = settings.with_password(password)
@@ -58,23 +94,23 @@ def connectable(settings: PgSettings, interactive: bool) -> PgSettings:
         raise CliError(connect_advice(settings, text), EXIT_USAGE) from None
 
 
-def connect_advice(settings: PgSettings, text: str) -> str:
+def connect_advice(settings: PgSettings, text: str, hint: str | None = None) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     fatal = [ln for ln in lines if "FATAL" in ln or "error" in ln.lower()]
     first = (fatal or lines or [text])[0].split("failed: ", 1)[-1]
-    hint = "check host, port and that the server is running"
+    default = "check host, port and that the server is running"
     if "password authentication failed" in text:
-        hint = "wrong password for this role; check ~/.pgpass or PGPASSFILE"
+        default = "wrong password for this role; check ~/.pgpass or PGPASSFILE"
     elif "no password supplied" in text:
-        hint = "the server wants a password: add it to ~/.pgpass (or PGPASSFILE), or run " \
+        default = "the server wants a password: add it to ~/.pgpass (or PGPASSFILE), or run " \
                "interactively to be prompted"
     elif "does not exist" in text and "database" in text:
-        hint = "no such database; check the name (--dsn .../dbname)"
+        default = "no such database; check the name (--dsn .../dbname)"
     elif "could not translate host name" in text:
-        hint = "the host name does not resolve (DNS); check the spelling"
+        default = "the host name does not resolve (DNS); check the spelling"
     elif "timeout" in text:
-        hint = "no answer: a firewall or the wrong host/port"
-    return f"cannot connect to {settings.describe()}: {first} ({hint})"
+        default = "no answer: a firewall or the wrong host/port"
+    return f"cannot connect to {settings.describe()}: {first} ({hint or default})"
 
 
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -91,10 +127,22 @@ def connection_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dsn", help="postgresql://user@host:port/db (no password; libpq "
                         "reads ~/.pgpass, PGPASSFILE, PGPASSWORD, or you are prompted)")
+    common.add_argument("--profile", metavar="NAME",
+                        help="a saved profile (enerlink-migrate profiles list). Precedence: "
+                        "--dsn fields, then the profile, then PG* variables, then libpq "
+                        "defaults. Its PostgreSQL password comes from the keyring (unless "
+                        "it asks every time or --dsn changes host, port or user), else "
+                        "from libpq's sources or the prompt")
     common.add_argument("--json", action="store_true", help="machine-readable output")
     return common
 
 
 def pg_settings(args: argparse.Namespace) -> PgSettings:
     """Connection settings for a command, checked by connecting once (prompting if needed)."""
-    return connectable(settings_from(args.dsn), sys.stdin.isatty())
+    profile = load_profile(args)
+    settings = settings_from(args.dsn, profile)
+    password = profile_password(profile, settings)
+    if password is None:
+        return connectable(settings, sys.stdin.isatty())
+    return connectable(settings.with_password(password), sys.stdin.isatty(),
+                       keyring_profile=profile.name if profile else None)
