@@ -198,19 +198,15 @@ def _same_name(typed: str, expected: str) -> bool:
     return unicodedata.normalize("NFC", typed) == unicodedata.normalize("NFC", expected)
 
 
-def flushdb(settings: RedisSettings, confirm: str | None, expected: str | None, *,
-            report: Report = no_report, journal: Journal | None = None) -> int:
-    """FLUSHDB ASYNC of the one configured db, only when `confirm` is the database name.
-
-    `expected` is the PostgreSQL database the run targets: typing it proves the operator
-    knows which system they are clearing. Returns how many keys the db held. FLUSHALL is
-    never sent: other db indexes (other applications) keep their keys.
-    """
+def confirm_flush(settings: RedisSettings, confirm: str | None, expected: str | None,
+                  journal: Journal | None = None) -> None:
+    """Raise CacheRefused (and journal it) unless `confirm` is `expected`; no network."""
     target = settings.describe()
     refusal = None
     if not expected:
         refusal = (f"FLUSHDB of {target} refused: no database name to confirm against; say "
-                   "which PostgreSQL database this run targets (--dsn)")
+                   "which PostgreSQL database this run targets (--dsn .../<dbname> or "
+                   "PGDATABASE)")
     elif not confirm or not _same_name(confirm, expected):
         refusal = (f"FLUSHDB of {target} refused: the confirmation {confirm or '(empty)'!r} "
                    f"is not the database name {expected!r}; type the name exactly "
@@ -220,6 +216,18 @@ def flushdb(settings: RedisSettings, confirm: str | None, expected: str | None, 
             journal.write("cache_flushdb", redis=target, db=settings.effective_db,
                           keys_before=None, outcome="refused")
         raise CacheRefused(refusal)
+
+
+def flushdb(settings: RedisSettings, confirm: str | None, expected: str | None, *,
+            report: Report = no_report, journal: Journal | None = None) -> int:
+    """FLUSHDB ASYNC of the one configured db, only when `confirm` is the database name.
+
+    `expected` is the PostgreSQL database the run targets: typing it proves the operator
+    knows which system they are clearing. Returns how many keys the db held. FLUSHALL is
+    never sent: other db indexes (other applications) keep their keys.
+    """
+    confirm_flush(settings, confirm, expected, journal)
+    target = settings.describe()
     outcome, before = "failed", 0
     try:
         with connected(settings) as client:

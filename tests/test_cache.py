@@ -1,0 +1,465 @@
+"""Redis cache clearing against a real, password-protected redis-server: exactly the
+application's prosumer keys go, everything else stays, and failures say what to do."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from wizard.core import cache, redis_conn
+from wizard.core.connection import PgSettings
+from wizard.core.journal import Journal
+from wizard.core.redis_conn import RedisSettings, RedisSettingsError, RedisUnavailable
+from wizard.core.reporting import Cancelled
+from wizard.sandbox.redis_seed import seed_redis
+from wizard.sandbox.seed import user_id
+from wizard.sandbox.servers import RedisServer, free_port
+
+GUIDE_KEYS = 25  # `prosumer:{id}` keys, the family the upstream guide clears
+
+
+def _keys(client: redis.Redis) -> set[str]:
+    return set(client.scan_iter(count=1000))
+
+
+def _matches(key: str) -> bool:
+    return key.startswith(("orders:by_prosumer:", "prosumer:"))
+
+
+@pytest.fixture
+def settings(redis_server: RedisServer) -> RedisSettings:
+    """Db 1 of the test server, as a DBA would configure it."""
+    return RedisSettings.from_url(f"{redis_server.url}/1", password=redis_server.password)
+
+
+@pytest.fixture
+def seeded(redis_client: redis.Redis) -> Counter[str]:
+    """The sample application's keys plus the guide's `prosumer:*` family, in db 1."""
+    families = seed_redis(redis_client, 40)
+    for i in range(GUIDE_KEYS):
+        redis_client.set(f"prosumer:{user_id(i)}", json.dumps({"n": i}))
+    families["prosumer:*"] = GUIDE_KEYS
+    return families
+
+
+@pytest.fixture
+def other_db(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """Db 2: another application's keys on the same server."""
+    client = redis_server.client(db=2)
+    client.flushdb()
+    client.mset({f"other:app:{i}": "x" for i in range(50)})
+    client.set("prosumer:in-another-db", "must stay")
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture
+def journal() -> Journal:
+    return Journal.create(PgSettings(dbname="enerlink_cache_t"), "cache")
+
+
+# --- settings ------------------------------------------------------------------------------
+
+def test_settings_never_show_the_password() -> None:
+    s = RedisSettings.from_url("rediss://alice@cache.example:6380/2", password="s3cret-pw",
+                               db=5, ca_file="/etc/ca.pem")
+    assert s.describe() == "rediss://alice@cache.example:6380/5"
+    assert "s3cret-pw" not in repr(s)
+    assert s.tls
+    assert s.effective_db == 5
+    assert s.effective_user == "alice"
+    assert RedisSettings.from_url("redis://h").describe() == "redis://h:6379/0"
+    assert RedisSettings.from_url("unix:///run/redis.sock?db=3").describe() == \
+        "unix:///run/redis.sock?db=3"
+
+
+@pytest.mark.parametrize(("url", "extra", "says"), [
+    ("redis://:hunter2@h:6379/0", {}, "must not contain a password"),
+    ("redis://bob:hunter2@h/0", {}, "must not contain a password"),
+    ("http://h:6379", {}, "not supported"),
+    ("redis://h:6379/zero", {}, "not a number"),
+    ("redis://h:99999/0", {}, "invalid Redis URL"),
+    ("redis://h/0", {"ca_file": "/ca.pem"}, "rediss://"),
+])
+def test_unusable_urls_are_refused(url: str, extra: dict[str, Any], says: str) -> None:
+    with pytest.raises(RedisSettingsError, match=says) as info:
+        RedisSettings.from_url(url, **extra)
+    assert "hunter2" not in str(info.value)
+
+
+# --- dry run and delete --------------------------------------------------------------------
+
+def test_dry_run_counts_each_pattern_and_changes_nothing(
+        settings: RedisSettings, seeded: Counter[str], redis_client: redis.Redis,
+        journal: Journal) -> None:
+    before = _keys(redis_client)
+    counts = cache.dry_run(settings, samples=5, journal=journal)
+    assert [(c.pattern, c.count) for c in counts] == [
+        ("orders:by_prosumer:*", seeded["orders:by_prosumer:*"]),
+        ("prosumer:*", GUIDE_KEYS)]
+    assert seeded["orders:by_prosumer:*"] == 40
+    for c in counts:
+        assert len(c.samples) == 5
+        assert all(s.startswith(c.pattern[:-1]) for s in c.samples)
+    assert _keys(redis_client) == before
+    event = journal.events("cache_dry_run")[-1]
+    assert event["counts"] == {"orders:by_prosumer:*": 40, "prosumer:*": GUIDE_KEYS}
+    assert event["redis"] == settings.describe()
+
+
+def test_delete_removes_exactly_the_matching_keys_and_is_idempotent(
+        settings: RedisSettings, seeded: Counter[str], redis_client: redis.Redis,
+        other_db: redis.Redis, journal: Journal) -> None:
+    before = _keys(redis_client)
+    others_before = _keys(other_db)
+    result = cache.delete(settings, journal=journal)
+    assert result.deleted == {"orders:by_prosumer:*": 40, "prosumer:*": GUIDE_KEYS}
+    after = _keys(redis_client)
+    assert after == {k for k in before if not _matches(k)}
+    # The families the application and other features still need are all there.
+    survivors = Counter(k.split(":")[0] for k in after)
+    assert survivors["telemetry"] == seeded["telemetry:timeseries:*"] + 2
+    assert survivors["price"] == 5
+    assert {"orders:all", "orders:by_type:BID", "orders:by_status:OPEN"} <= after
+    assert sum(1 for k in after if k.startswith("orders:order_")) == seeded["orders:{id}"]
+    assert redis_client.hget(next(k for k in after if k.startswith("orders:order_")),
+                             "prosumerId")
+    assert _keys(other_db) == others_before  # db 2 is someone else's
+    again = cache.delete(settings, journal=journal)
+    assert again.total == 0
+    assert again.deleted == {"orders:by_prosumer:*": 0, "prosumer:*": 0}
+    assert [e["total"] for e in journal.events("cache_delete")] == [40 + GUIDE_KEYS, 0]
+    assert {e["outcome"] for e in journal.events("cache_delete")} == {"ok"}
+
+
+def test_custom_patterns_and_keys_that_are_not_utf8(
+        settings: RedisSettings, redis_client: redis.Redis) -> None:
+    redis_client.set(b"prosumer:\xff\xfe", "binary key")
+    redis_client.set("orders:by_prosumer:x", "1")
+    counts = cache.dry_run(settings, ["prosumer:*"])
+    assert counts[0].count == 1
+    assert counts[0].samples == ("prosumer:\\xff\\xfe",)
+    assert cache.delete(settings, ["prosumer:*", "prosumer:*"]).deleted == {"prosumer:*": 1}
+    assert _keys(redis_client) == {"orders:by_prosumer:x"}
+
+
+@pytest.mark.parametrize("pattern", ["*", "", "?rosumer:*", "[p]rosumer:*", "\\*"])
+def test_patterns_that_could_match_everything_are_refused(
+        settings: RedisSettings, redis_client: redis.Redis, pattern: str) -> None:
+    redis_client.set("telemetry:latest:data", "{}")
+    with pytest.raises(cache.CacheRefused, match=r"literal prefix|no key pattern"):
+        cache.delete(settings, [pattern])
+    assert redis_client.exists("telemetry:latest:data")
+
+
+def test_only_scan_unlink_and_flushdb_reach_the_server(
+        settings: RedisSettings, seeded: Counter[str], redis_server: RedisServer) -> None:
+    """The server's own command statistics: no KEYS and no FLUSHALL, ever."""
+    admin = redis_server.client()
+    admin.config_resetstat()
+    cache.dry_run(settings)
+    cache.delete(settings)
+    cache.flushdb(settings, "shop", "shop")
+    used = {name.removeprefix("cmdstat_") for name in admin.info("commandstats")}
+    assert {"scan", "unlink", "flushdb"} <= used
+    assert not used & {"keys", "flushall", "del"}
+    admin.close()
+
+
+# --- cancellation and failures -------------------------------------------------------------
+
+def test_cancel_between_batches_then_a_second_run_finishes(
+        settings: RedisSettings, redis_client: redis.Redis, journal: Journal) -> None:
+    redis_client.mset({f"prosumer:{i}": "x" for i in range(5000)})
+    redis_client.set("price:current", "1500")
+    cancel = threading.Event()
+    calls = 0
+
+    def progress(_fraction: float, _detail: str) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # after the first batch was unlinked together with the second SCAN
+            cancel.set()
+
+    with pytest.raises(Cancelled, match="cancelled by the operator after") as info:
+        cache.delete(settings, ["prosumer:*"], progress=progress, cancel=cancel,
+                     journal=journal)
+    left = redis_client.dbsize() - 1
+    first = journal.events("cache_delete")[-1]
+    assert first["outcome"] == "cancelled"
+    assert 0 < first["total"] == 5000 - left < 5000
+    assert f"after {first['total']} keys" in str(info.value)
+    rest = cache.delete(settings, ["prosumer:*"])
+    assert rest.total == left
+    assert _keys(redis_client) == {"price:current"}
+
+
+def test_redis_going_down_mid_delete_fails_the_step_and_a_retry_finishes() -> None:
+    server = RedisServer.start()
+    try:
+        settings = RedisSettings.from_url(server.url, password=server.password)
+        server.client().mset({f"orders:by_prosumer:{i}": "x" for i in range(3000)})
+        calls = 0
+
+        def progress(_fraction: float, _detail: str) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                server.stop()
+
+        with pytest.raises(RedisUnavailable, match="deleted before the failure") as info:
+            cache.delete(settings, progress=progress)
+        assert info.value.kind in (redis_conn.REFUSED, redis_conn.CLOSED)
+        assert server.password not in str(info.value)
+    finally:
+        server.stop()
+
+
+def test_wrong_password_missing_password_and_unknown_db_say_so(
+        settings: RedisSettings, redis_server: RedisServer) -> None:
+    with pytest.raises(RedisUnavailable, match="wrong password or user for Redis") as info:
+        redis_conn.test_connection(settings.with_password("not-the-password"))
+    assert info.value.kind == redis_conn.WRONGPASS
+    assert "not-the-password" not in str(info.value)
+    assert redis_server.password not in str(info.value)
+    with pytest.raises(RedisUnavailable, match=r"requires a password \(NOAUTH\)") as info:
+        cache.dry_run(settings.with_password(None))
+    assert info.value.kind == redis_conn.NOAUTH
+    acl_user = RedisSettings.from_url(redis_server.url, username="enerlink",
+                                      password=redis_server.password)
+    with pytest.raises(RedisUnavailable, match="ACL user 'enerlink'"):
+        redis_conn.test_connection(acl_user)
+    with pytest.raises(RedisUnavailable, match="has no db 99") as info:
+        redis_conn.test_connection(RedisSettings(url=redis_server.url, db=99,
+                                                 password=redis_server.password))
+    assert info.value.kind == redis_conn.NO_DB
+    assert redis_conn.test_connection(settings).startswith("Redis ")
+
+
+def test_server_down_names_host_and_port(settings: RedisSettings) -> None:
+    port = free_port()
+    down = RedisSettings.from_url(f"redis://127.0.0.1:{port}/1", password="pw-not-shown")
+    for job in (redis_conn.test_connection, cache.dry_run, cache.delete):
+        with pytest.raises(RedisUnavailable, match=f"127.0.0.1:{port}: connection refused") \
+                as info:
+            job(down)
+        assert info.value.kind == redis_conn.REFUSED
+        assert "pw-not-shown" not in str(info.value)
+    with pytest.raises(RedisUnavailable, match="connection refused"):
+        cache.flushdb(down, "shop", "shop")
+
+
+def test_a_server_that_never_answers_is_a_timeout() -> None:
+    """Stand-in: a socket that listens but never answers (a firewall or hung host), which a
+    healthy redis-server cannot be made to do."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        hung = RedisSettings.from_url(f"redis://127.0.0.1:{port}/0", timeout_s=0.3)
+        with pytest.raises(RedisUnavailable, match=r"within 0.3 s \(timeout\)") as info:
+            redis_conn.test_connection(hung)
+    assert info.value.kind == redis_conn.TIMEOUT
+
+
+# --- FLUSHDB -------------------------------------------------------------------------------
+
+def test_flushdb_needs_the_typed_database_name_and_clears_only_its_db(
+        settings: RedisSettings, seeded: Counter[str], redis_client: redis.Redis,
+        other_db: redis.Redis, journal: Journal) -> None:
+    size = redis_client.dbsize()
+    for typed, expected in [("enerlink", "enerlink_db"), ("", "enerlink_db"),
+                            (None, "enerlink_db"), ("ENERLINK_DB", "enerlink_db"),
+                            ("enerlink_db", None), ("enerlink_db", "")]:
+        with pytest.raises(cache.CacheRefused, match="refused"):
+            cache.flushdb(settings, typed, expected, journal=journal)
+        assert redis_client.dbsize() == size
+    others = _keys(other_db)
+    assert cache.flushdb(settings, "enerlink_db", "enerlink_db", journal=journal) == size
+    assert redis_client.dbsize() == 0
+    assert _keys(other_db) == others
+    assert "prosumer:in-another-db" in others
+    outcomes = [e["outcome"] for e in journal.events("cache_flushdb")]
+    assert outcomes == ["refused"] * 6 + ["ok"]
+
+
+def test_flushdb_confirmation_accepts_the_same_name_in_another_unicode_form(
+        settings: RedisSettings, redis_client: redis.Redis) -> None:
+    redis_client.set("k", "v")
+    composed, decomposed = "Energ\u00eda db", "Energi\u0301a db"  # í as one or two code points
+    with pytest.raises(cache.CacheRefused):
+        cache.flushdb(settings, "Energia db", composed)
+    assert cache.flushdb(settings, decomposed, composed) == 1
+
+
+# --- TLS -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, int,
+                                                                          Path]]:
+    """A redis-server with a TLS port (enabled at runtime) and a private CA."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to make the test certificates")
+    folder = tmp_path_factory.mktemp("tls")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=folder, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-days", "2", "-subj", "/CN=enerlink test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=127.0.0.1")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    server = RedisServer.start()
+    try:
+        admin = server.client()
+        tls_port = free_port()
+        for name, value in [("tls-cert-file", folder / "server.crt"),
+                            ("tls-key-file", folder / "server.key"),
+                            ("tls-ca-cert-file", folder / "ca.crt"),
+                            ("tls-auth-clients", "no"), ("tls-port", tls_port)]:
+            admin.config_set(name, str(value))
+        admin.close()
+        yield server, tls_port, folder / "ca.crt"
+    finally:
+        server.stop()
+
+
+def test_rediss_with_the_ca_file_works_and_tls_problems_are_named(
+        tls_redis: tuple[RedisServer, int, Path]) -> None:
+    server, tls_port, ca = tls_redis
+    server.client().mset({"prosumer:1": "a", "price:current": "1500"})
+    good = RedisSettings.from_url(f"rediss://127.0.0.1:{tls_port}/0", ca_file=str(ca),
+                                  password=server.password)
+    assert "Redis" in redis_conn.test_connection(good)
+    assert cache.delete(good).total == 1
+    no_ca = RedisSettings.from_url(f"rediss://127.0.0.1:{tls_port}/0", password=server.password)
+    with pytest.raises(RedisUnavailable, match=r"TLS with Redis .* failed .*certificate") as info:
+        redis_conn.test_connection(no_ca)
+    assert info.value.kind == redis_conn.TLS
+    plain_to_tls = RedisSettings.from_url(f"redis://127.0.0.1:{tls_port}/0", timeout_s=2,
+                                          password=server.password)
+    with pytest.raises(RedisUnavailable, match="rediss://") as info:
+        redis_conn.test_connection(plain_to_tls)
+    assert server.password not in str(info.value)
+    tls_to_plain = RedisSettings.from_url(f"rediss://127.0.0.1:{server.port}/0",
+                                          ca_file=str(ca), timeout_s=0.5,
+                                          password=server.password)
+    with pytest.raises(RedisUnavailable, match=r"timeout|TLS|closed"):
+        redis_conn.test_connection(tls_to_plain)
+
+
+# --- the CLI -------------------------------------------------------------------------------
+
+def _cli(redis_server: RedisServer, *args: str, password: str | None = "",
+         db: int = 1) -> subprocess.CompletedProcess[str]:
+    """enerlink-migrate cache as a DBA runs it: the password in REDISCLI_AUTH, no tty."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "REDISCLI"))}
+    if password is not None:
+        env["REDISCLI_AUTH"] = password or redis_server.password
+    return subprocess.run(
+        [sys.executable, "-m", "wizard", "cache", "--redis-url", redis_server.url,
+         "--redis-db", str(db), *args],
+        env=env, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+
+
+def test_cli_dry_run_delete_and_second_run(redis_server: RedisServer, seeded: Counter[str],
+                                           redis_client: redis.Redis,
+                                           journal_dir: Path) -> None:
+    admin = redis_server.client()
+    admin.config_resetstat()
+    before = _keys(redis_client)
+    out = _cli(redis_server, "--dry-run", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["dry_run"] is True
+    assert {p["pattern"]: p["count"] for p in report["patterns"]} == {
+        "orders:by_prosumer:*": 40, "prosumer:*": GUIDE_KEYS}
+    assert _keys(redis_client) == before
+    out = _cli(redis_server, "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["total"] == 40 + GUIDE_KEYS
+    assert report["deleted"] == {"orders:by_prosumer:*": 40, "prosumer:*": GUIDE_KEYS}
+    assert _keys(redis_client) == {k for k in before if not _matches(k)}
+    out = _cli(redis_server)
+    assert out.returncode == 0, out.stderr
+    assert "deleted 0 keys" in out.stdout
+    out = _cli(redis_server, "--pattern", "orders:by_type:*", "--json")
+    assert json.loads(out.stdout)["total"] == 2
+    used = {n.removeprefix("cmdstat_") for n in admin.info("commandstats")}
+    assert not used & {"keys", "flushall"}
+    admin.close()
+    # Every run is journaled, without the password.
+    journals = list(journal_dir.glob("*_cache/events.jsonl"))
+    assert len(journals) == 4
+    assert all(redis_server.password not in p.read_text() for p in journals)
+
+
+def test_cli_flushdb_checks_the_typed_name_without_contacting_postgres(
+        redis_server: RedisServer, seeded: Counter[str], redis_client: redis.Redis,
+        other_db: redis.Redis) -> None:
+    # Nothing listens on port 1: the dbname is read from --dsn, PostgreSQL is never asked.
+    dsn = ["--dsn", "host=127.0.0.1 port=1 user=enerlink dbname='shop floor ü'"]
+    size = redis_client.dbsize()
+    out = _cli(redis_server, "--flushdb", "--confirm", "shop", *dsn)
+    assert out.returncode == 3
+    assert "is not the database name 'shop floor ü'" in out.stderr
+    assert redis_client.dbsize() == size
+    out = _cli(redis_server, "--flushdb", "--confirm", "shop floor ü")
+    assert out.returncode == 3
+    assert "PGDATABASE" in out.stderr
+    out = _cli(redis_server, "--flushdb", *dsn)
+    assert out.returncode == 2
+    assert "--confirm" in out.stderr
+    out = _cli(redis_server, "--flushdb", "--dry-run", *dsn)
+    assert out.returncode == 0
+    assert "would clear db 1 only" in out.stdout
+    assert redis_client.dbsize() == size
+    out = _cli(redis_server, "--flushdb", "--confirm", "shop floor ü", "--json", *dsn)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["keys_before"] == size
+    assert redis_client.dbsize() == 0
+    assert other_db.dbsize() == 51
+
+
+def test_cli_connection_problems_exit_2_without_the_password(
+        redis_server: RedisServer, redis_client: redis.Redis) -> None:
+    out = _cli(redis_server, "--dry-run", password="wrong-pw-123")
+    assert out.returncode == 2
+    assert "wrong password or user for Redis" in out.stderr
+    assert "wrong-pw-123" not in out.stdout + out.stderr
+    out = _cli(redis_server, "--dry-run", password=None)
+    assert out.returncode == 2
+    assert "REDISCLI_AUTH" in out.stderr
+    assert "NOAUTH" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "wizard", "cache", "--redis-url",
+                          f"redis://127.0.0.1:{free_port()}/0"],
+                         capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+    assert out.returncode == 2
+    assert "connection refused" in out.stderr
+    out = _cli(redis_server, "--redis-url", "redis://:pw-in-url@127.0.0.1:1/0")
+    assert out.returncode == 2
+    assert "must not contain a password" in out.stderr
+    assert "pw-in-url" not in out.stderr
+    out = _cli(redis_server, "--pattern", "*")
+    assert out.returncode == 3
+    assert "--flushdb --confirm" in out.stderr
