@@ -97,6 +97,11 @@ def test_round_trip_save_load_list_remove(memory_keyring: Any) -> None:
     assert profiles.load("prod") == prod
     assert prod.redis_fields() == {"url": "rediss://cache.example:6380", "username": "app",
                                    "db": 2, "ca_file": "/etc/redis-ca.pem"}
+    redis = prod.redis_settings(password=SECRET)
+    assert (redis.url, redis.username, redis.db, redis.ca_file, redis.password) == (
+        "rediss://cache.example:6380", "app", 2, "/etc/redis-ca.pem", SECRET)
+    assert SECRET not in repr(redis)
+    assert Profile(name="x").redis_settings().url == "redis://localhost:6379/0"
     secrets.set("prod", "postgres", SECRET)
     secrets.set("prod", "smoke", SECRET)
     secrets.set("staging 2", "postgres", "other")
@@ -163,6 +168,10 @@ def test_future_schema_is_refused_and_old_one_migrated(config_dir: Path) -> None
     ({"name": "a", "pg_sslmode": "on"}, "pg_sslmode must be one of disable, allow"),
     ({"name": "a", "redis_url": f"redis://:{SECRET}@cache:6379"},
      "redis_url must not contain a password"),
+    ({"name": "a", "redis_url": "http://cache:6379"},
+     "redis_url is not usable: Redis URL scheme 'http' is not supported"),
+    ({"name": "a", "redis_url": "redis://cache", "redis_ca_file": "/ca.pem"},
+     "Redis settings: a CA file only applies to TLS"),
     ({"name": "a", "smoke_base_url": "ftp://x"}, "must be an http:// or https:// URL"),
     ({"name": "a", "backup_jobs": 0}, "backup_jobs must be between 1 and 64"),
     ({"pg_host": "db"}, "has no name"),

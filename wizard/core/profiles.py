@@ -20,6 +20,7 @@ import platformdirs
 
 from wizard.core import secrets
 from wizard.core.connection import PgSettings
+from wizard.core.redis_conn import RedisSettings, RedisSettingsError
 
 APP = "enerlink-migrate"
 SCHEMA_VERSION = 1
@@ -27,6 +28,8 @@ KIND = "enerlink-migrate profile"
 EXPORT_KIND = "enerlink-migrate profiles"
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 BACKUP_FORMATS = ("custom", "directory")
+DEFAULT_REDIS_URL = RedisSettings.url
+REDIS_TIMEOUT_S = RedisSettings.timeout_s
 NAME_RE = re.compile(r"[^\W_][\w .@+-]{0,63}")
 PG_ENV = {"host": "PGHOST", "port": "PGPORT", "dbname": "PGDATABASE", "user": "PGUSER",
           "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT"}
@@ -62,12 +65,13 @@ def _check_name(name: str) -> str | None:
 
 
 def _check_redis_url(url: str) -> str | None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        return "must start with redis://, rediss:// (TLS) or unix://"
-    if parts.password is not None:
-        return ("must not contain a password: store it in the keyring "
-                "(enerlink-migrate profiles edit NAME --set-password redis)")
+    try:
+        if urlsplit(url).password is not None:
+            return ("must not contain a password: store it in the keyring "
+                    "(enerlink-migrate profiles edit NAME --set-password redis)")
+        RedisSettings(url=url)  # the cache step's own rules, so a saved URL always works there
+    except (ValueError, RedisSettingsError) as exc:
+        return f"is not usable: {exc}"
     return None
 
 
@@ -143,8 +147,15 @@ class Profile:
                 value = None
             problem = spec.problem(value)
             if problem:
-                who = f"profile {self.name!r}" if isinstance(self.name, str) else "profile"
-                raise ProfileError(f"{who}: {spec.key} {problem}")
+                raise ProfileError(f"{self._who()}: {spec.key} {problem}")
+        if any(v is not None for v in self.redis_fields().values()):
+            try:  # fields that only make sense together (a CA file needs rediss://)
+                self.redis_settings()
+            except RedisSettingsError as exc:
+                raise ProfileError(f"{self._who()}: Redis settings: {exc}") from None
+
+    def _who(self) -> str:
+        return f"profile {self.name!r}" if isinstance(self.name, str) else "profile"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,6 +173,14 @@ class Profile:
         """The Redis endpoint as plain values (no password)."""
         return {"url": self.redis_url, "username": self.redis_username, "db": self.redis_db,
                 "ca_file": self.redis_ca_file}
+
+    def redis_settings(self, password: str | None = None,
+                       timeout_s: float = REDIS_TIMEOUT_S) -> RedisSettings:
+        """Redis connection settings (the default local URL when the profile sets none)."""
+        return RedisSettings.from_url(self.redis_url or DEFAULT_REDIS_URL,
+                                      username=self.redis_username, password=password,
+                                      db=self.redis_db, ca_file=self.redis_ca_file,
+                                      timeout_s=timeout_s)
 
 
 @dataclass(frozen=True)

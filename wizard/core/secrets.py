@@ -8,6 +8,7 @@ from typing import Any
 import keyring
 import keyring.backend
 import keyring.errors
+from keyring.backends import chainer, fail
 
 SERVICE = "enerlink-migrate"
 WHATS = ("postgres", "redis", "smoke")
@@ -47,9 +48,6 @@ def _priority(backend: Any) -> float:
 
 def _unusable_reason(backend: Any) -> str | None:
     """Why this backend must not hold our passwords, or None when it may."""
-    # Imported here: the chainer module enumerates installed backends when first used.
-    from keyring.backends import chainer, fail
-
     name = _name(backend)
     if isinstance(backend, fail.Keyring):
         return (f"{name}: keyring found no backend; on a headless host install and unlock a "
