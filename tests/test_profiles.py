@@ -372,6 +372,12 @@ def test_wrong_keyring_password_names_the_fix(pg_db: PgSettings, memory_keyring:
     assert "no profile named 'nope'" in err
 
 
+def test_invalid_dsn_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _main(capsys, "inspect", "--dsn", "not a dsn")
+    assert code == 2
+    assert "invalid --dsn" in err
+
+
 def test_ask_every_time_never_reads_the_keyring(pg_db: PgSettings, memory_keyring: Any,
                                                 empty_pgpass: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,7 +27,10 @@ class CliError(RuntimeError):
 def settings_from(dsn: str | None, profile: Profile | None = None) -> PgSettings:
     """Connection settings: --dsn fields, then the profile's, then PG* variables, then
     libpq's defaults. Never a password."""
-    params: dict[str, Any] = conninfo_to_dict(dsn) if dsn else {}
+    try:
+        params: dict[str, Any] = conninfo_to_dict(dsn) if dsn else {}
+    except psycopg.ProgrammingError as exc:
+        raise CliError(f"invalid --dsn: {exc}", EXIT_USAGE) from None
     if "password" in params:
         raise CliError("--dsn must not contain a password (it would show in the process "
                        "list and shell history); use ~/.pgpass, PGPASSFILE or the prompt",
