@@ -10,4 +10,4 @@ from wizard import cli
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    return cli.main(args)
+    return cli.main(args or ["gui"])

@@ -7,12 +7,12 @@ import sys
 from collections.abc import Sequence
 
 from wizard import __version__
-from wizard.cli import engine
+from wizard.cli import cache, engine, gui, profiles, report
 from wizard.cli.common import EXIT_OK, EXIT_REFUSED, CliError, connection_parser
 from wizard.core.discovery import DiscoveryError
 
 # Each module has register(subparsers, connection_parser); its commands set `handler`.
-COMMAND_MODULES = (engine,)
+COMMAND_MODULES = (engine, cache, profiles, report, gui)
 
 
 def build_parser() -> argparse.ArgumentParser:
