@@ -251,6 +251,39 @@ def test_wrong_password_missing_password_and_unknown_db_say_so(
     assert redis_conn.test_connection(settings).startswith("Redis ")
 
 
+@pytest.fixture
+def narrow_user(redis_server: RedisServer) -> Iterator[tuple[str, str]]:
+    """An ACL user allowed exactly what clearing keys needs: no INFO, DBSIZE or FLUSHDB."""
+    admin = redis_server.client()
+    name, password = "cache-clearer", "acl-user-pw-1"
+    admin.acl_setuser(name, enabled=True, passwords=[f"+{password}"], keys=["*"],
+                      commands=["-@all", "+ping", "+select", "+scan", "+unlink"])
+    try:
+        yield name, password
+    finally:
+        admin.acl_deluser(name)
+        admin.close()
+
+
+def test_a_narrow_acl_user_can_clear_keys_and_is_told_what_it_lacks(
+        redis_server: RedisServer, redis_client: redis.Redis,
+        narrow_user: tuple[str, str]) -> None:
+    name, password = narrow_user
+    redis_client.mset({"prosumer:1": "a", "prosumer:2": "b", "price:current": "1500"})
+    acl = RedisSettings.from_url(f"redis://{name}@127.0.0.1:{redis_server.port}/1",
+                                 password=password)
+    assert "no INFO permission" in redis_conn.test_connection(acl)
+    assert cache.delete(acl).total == 2
+    assert _keys(redis_client) == {"price:current"}
+    with pytest.raises(RedisUnavailable, match=f"user '{name}' .* lacks a permission") as info:
+        cache.flushdb(acl, "shop", "shop")
+    assert info.value.kind == redis_conn.NOPERM
+    assert password not in str(info.value)
+    assert redis_client.dbsize() == 1
+    with pytest.raises(RedisUnavailable, match="wrong password or user"):
+        redis_conn.test_connection(acl.with_password("nope"))
+
+
 def test_server_down_names_host_and_port(settings: RedisSettings) -> None:
     port = free_port()
     down = RedisSettings.from_url(f"redis://127.0.0.1:{port}/1", password="pw-not-shown")

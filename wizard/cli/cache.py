@@ -217,7 +217,8 @@ def _flushdb(args: argparse.Namespace, settings: RedisSettings, expected: str | 
         raise CliError(str(exc), EXIT_REFUSED) from None
     emit(args, {"redis": settings.describe(), "flushdb": True, "keys_before": before,
                 "journal": str(journal.folder)},
-         f"FLUSHDB {settings.describe()}: {before} keys removed (other db indexes untouched)\n"
+         f"FLUSHDB {settings.describe()}: {'all' if before is None else before} keys removed "
+         "(other db indexes untouched)\n"
          f"journal: {journal.folder}")
     return EXIT_OK
 

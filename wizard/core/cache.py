@@ -12,7 +12,7 @@ from typing import Any
 import redis
 
 from wizard.core.journal import Journal
-from wizard.core.redis_conn import RedisSettings, RedisUnavailable, connected
+from wizard.core.redis_conn import RedisSettings, RedisUnavailable, connected, dbsize
 from wizard.core.reporting import (
     Cancelled,
     Progress,
@@ -93,7 +93,7 @@ def dry_run(settings: RedisSettings, patterns: Sequence[str] = DEFAULT_PATTERNS,
     wanted = check_patterns(patterns)
     counts: list[PatternCount] = []
     with connected(settings) as client:
-        size = max(int(client.dbsize()), 1)
+        size = max(dbsize(client) or 0, 1)
         for n, pattern in enumerate(wanted):
             count, seen = 0, list[str]()
             for scans, batch in enumerate(_scan(client, pattern), 1):
@@ -145,7 +145,7 @@ def delete(settings: RedisSettings, patterns: Sequence[str] = DEFAULT_PATTERNS,
     report("info", f"clearing {', '.join(wanted)} in {result.target} (SCAN + UNLINK)")
     try:
         with connected(settings) as client:
-            size = max(int(client.dbsize()), 1)
+            size = max(dbsize(client) or 0, 1)
             total_expected = sum(expected.values()) if expected else 0
             for n, pattern in enumerate(wanted):
                 cursor, keys, scans = 0, list[Key](), 0
@@ -219,19 +219,20 @@ def confirm_flush(settings: RedisSettings, confirm: str | None, expected: str | 
 
 
 def flushdb(settings: RedisSettings, confirm: str | None, expected: str | None, *,
-            report: Report = no_report, journal: Journal | None = None) -> int:
+            report: Report = no_report, journal: Journal | None = None) -> int | None:
     """FLUSHDB ASYNC of the one configured db, only when `confirm` is the database name.
 
     `expected` is the PostgreSQL database the run targets: typing it proves the operator
-    knows which system they are clearing. Returns how many keys the db held. FLUSHALL is
-    never sent: other db indexes (other applications) keep their keys.
+    knows which system they are clearing. Returns how many keys the db held (None when
+    the ACL user may not run DBSIZE). FLUSHALL is never sent: other db indexes (other
+    applications) keep their keys.
     """
     confirm_flush(settings, confirm, expected, journal)
     target = settings.describe()
-    outcome, before = "failed", 0
+    outcome, before = "failed", None
     try:
         with connected(settings) as client:
-            before = int(client.dbsize())
+            before = dbsize(client)
             # ASYNC frees the memory in a background thread: the server keeps answering.
             client.flushdb(asynchronous=True)
             outcome = "ok"
@@ -239,5 +240,5 @@ def flushdb(settings: RedisSettings, confirm: str | None, expected: str | None, 
         if journal is not None:
             journal.write("cache_flushdb", redis=target, db=settings.effective_db,
                           keys_before=before, outcome=outcome)
-    report("info", f"FLUSHDB {target}: {before} keys removed")
+    report("info", f"FLUSHDB {target}: {'all' if before is None else before} keys removed")
     return before

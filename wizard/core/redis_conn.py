@@ -14,15 +14,14 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from wizard.core.connection import APPLICATION_NAME
-
 SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_PORT = 6379
 
 # Kinds of RedisUnavailable, so a caller can react (the CLI prompts on NOAUTH).
-REFUSED, TIMEOUT, DNS, NOAUTH, WRONGPASS, TLS, NO_DB, CLOSED, NOPERM, OTHER = (
+REFUSED, TIMEOUT, DNS, NOAUTH, WRONGPASS, TLS, NO_DB, CLOSED, NOPERM, REFUSES_WRITES = (
     "refused", "timeout", "dns", "noauth", "wrongpass", "tls", "no_db", "closed", "noperm",
-    "other")
+    "refuses_writes")
+CLUSTER, OTHER = "cluster", "other"
 
 
 class RedisSettingsError(ValueError):
@@ -143,7 +142,8 @@ class RedisSettings:
         kwargs: dict[str, Any] = {
             "db": self.effective_db, "username": self.effective_user, "password": self.password,
             "socket_timeout": self.timeout_s, "socket_connect_timeout": self.timeout_s,
-            "protocol": 2, "decode_responses": False, "client_name": APPLICATION_NAME,
+            # No client name: CLIENT SETNAME needs a permission a narrow ACL user may lack.
+            "protocol": 2, "decode_responses": False,
             # A retry would repeat a wrong password against the server; the operator retries.
             "retry": Retry(NoBackoff(), 0),
         }
@@ -200,7 +200,25 @@ def explain(settings: RedisSettings, exc: BaseException) -> RedisUnavailable:
             f"no answer from Redis at {where} within {settings.timeout_s:g} s (timeout): a "
             "firewall, the wrong host or port, or a TLS port reached with redis:// "
             "(use rediss://)", TIMEOUT)
-    if "connection refused" in low or "error 111 " in low or "no such file" in low:
+    if ep.scheme == "unix" and ("no such file" in low or "error 2 " in low):
+        return RedisUnavailable(
+            f"no Redis socket at {ep.path}: is redis-server running, with `unixsocket` set "
+            "to that path?", REFUSED)
+    if status == "READONLY" or isinstance(exc, redis.exceptions.ReadOnlyError):
+        return RedisUnavailable(
+            f"Redis at {target} is a read-only replica ({text}); point --redis-url at the "
+            "primary", REFUSES_WRITES)
+    if status in ("MISCONF", "LOADING", "OOM") or isinstance(
+            exc, redis.exceptions.BusyLoadingError):
+        return RedisUnavailable(
+            f"Redis at {target} refuses the command for now ({status or ''} {text}); fix "
+            "the server's condition (see its log), then retry the step", REFUSES_WRITES)
+    if status in ("CROSSSLOT", "MOVED", "ASK", "CLUSTERDOWN"):
+        return RedisUnavailable(
+            f"Redis at {target} is part of a Redis Cluster ({status} {text}); clearing a "
+            "cluster is not supported: run the step against each primary node's URL",
+            CLUSTER)
+    if "connection refused" in low or "error 111 " in low:
         return RedisUnavailable(
             f"cannot connect to Redis at {where}: connection refused; is redis-server "
             "running there? check the host and port of --redis-url", REFUSED)
@@ -218,33 +236,37 @@ def explain(settings: RedisSettings, exc: BaseException) -> RedisUnavailable:
 
 @contextlib.contextmanager
 def connected(settings: RedisSettings) -> Iterator[redis.Redis]:
-    """A client whose connection and command errors come out as RedisUnavailable."""
+    """A client whose errors come out as RedisUnavailable. Our commands are fixed and
+    well-formed, so any error reply is the server's condition (auth, ACL, replica, cluster),
+    and it is explained rather than shown as a traceback."""
     client = settings.client()
     try:
         yield client
     except (redis.exceptions.RedisError, OSError) as exc:
-        if isinstance(exc, redis.exceptions.ResponseError) and not _is_connection_problem(exc):
-            raise
         raise explain(settings, exc) from None
     finally:
         client.close()
-
-
-def _is_connection_problem(exc: redis.exceptions.ResponseError) -> bool:
-    """Response errors that mean 'cannot use this server as configured', not a bug of ours."""
-    text = str(exc).lower()
-    return (isinstance(exc, redis.exceptions.NoPermissionError)
-            or getattr(exc, "status_code", None) in ("NOAUTH", "WRONGPASS", "NOPERM")
-            or "db index is out of range" in text)
 
 
 def test_connection(settings: RedisSettings) -> str:
     """PING the server; 'Redis 7.0.15 at redis://host:port/1: 42 keys' or RedisUnavailable."""
     with connected(settings) as client:
         client.ping()
-        version = client.info("server").get("redis_version", "?")
-        size = int(client.dbsize())
-    return f"Redis {version} at {settings.describe()}: {size} keys in db {settings.effective_db}"
+        try:
+            version = str(client.info("server").get("redis_version", "?"))
+        except redis.exceptions.NoPermissionError:
+            version = "(version unknown: no INFO permission)"
+        size = dbsize(client)
+    keys = f"{size} keys" if size is not None else "key count unknown (no DBSIZE permission)"
+    return f"Redis {version} at {settings.describe()}: {keys} in db {settings.effective_db}"
+
+
+def dbsize(client: redis.Redis) -> int | None:
+    """DBSIZE, or None when an ACL user may not run it (only progress estimates need it)."""
+    try:
+        return int(client.dbsize())
+    except redis.exceptions.NoPermissionError:
+        return None
 
 
 test_connection.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
