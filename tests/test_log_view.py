@@ -1,0 +1,141 @@
+"""The live log: batched painting, the block cap, the full log file, copy, save, colours."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtGui import QColor, QGuiApplication, QPalette
+from PySide6.QtWidgets import QFileDialog
+
+from wizard.core.reporting import Progress, Report
+from wizard.ui.log_view import LEVELS, LogView
+from wizard.ui.worker import Job
+
+CAP = 1_000
+
+
+@pytest.fixture
+def view(qtbot: Any, tmp_path: Path) -> Iterator[LogView]:
+    widget = LogView(max_blocks=CAP, log_file=tmp_path / "run.log")
+    qtbot.addWidget(widget)
+    widget.show()
+    yield widget
+    widget.close_log_file()
+
+
+def _lines(n: int) -> list[tuple[str, str]]:
+    return [(LEVELS[i % 4], f"line {i}") for i in range(n)]
+
+
+def test_ten_thousand_lines_capped_on_screen_all_in_the_file(qtbot: Any, view: LogView,
+                                                            tmp_path: Path) -> None:
+    records = _lines(10_000)
+    for start in range(0, len(records), 500):  # as a job's batches arrive
+        view.append_many(records[start:start + 500])
+    qtbot.waitUntil(lambda: "line 9999" in view.editor.document().lastBlock().text(),
+                    timeout=10_000)
+    assert view.editor.blockCount() <= CAP
+    shown = view.shown_text().splitlines()
+    assert shown[-1] == "ERROR line 9999"  # warn/error carry a word, not colour alone
+    assert shown[-2] == "WARNING line 9998"
+    # The whole log is in the file, every line with a timestamp and its level.
+    file_lines = view.full_text().splitlines()
+    assert len(file_lines) == 10_000
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d \[info\] line 0",
+                        file_lines[0])
+    assert file_lines[-1].endswith("[error] line 9999")
+    assert (tmp_path / "run.log").stat().st_mode & 0o777 == 0o600
+
+
+def test_burst_larger_than_the_cap_says_what_it_skipped(view: LogView) -> None:
+    view.append_many(_lines(5_000))
+    view.flush()
+    assert view.skipped == 5_000 - CAP + 1
+    text = view.shown_text()
+    assert "4,001 lines not shown here" in text
+    assert "run.log has them" in text
+    assert view.editor.blockCount() <= CAP
+
+
+def test_copy_all_and_save(qtbot: Any, view: LogView, tmp_path: Path) -> None:
+    view.append("step", "[1/2] Renaming table prosumer → user")
+    view.append("info", "COMMIT")
+    view.copy_all()
+    clip = QGuiApplication.clipboard().text()
+    assert "[step] [1/2] Renaming table prosumer → user" in clip
+    assert clip.rstrip().endswith("[info] COMMIT")
+    with qtbot.waitSignal(view.saved, timeout=5_000) as blocker:
+        saved = view.save_to(tmp_path / "saved.log")
+    assert blocker.args == [str(saved)]
+    assert saved.read_text(encoding="utf-8") == clip
+
+
+def test_save_dialog_writes_where_the_operator_chose(view: LogView, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stand-in for the native file dialog, which cannot be driven offscreen.
+    target = tmp_path / "chosen.log"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(target), "")))
+    view.append("warn", "3 sessions still connected")
+    assert view.save_dialog() == target
+    assert "[warn] 3 sessions still connected" in target.read_text(encoding="utf-8")
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: ("", "")))
+    assert view.save_dialog() is None  # cancelled: nothing written
+
+
+def test_without_a_file_copy_gives_what_is_shown(qtbot: Any) -> None:
+    view = LogView(max_blocks=CAP)
+    qtbot.addWidget(view)
+    view.append("info", "only on screen")
+    view.copy_all()
+    assert QGuiApplication.clipboard().text() == "only on screen"
+
+
+def _contrast(a: QColor, b: QColor) -> float:
+    def lum(c: QColor) -> float:
+        def ch(v: float) -> float:
+            return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+        return 0.2126 * ch(c.redF()) + 0.7152 * ch(c.greenF()) + 0.0722 * ch(c.blueF())
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.mark.parametrize(("base", "text"), [("#ffffff", "#000000"), ("#1e1e1e", "#e6e6e6")],
+                         ids=["light", "dark"])
+def test_colours_differ_by_level_and_are_readable(qtbot: Any, base: str, text: str) -> None:
+    view = LogView()
+    qtbot.addWidget(view)
+    palette = QPalette(view.palette())
+    palette.setColor(QPalette.ColorRole.Base, QColor(base))
+    palette.setColor(QPalette.ColorRole.Text, QColor(text))
+    view.editor.setPalette(palette)
+    view.setPalette(palette)  # what a theme switch does; the view re-picks its colours
+    colours = {level: view.color_for(level).name() for level in LEVELS}
+    assert len(set(colours.values())) == len(LEVELS), colours
+    for level in LEVELS:
+        assert _contrast(view.color_for(level), QColor(base)) >= 4.5, (level, colours[level])
+    # The painted text carries the colour of its level.
+    view.append("error", "lock timeout")
+    view.flush()
+    block = view.editor.document().lastBlock()
+    assert block.begin().fragment().charFormat().foreground().color() == view.color_for("error")
+
+
+def test_a_job_streams_into_the_view(qtbot: Any, view: LogView) -> None:
+    def chatty(report: Report, progress: Progress, cancel: threading.Event) -> None:
+        for i in range(20_000):
+            report("info", f"row {i}")
+
+    job = Job(chatty, name="chatty")
+    view.attach(job)
+    with qtbot.waitSignal(job.finished, timeout=30_000):
+        job.start()
+    qtbot.waitUntil(lambda: view.editor.document().lastBlock().text() == "row 19999",
+                    timeout=10_000)
+    assert view.editor.blockCount() <= CAP
+    assert len(view.full_text().splitlines()) == 20_000

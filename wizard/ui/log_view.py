@@ -1,0 +1,239 @@
+"""The live log every page shows: coloured by level, batched on a timer, capped, saved in full."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from PySide6.QtCore import QEvent, QTimer, Signal, Slot
+from PySide6.QtGui import (
+    QColor,
+    QFontDatabase,
+    QGuiApplication,
+    QPalette,
+    QTextCharFormat,
+    QTextCursor,
+    QTextOption,
+)
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+LEVELS = ("info", "step", "warn", "error")
+PREFIX = {"warn": "WARNING ", "error": "ERROR "}  # not by colour alone
+# (on a light background, on a dark one); info uses the palette's own text colour.
+COLOURS = {"step": ("#1a5fb4", "#8cb8ff"), "warn": ("#8a5a00", "#f0c674"),
+           "error": ("#b00020", "#ff8a80")}
+MAX_BLOCKS = 20_000
+INTERVAL_MS = 60
+PAINT_MAX = 4_000  # lines laid out per tick: bounds the time one tick takes
+
+
+def is_dark(palette: QPalette) -> bool:
+    return palette.color(QPalette.ColorRole.Base).lightness() < 128
+
+
+class LogView(QWidget):
+    """Append from the GUI thread (or connect a Job's `log_batch`); painting is batched.
+
+    Lines wait in a deque and are painted every `interval_ms`, at most `max_blocks` are
+    kept on screen; the optional log file gets every line with a timestamp, so the full
+    log survives the cap. "Copy all" and "Save log…" use the full log when there is one.
+    """
+
+    saved = Signal(str)  # path written by "Save log…"
+
+    def __init__(self, parent: QWidget | None = None, *, max_blocks: int = MAX_BLOCKS,
+                 interval_ms: int = INTERVAL_MS, log_file: Path | None = None) -> None:
+        super().__init__(parent)
+        self.editor = QPlainTextEdit(self)
+        self.editor.setReadOnly(True)
+        self.editor.setUndoRedoEnabled(False)
+        self.editor.setMaximumBlockCount(max_blocks)
+        self.editor.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.editor.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.editor.setAccessibleName("Log")
+        self.copy_button = QPushButton("&Copy all", self)
+        self.copy_button.setToolTip("Copy the whole log to the clipboard")
+        self.save_button = QPushButton("Sa&ve log…", self)
+        self.save_button.setToolTip("Save the whole log to a text file")
+        self.copy_button.clicked.connect(self.copy_all)
+        self.save_button.clicked.connect(self.save_dialog)
+
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.copy_button)
+        buttons.addWidget(self.save_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.editor, 1)
+        layout.addLayout(buttons)
+
+        self._pending: deque[tuple[str, str]] = deque()
+        self.skipped = 0  # lines never painted because newer ones replaced them
+        self._sink: IO[str] | None = None
+        self._sink_path: Path | None = None
+        self._formats: dict[str, QTextCharFormat] = {}
+        self._update_formats()
+        self._timer = QTimer(self)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self.flush)
+        if log_file is not None:
+            self.set_log_file(log_file)
+
+    # -- feeding ----------------------------------------------------------------------------
+
+    def append(self, level: str, message: str) -> None:
+        self.append_many(((level, message),))
+
+    @Slot(list)
+    def append_many(self, records: Iterable[tuple[str, str]]) -> None:
+        stamp = self._stamp() if self._sink is not None else ""
+        for level, message in records:
+            self._pending.append((level, message))
+            if self._sink is not None:
+                self._sink.write(f"{stamp} [{level}] {message}\n")
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def attach(self, job: Any) -> None:
+        """Show a worker.Job's log (its batches, one slot call per batch)."""
+        job.log_batch.connect(self.append_many)
+
+    # -- painting ---------------------------------------------------------------------------
+
+    @Slot()
+    def flush(self) -> None:
+        """Paint what is waiting (the timer calls this; tests may call it directly)."""
+        if not self._pending:
+            self._timer.stop()
+            if self._sink is not None:
+                self._sink.flush()
+            return
+        # Lines that would scroll out of the capped view at once are not worth laying out.
+        cap = self.editor.maximumBlockCount()
+        dropped = 0
+        if cap and len(self._pending) > cap:
+            dropped = len(self._pending) - (cap - 1)  # one line left for the notice
+            for _ in range(dropped):
+                self._pending.popleft()
+        self.skipped += dropped
+        batch = [self._pending.popleft() for _ in range(min(len(self._pending), PAINT_MAX))]
+        if dropped:
+            where = f" ({self._sink_path} has them)" if self._sink_path else ""
+            batch.insert(0, ("info", f"… {dropped:,} lines not shown here{where}"))
+        bar = self.editor.verticalScrollBar()
+        follow = bar.value() >= bar.maximum() - 2
+        cursor = QTextCursor(self.editor.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.beginEditBlock()
+        # Consecutive lines of one level go in as one insertion.
+        run_level, run_text = batch[0][0], list[str]()
+        for level, message in batch:
+            if level != run_level:
+                self._insert(cursor, run_level, run_text)
+                run_level, run_text = level, []
+            run_text.append(PREFIX.get(level, "") + message)
+        self._insert(cursor, run_level, run_text)
+        cursor.endEditBlock()
+        if follow:
+            bar.setValue(bar.maximum())
+        if self._sink is not None:
+            self._sink.flush()
+
+    def _insert(self, cursor: QTextCursor, level: str, lines: list[str]) -> None:
+        if not lines:
+            return
+        if not self.editor.document().isEmpty():
+            cursor.insertBlock()
+        cursor.insertText("\n".join(lines), self._format(level))
+
+    def _format(self, level: str) -> QTextCharFormat:
+        return self._formats.get(level, self._formats["info"])
+
+    def color_for(self, level: str) -> QColor:
+        return self._format(level).foreground().color()
+
+    def _update_formats(self) -> None:
+        dark = is_dark(self.editor.palette())
+        text = self.editor.palette().color(QPalette.ColorRole.Text)
+        self._formats = {"info": QTextCharFormat()}
+        self._formats["info"].setForeground(text)
+        for level, (light_c, dark_c) in COLOURS.items():
+            fmt = QTextCharFormat()
+            fmt.setForeground(QColor(dark_c if dark else light_c))
+            if level == "error":
+                fmt.setFontWeight(700)
+            self._formats[level] = fmt
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.PaletteChange:
+            self._update_formats()  # new lines follow a switch to (or from) a dark palette
+        super().changeEvent(event)
+
+    # -- the full log -----------------------------------------------------------------------
+
+    def set_log_file(self, path: Path | None) -> None:
+        """Write every line (timestamped) to `path` too; None stops writing."""
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+        self._sink_path = Path(path) if path is not None else None
+        if self._sink_path is not None:
+            self._sink_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._sink_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._sink = os.fdopen(fd, "a", encoding="utf-8")
+
+    @property
+    def log_file(self) -> Path | None:
+        return self._sink_path
+
+    def shown_text(self) -> str:
+        return self.editor.toPlainText()
+
+    def full_text(self) -> str:
+        """The whole log: the file when there is one (nothing capped), else what is shown."""
+        self.flush()
+        if self._sink is not None and self._sink_path is not None:
+            self._sink.flush()
+            return self._sink_path.read_text(encoding="utf-8")
+        return self.shown_text()
+
+    @Slot()
+    def copy_all(self) -> None:
+        clipboard = QGuiApplication.clipboard()
+        clipboard.setText(self.full_text())
+
+    def save_to(self, path: Path) -> Path:
+        path = Path(path)
+        path.write_text(self.full_text(), encoding="utf-8")
+        self.saved.emit(str(path))
+        return path
+
+    @Slot()
+    def save_dialog(self) -> Path | None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        name, _ = QFileDialog.getSaveFileName(self, "Save log", f"enerlink-migrate-{stamp}.log",
+                                              "Log files (*.log *.txt);;All files (*)")
+        return self.save_to(Path(name)) if name else None
+
+    def clear(self) -> None:
+        self._pending.clear()
+        self.editor.clear()
+        self.skipped = 0
+
+    def close_log_file(self) -> None:
+        self.set_log_file(None)
+
+    @staticmethod
+    def _stamp() -> str:
+        return datetime.now().astimezone().isoformat(timespec="milliseconds")

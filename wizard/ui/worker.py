@@ -1,0 +1,159 @@
+"""Run a Qt-free core job on a worker thread; its reports reach the GUI thread as signals."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+
+from wizard.core.reporting import Cancelled
+from wizard.ui import require_sound_binding
+
+JobFn = Callable[..., Any]  # called as fn(report=..., progress=..., cancel=...)
+POLL_MS = 20  # how often the GUI thread collects what the worker queued
+CHUNK = 500  # lines per log_batch signal
+BUDGET_S = 0.008  # GUI time per collection; what is left waits for the next turn
+
+RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
+
+
+class Job(QObject):
+    """One run of a core function on its own thread.
+
+    The function gets `report(level, message)`, `progress(fraction, detail)` and a
+    `threading.Event` cancel. The worker only appends to a deque and never calls Qt; a
+    timer in the GUI thread collects in batches within a time budget, so 100,000 lines cost
+    the event loop a few hundred short turns. Terminal signals come after the last line.
+
+    A plain `threading.Thread` runs the job: it is joinable, and Python code running on a
+    QThread leaves a never-ending "dummy" thread in `threading.enumerate()`. Not emitting
+    from the worker also avoids a PySide6 6.12 crash (a refcount race when two threads emit
+    one signal at once: "bool_dealloc: deallocating True").
+    """
+
+    log = Signal(str, str)  # level, message (one per line, in the GUI thread)
+    log_batch = Signal(list)  # [(level, message), ...]: what a log view wants
+    progress = Signal(float, str)  # fraction 0..1, detail (only the newest is kept)
+    finished = Signal(object)  # the function's return value
+    failed = Signal(str, str)  # message, traceback
+    cancelled = Signal()
+    done = Signal(str)  # after any of the three above: finished / failed / cancelled
+
+    def __init__(self, fn: JobFn, *, name: str = "job", parent: QObject | None = None) -> None:
+        require_sound_binding()
+        super().__init__(parent)
+        self.name = name
+        self._fn = fn
+        self.cancel_event = threading.Event()
+        self._lines: deque[tuple[str, str]] = deque()  # appends and pops are thread-safe
+        self._progress: tuple[float, str] | None = None
+        self._shown_progress: tuple[float, str] | None = None
+        self._outcome: tuple[str, Any] | None = None
+        self._thread: threading.Thread | None = None
+        self.state = ""
+        self.result: Any = None
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self._drain)
+
+    @classmethod
+    def of(cls, func: Callable[..., Any], *args: Any, name: str | None = None,
+           parent: QObject | None = None, **kwargs: Any) -> Job:
+        """A job calling `func(*args, **kwargs)` plus whichever of report/progress/cancel
+        it accepts, e.g. `Job.of(jobs.run, settings, "up", options=opts)`."""
+        accepted = inspect.signature(func).parameters
+
+        def call(report: Any, progress: Any, cancel: threading.Event) -> Any:
+            extra = {k: v for k, v in (("report", report), ("progress", progress),
+                                       ("cancel", cancel)) if k in accepted}
+            return func(*args, **kwargs, **extra)
+        return cls(call, name=name or str(getattr(func, "__name__", "job")), parent=parent)
+
+    # -- GUI thread -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError(f"job {self.name} was already started; make a new Job")
+        self.state = RUNNING
+        self._thread = threading.Thread(target=self._run, name=f"job:{self.name}")
+        self._timer.start(POLL_MS)
+        self._thread.start()
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next cancellation point."""
+        self.cancel_event.set()
+
+    def is_running(self) -> bool:
+        return self.state == RUNNING
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Join the worker thread (tests, shutdown); True when it has ended."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @Slot()
+    def _drain(self) -> None:
+        # Read the outcome first: once it is set, every line is already in the deque.
+        outcome = self._outcome
+        started = time.monotonic()
+        while self._lines:
+            batch = [self._lines.popleft() for _ in range(min(CHUNK, len(self._lines)))]
+            self.log_batch.emit(batch)
+            for level, message in batch:
+                self.log.emit(level, message)
+            if time.monotonic() - started > BUDGET_S:
+                break
+        progress = self._progress
+        if progress is not None and progress != self._shown_progress:
+            self._shown_progress = progress
+            self.progress.emit(*progress)
+        if self._lines:
+            self._timer.setInterval(0)  # more right after painting and input
+        elif outcome is not None and self.state == RUNNING:
+            self._timer.stop()
+            self._finish(*outcome)
+        else:
+            self._timer.setInterval(POLL_MS)
+
+    def _finish(self, kind: str, value: Any) -> None:
+        if self._thread is not None:
+            # Setting the outcome was the worker's last act: this join returns at once.
+            self._thread.join()
+        self.state = kind
+        if kind == FINISHED:
+            self.result = value
+            self.finished.emit(value)
+        elif kind == CANCELLED:
+            self.cancelled.emit()
+        else:
+            self.failed.emit(*value)
+        self.done.emit(kind)
+
+    # -- worker thread ----------------------------------------------------------------------
+
+    def _report(self, level: str, message: str) -> None:
+        self._lines.append((level, str(message)))
+
+    def _on_progress(self, fraction: float, detail: str = "") -> None:
+        self._progress = (max(0.0, min(1.0, float(fraction))), detail)
+
+    def _run(self) -> None:
+        outcome: tuple[str, Any]
+        try:
+            value = self._fn(report=self._report, progress=self._on_progress,
+                             cancel=self.cancel_event)
+            outcome = (FINISHED, value)
+        except Cancelled as exc:
+            self._lines.append(("warn", str(exc) or f"{self.name} cancelled"))
+            outcome = (CANCELLED, None)
+        except BaseException as exc:  # everything must reach the GUI
+            message = str(exc).strip() or type(exc).__name__
+            outcome = (FAILED, (message, traceback.format_exc()))
+        self._outcome = outcome  # the last thing the worker does
