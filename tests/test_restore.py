@@ -1,0 +1,363 @@
+"""Restore: real pg_dump, pg_restore and psql; a new database, checked, swapped in by name."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from wizard.cli import main as cli_main
+from wizard.core import jobs, restore
+from wizard.core.connection import PgSettings
+from wizard.core.fingerprint import schema_fingerprint
+from wizard.core.journal import Journal
+from wizard.core.pgenv import conninfo_arg, libpq_env
+from wizard.core.plan import UP
+from wizard.sandbox.servers import PostgresServer
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def pg_dump(server: PostgresServer, settings: PgSettings, out: Path, *args: str) -> Path:
+    with libpq_env(settings) as env:
+        subprocess.run([str(server.bindir / "pg_dump"), "--no-password", *args, "-f", str(out),
+                        f"--dbname={conninfo_arg(settings)}"],
+                       env=env, check=True, capture_output=True)
+    return out
+
+
+def record_backup(settings: PgSettings, path: Path, sha256: str | None = None) -> None:
+    """Write the journal event our backup step writes, so the restore treats it as ours."""
+    journal = Journal.create(settings, "backup")
+    journal.write("backup", path=str(path), format="custom", dbname=settings.dbname,
+                  sha256=sha256 or restore.sha256_of(path), verified=True,
+                  size_bytes=path.stat().st_size)
+
+
+def snapshot(settings: PgSettings) -> tuple[list[str], dict[str, str]]:
+    """The schema fingerprint and an md5 of every table's rows, sorted."""
+    with settings.connect() as conn:
+        fingerprint = schema_fingerprint(conn)
+        tables = [r[0] for r in conn.execute(
+            "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE nspname = 'public' AND relkind = 'r' ORDER BY 1").fetchall()]
+        sums = {}
+        for table in tables:
+            row = conn.execute(sql.SQL(
+                "SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) "
+                "FROM {} t").format(sql.Identifier("public", table))).fetchone()
+            sums[table] = row[0] if row else ""
+    return fingerprint, sums
+
+
+def databases(server: PostgresServer) -> set[str]:
+    with server.admin_connect() as admin:
+        return {r[0] for r in admin.execute("SELECT datname FROM pg_database").fetchall()}
+
+
+def has_table(settings: PgSettings, table: str) -> bool:
+    with settings.connect() as conn:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                           (f'public."{table}"',)).fetchone()
+        return bool(row and row[0])
+
+
+def migrate(settings: PgSettings) -> None:
+    _plan, result, _journal = jobs.run(settings, UP)
+    assert result.ok, result.error
+    assert has_table(settings, "user")
+
+
+@pytest.fixture
+def live(pg_db: PgSettings, pg_server: PostgresServer) -> Iterator[PgSettings]:
+    """The sample database; the restore's extra databases are dropped afterwards too."""
+    yield pg_db
+    with pg_server.admin_connect() as admin:
+        for name in databases(pg_server):
+            if name.startswith(pg_db.dbname + "_"):
+                admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+                    sql.Identifier(name)))
+
+
+def restore_now(settings: PgSettings, backup: Path, **options: Any) -> restore.RestoreResult:
+    cancel = options.pop("cancel", None)
+    progress = options.pop("progress", restore.no_progress)
+    plan = restore.prepare(settings, backup, restore.RestoreOptions(**options))
+    return restore.run(plan, confirm=settings.dbname, progress=progress, cancel=cancel)
+
+
+# --- the round trips ---------------------------------------------------------------------
+
+
+def test_custom_backup_then_migrate_then_restore_gives_back_the_exact_database(
+        live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
+    with live.connect(autocommit=True) as conn:  # database-level state a dump does not carry
+        conn.execute(sql.SQL("ALTER DATABASE {} SET work_mem = '8MB'").format(
+            sql.Identifier(live.dbname)))
+    before = snapshot(live)
+    backup = pg_dump(pg_server, live, tmp_path / "live.dump", "-Fc")
+    record_backup(live, backup)
+    migrate(live)
+    assert snapshot(live) != before
+
+    plan = restore.prepare(live, backup)
+    insp = plan.inspection
+    assert (insp.format, insp.dbname, insp.state) == ("custom", live.dbname, "pre")
+    assert insp.sha256 == restore.sha256_of(backup)
+    assert insp.journal_backup is not None
+    assert insp.server_version and insp.pg_dump_version and insp.dumped_at
+    assert "prosumer" in insp.tables and insp.toc_entries > 50
+    assert plan.expected_counts == {"prosumer": 40}  # from the migration's journal
+    assert plan.keep_owners and "--no-owner" not in plan.argv()
+    assert live.password and not any(live.password in a for a in plan.argv())
+    fractions: list[float] = []
+    result = restore.run(plan, confirm=live.dbname,
+                         progress=lambda f, _d: fractions.append(f))
+
+    assert result.ok, result.error
+    assert snapshot(live) == before
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) > 10
+    assert {c["id"]: c["ok"] for c in result.checks} == {"objects": True, "row_counts": True}
+    # The migrated database is kept under the reported name, as it was.
+    assert result.before_db == plan.before_db and result.before_db in databases(pg_server)
+    assert has_table(live.with_dbname(result.before_db), "user")
+    assert result.drop_old_sql == f'DROP DATABASE "{result.before_db}";'
+    assert any("cache" in s for s in result.next_steps)
+    with live.connect() as conn:
+        row = conn.execute("SELECT current_setting('work_mem')").fetchone()
+        assert row is not None and row[0] == "8MB"
+    events = [e["event"] for e in Journal(Path(str(result.journal))).events()]
+    assert events[-4:] == ["restore_program", "restore_checks", "restore_swapped",
+                           "restore_finished"]
+
+
+def test_plain_sql_backup_is_restored_with_psql(live: PgSettings, pg_server: PostgresServer,
+                                                tmp_path: Path) -> None:
+    before = snapshot(live)
+    backup = pg_dump(pg_server, live, tmp_path / "live.sql")
+    migrate(live)
+    plan = restore.prepare(live, backup)
+    assert plan.inspection.format == "plain"
+    assert plan.tool.path.name == "psql" and "ON_ERROR_STOP=1" in plan.argv()
+    assert "prosumer" in plan.inspection.tables and plan.inspection.owners == ["enerlink"]
+    details: list[str] = []
+    result = restore.run(plan, confirm=live.dbname, progress=lambda _f, d: details.append(d))
+    assert result.ok, result.error
+    assert snapshot(live) == before
+    assert "public.wallet" in details  # progress named the data loads as psql reached them
+
+
+def test_directory_backup_with_two_jobs(live: PgSettings, pg_server: PostgresServer,
+                                        tmp_path: Path) -> None:
+    before = snapshot(live)
+    backup = pg_dump(pg_server, live, tmp_path / "live.dir", "-Fd", "-j", "2")
+    record_backup(live, backup)
+    migrate(live)
+    plan = restore.prepare(live, backup, restore.RestoreOptions(jobs=2))
+    assert plan.inspection.format == "directory"
+    assert plan.argv()[-3:] == ["--jobs", "2", str(backup)]
+    result = restore.run(plan, confirm=live.dbname)
+    assert result.ok, result.error
+    assert snapshot(live) == before
+
+
+# --- refusals before anything changes ----------------------------------------------------
+
+
+def test_a_truncated_backup_is_refused_before_anything_changes(
+        live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
+    full = pg_dump(pg_server, live, tmp_path / "full.dump", "-Fc")
+    data = full.read_bytes()
+    cut = tmp_path / "cut.dump"
+    cut.write_bytes(data[:-200])  # the TOC at the start still lists fine: the data ends early
+    stub = tmp_path / "stub.dump"
+    stub.write_bytes(data[:300])  # the TOC itself is cut
+    plain = pg_dump(pg_server, live, tmp_path / "full.sql")
+    cut_sql = tmp_path / "cut.sql"
+    cut_sql.write_bytes(plain.read_bytes()[: plain.stat().st_size // 2])
+    dbs = databases(pg_server)
+    with pytest.raises(restore.RestoreRefused, match=r"is damaged: pg_restore could not read"):
+        restore.prepare(live, cut)
+    with pytest.raises(restore.RestoreRefused, match=r"truncated"):
+        restore.prepare(live, cut_sql)
+    with pytest.raises(restore.RestoreRefused, match=r"pg_restore --list cannot read"):
+        restore.prepare(live, stub)
+    assert databases(pg_server) == dbs
+
+
+def test_a_backup_whose_sha256_changed_is_refused_naming_both_hashes(
+        live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
+    backup = pg_dump(pg_server, live, tmp_path / "live.dump", "-Fc")
+    recorded = restore.sha256_of(backup)
+    record_backup(live, backup, recorded)
+    with open(backup, "r+b") as fh:  # one byte changed in the data, the TOC untouched
+        fh.seek(-100, os.SEEK_END)
+        byte = fh.read(1)
+        fh.seek(-100, os.SEEK_END)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(restore.RestoreRefused) as info:
+        restore.prepare(live, backup)
+    assert recorded in str(info.value) and restore.sha256_of(backup) in str(info.value)
+
+
+def test_a_role_without_createdb_is_refused_before_starting(
+        live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
+    backup = pg_dump(pg_server, live, tmp_path / "live.dump", "-Fc")
+    with pg_server.admin_connect() as admin:
+        admin.execute("CREATE ROLE restore_nocreatedb LOGIN NOCREATEDB PASSWORD 'pw-for-test'")
+    try:
+        weak = pg_server.settings(live.dbname, "restore_nocreatedb", "pw-for-test")
+        dbs = databases(pg_server)
+        with pytest.raises(restore.RestoreRefused, match=r"lacks CREATEDB.*ALTER ROLE"):
+            restore.prepare(weak, backup)
+        assert databases(pg_server) == dbs
+    finally:
+        with pg_server.admin_connect() as admin:
+            admin.execute("DROP ROLE restore_nocreatedb")
+
+
+def test_not_a_backup_or_a_multi_database_dump_is_refused(live: PgSettings,
+                                                           tmp_path: Path) -> None:
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00\x01binary")
+    with pytest.raises(restore.RestoreRefused, match="neither a pg_dump archive"):
+        restore.prepare(live, junk)
+    gz = tmp_path / "x.sql.gz"
+    gz.write_bytes(b"\x1f\x8b\x08rest")
+    with pytest.raises(restore.RestoreRefused, match="gunzip"):
+        restore.prepare(live, gz)
+    script = tmp_path / "all.sql"
+    script.write_text("--\n-- PostgreSQL database dump\n--\n\\connect other\nSELECT 1;\n"
+                      "-- PostgreSQL database dump complete\n")
+    with pytest.raises(restore.RestoreRefused, match=r"switches databases"):
+        restore.prepare(live, script)
+    with pytest.raises(restore.RestoreRefused, match="does not exist"):
+        restore.prepare(live, tmp_path / "missing.dump")
+
+
+def test_cli_refuses_a_wrong_confirmation_after_showing_the_inspection(
+        live: PgSettings, pg_server: PostgresServer, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    backup = pg_dump(pg_server, live, tmp_path / "live.dump", "-Fc")
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"{live.host}:{live.port}:*:{live.user}:{live.password}\n")
+    passfile.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    dsn = f"postgresql://{live.user}@{live.host}:{live.port}/{live.dbname}?sslmode=disable"
+    dbs = databases(pg_server)
+    code = cli_main(["restore", str(backup), "--dsn", dsn, "--confirm", "enerlink_db"])
+    out, err = capsys.readouterr()
+    assert code == 3
+    assert f"database: {live.dbname}" in out and "dumped at:" in out
+    assert "--confirm must repeat the name" in err and "Nothing was changed" in err
+    assert databases(pg_server) == dbs
+    with pytest.raises(restore.RestoreRefused, match="does not match"):
+        restore.run(restore.prepare(live, backup), confirm=live.dbname + "x")
+    assert databases(pg_server) == dbs
+    # The right name restores; --json for machines.
+    code = cli_main(["restore", str(backup), "--dsn", dsn, "--confirm", live.dbname, "--json"])
+    out, _err = capsys.readouterr()
+    assert code == 0, out
+    assert '"ok": true' in out and (live.password or "\0") not in out
+
+
+# --- the swap, cancel, checks, warnings -------------------------------------------------
+
+
+def test_other_sessions_on_the_live_database_are_terminated_and_the_swap_succeeds(
+        live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
+    backup = pg_dump(pg_server, live, tmp_path / "live.dump", "-Fc")
+    migrate(live)
+    app = live.with_dbname(live.dbname).connect(autocommit=True)  # the application, idle
+    try:
+        row = app.execute("SELECT pg_backend_pid()").fetchone()
+        assert row is not None
+        result = restore_now(live, backup)
+        assert result.ok, result.error
+        assert row[0] in [t["pid"] for t in result.terminated]
+        with pytest.raises(psycopg.OperationalError):
+            app.execute("SELECT 1")
+    finally:
+        app.close()
+    assert has_table(live, "prosumer") and not has_table(live, "user")
+
+
+def test_cancel_mid_restore_drops_the_new_database_and_leaves_live_untouched(
+        live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
+    backup = pg_dump(pg_server, live, tmp_path / "live.dump", "-Fc")
+    migrate(live)
+    before = snapshot(live)
+    dbs = databases(pg_server)
+    cancel = threading.Event()
+    seen: list[float] = []
+
+    def progress(fraction: float, _detail: str) -> None:
+        seen.append(fraction)
+        if len(seen) == 3:  # a few TOC items in: pg_restore is running
+            cancel.set()
+
+    result = restore_now(live, backup, cancel=cancel, progress=progress, jobs=1)
+    assert result.cancelled and not result.ok and result.before_db is None
+    assert 0 < max(seen) < 1
+    assert databases(pg_server) == dbs  # the half-restored database is gone
+    assert snapshot(live) == before
+    events = [e["event"] for e in Journal(Path(str(result.journal))).events()]
+    assert "restore_dropped" in events and "restore_swapped" not in events
+
+
+def test_rows_written_between_backup_and_migration_stop_the_swap(
+        live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
+    backup = pg_dump(pg_server, live, tmp_path / "live.dump", "-Fc")
+    with live.connect() as conn:
+        conn.execute("INSERT INTO prosumer (prosumer_id, email, password_hash, created_at, "
+                     "updated_at) VALUES ('late', 'late@example.org', 'x', now(), now())")
+    migrate(live)
+    dbs = databases(pg_server)
+    result = restore_now(live, backup)
+    assert not result.ok and not result.cancelled
+    assert "prosumer: 40 restored, 41 before the migration" in str(result.error)
+    assert databases(pg_server) == dbs and has_table(live, "user")
+    result = restore_now(live, backup, check_counts=False)  # the DBA's explicit choice
+    assert result.ok, result.error
+
+
+def test_errors_ignored_by_pg_restore_are_warnings_not_a_failure(
+        live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
+    with pg_server.admin_connect() as admin:
+        admin.execute("CREATE ROLE restore_gone NOLOGIN")
+    with live.connect() as conn:
+        conn.execute("GRANT SELECT ON wallet TO restore_gone")
+    backup = pg_dump(pg_server, live, tmp_path / "live.dump", "-Fc")
+    with live.connect() as conn:
+        conn.execute("REVOKE SELECT ON wallet FROM restore_gone")
+    with pg_server.admin_connect() as admin:
+        admin.execute("DROP ROLE restore_gone")
+    result = restore_now(live, backup)
+    assert result.ok, result.error
+    assert result.ignored_errors > 0  # pg_restore's own count
+    assert f"pg_restore: errors ignored on restore: {result.ignored_errors}" in result.warnings
+    assert any("from TOC entry" in w and "ACL TABLE wallet" in w for w in result.warnings)
+    assert any('role "restore_gone" does not exist' in w for w in result.warnings)
+
+
+def test_names_stay_within_63_bytes_and_cut_at_a_character() -> None:
+    base = "é" * 40  # 80 bytes
+    name = restore.db_name_with(base, "_before_restore_20250101_000000")
+    assert len(name.encode()) <= 63 and name.endswith("_before_restore_20250101_000000")
+    assert name.startswith("é" * 16)
+
+
+def test_list_lines_are_parsed_with_multi_word_types() -> None:
+    entry = restore.parse_list_entry(
+        "3313; 2606 16556 FK CONSTRAINT public market_trade FK_028c93bfb2 enerlink")
+    assert entry == restore.TocEntry("FK CONSTRAINT", "public", "market_trade FK_028c93bfb2",
+                                     "enerlink")
+    entry = restore.parse_list_entry('3488; 0 0 COMMENT - EXTENSION "uuid-ossp" ')
+    assert entry == restore.TocEntry("COMMENT", "-", 'EXTENSION "uuid-ossp"', "")
