@@ -54,3 +54,45 @@ class PgSettings:
         if self.password is not None:
             kwargs["password"] = self.password
         return psycopg.connect(autocommit=autocommit, **kwargs)
+
+
+class ConnectError(RuntimeError):
+    """A connection attempt failed; the message says what and what to do next."""
+
+
+def connect_advice(settings: PgSettings, text: str, hint: str | None = None) -> str:
+    """libpq's error text reduced to its line that matters, plus what to do about it."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    fatal = [ln for ln in lines if "FATAL" in ln or "error" in ln.lower()]
+    first = (fatal or lines or [text])[0].split("failed: ", 1)[-1]
+    default = "check host, port and that the server is running"
+    if "password authentication failed" in text:
+        default = "wrong password for this role"
+    elif "no password supplied" in text:
+        default = "the server wants a password: type it, or add it to ~/.pgpass (PGPASSFILE)"
+    elif "does not exist" in text and "database" in text:
+        default = "no such database; check its name"
+    elif "does not exist" in text and "role" in text:
+        default = "no such role; check the user name"
+    elif "could not translate host name" in text:
+        default = "the host name does not resolve (DNS); check the spelling"
+    elif "SSL" in text or "certificate" in text:
+        default = "TLS failed: check sslmode and the root certificate"
+    elif "timeout" in text:
+        default = "no answer: a firewall or the wrong host/port"
+    return f"cannot connect to {settings.describe()}: {first} ({hint or default})"
+
+
+def test_connection(settings: PgSettings) -> str:
+    """Connect once: 'PostgreSQL 15.18 as enerlink (owner of …)' or ConnectError."""
+    try:
+        with settings.connect(autocommit=True) as conn:
+            row = conn.execute("SELECT current_setting('server_version'), current_user, "
+                               "current_database()").fetchone()
+    except psycopg.OperationalError as exc:
+        raise ConnectError(connect_advice(settings, str(exc))) from None
+    version, user, db = row if row else ("?", settings.user, settings.dbname)
+    return f"PostgreSQL {version}: connected to {db} as {user}"
+
+
+test_connection.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

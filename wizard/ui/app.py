@@ -1,0 +1,47 @@
+"""Start the desktop wizard: the application object, the error hook, the window."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from PySide6.QtWidgets import QApplication
+
+from wizard.core.journal import runs_root
+from wizard.ui.error_panel import ErrorHook
+from wizard.ui.window import MigrationWizard
+
+
+def has_display() -> bool:
+    """False on a headless host, where Qt would abort instead of saying why."""
+    if os.environ.get("QT_QPA_PLATFORM") or sys.platform in ("win32", "darwin"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def build(profile: str | None = None) -> tuple[QApplication, MigrationWizard, ErrorHook]:
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setApplicationName("enerlink-migrate")
+    app.setOrganizationName("enerlink-migrate")
+    window = MigrationWizard()
+    hook = ErrorHook(runs_root() / "wizard-errors.log", window)
+    sys.excepthook = hook
+    if profile:
+        window.steps[0].refresh_list(select=profile)  # type: ignore[attr-defined]
+    return app, window, hook
+
+
+def run_gui(profile: str | None = None) -> int:
+    if not has_display():
+        print("enerlink-migrate: no display (DISPLAY/WAYLAND_DISPLAY unset). Run the steps "
+              "headless instead: enerlink-migrate --help", file=sys.stderr)
+        return 2
+    Path(runs_root()).mkdir(parents=True, exist_ok=True, mode=0o700)
+    app, window, hook = build(profile)
+    window.show()
+    try:
+        return int(app.exec())
+    finally:
+        sys.excepthook = hook.previous
