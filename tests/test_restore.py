@@ -20,6 +20,7 @@ from wizard.core.fingerprint import schema_fingerprint
 from wizard.core.journal import Journal
 from wizard.core.pgenv import conninfo_arg, libpq_env
 from wizard.core.plan import UP
+from wizard.core.reporting import no_progress
 from wizard.sandbox.servers import PostgresServer
 
 # --- helpers -----------------------------------------------------------------------------
@@ -88,7 +89,7 @@ def live(pg_db: PgSettings, pg_server: PostgresServer) -> Iterator[PgSettings]:
 
 def restore_now(settings: PgSettings, backup: Path, **options: Any) -> restore.RestoreResult:
     cancel = options.pop("cancel", None)
-    progress = options.pop("progress", restore.no_progress)
+    progress = options.pop("progress", no_progress)
     plan = restore.prepare(settings, backup, restore.RestoreOptions(**options))
     return restore.run(plan, confirm=settings.dbname, progress=progress, cancel=cancel)
 
@@ -112,27 +113,36 @@ def test_custom_backup_then_migrate_then_restore_gives_back_the_exact_database(
     assert (insp.format, insp.dbname, insp.state) == ("custom", live.dbname, "pre")
     assert insp.sha256 == restore.sha256_of(backup)
     assert insp.journal_backup is not None
-    assert insp.server_version and insp.pg_dump_version and insp.dumped_at
-    assert "prosumer" in insp.tables and insp.toc_entries > 50
+    assert insp.server_version
+    assert insp.pg_dump_version
+    assert insp.dumped_at
+    assert "prosumer" in insp.tables
+    assert insp.toc_entries > 50
     assert plan.expected_counts == {"prosumer": 40}  # from the migration's journal
-    assert plan.keep_owners and "--no-owner" not in plan.argv()
-    assert live.password and not any(live.password in a for a in plan.argv())
+    assert plan.keep_owners
+    assert "--no-owner" not in plan.argv()
+    assert live.password
+    assert not any(live.password in a for a in plan.argv())
     fractions: list[float] = []
     result = restore.run(plan, confirm=live.dbname,
                          progress=lambda f, _d: fractions.append(f))
 
     assert result.ok, result.error
     assert snapshot(live) == before
-    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) > 10
+    assert fractions == sorted(fractions)
+    assert fractions[-1] == 1.0
+    assert len(fractions) > 10
     assert {c["id"]: c["ok"] for c in result.checks} == {"objects": True, "row_counts": True}
     # The migrated database is kept under the reported name, as it was.
-    assert result.before_db == plan.before_db and result.before_db in databases(pg_server)
+    assert result.before_db == plan.before_db
+    assert result.before_db in databases(pg_server)
     assert has_table(live.with_dbname(result.before_db), "user")
     assert result.drop_old_sql == f'DROP DATABASE "{result.before_db}";'
     assert any("cache" in s for s in result.next_steps)
     with live.connect() as conn:
         row = conn.execute("SELECT current_setting('work_mem')").fetchone()
-        assert row is not None and row[0] == "8MB"
+        assert row is not None
+        assert row[0] == "8MB"
     events = [e["event"] for e in Journal(Path(str(result.journal))).events()]
     assert events[-4:] == ["restore_program", "restore_checks", "restore_swapped",
                            "restore_finished"]
@@ -145,8 +155,10 @@ def test_plain_sql_backup_is_restored_with_psql(live: PgSettings, pg_server: Pos
     migrate(live)
     plan = restore.prepare(live, backup)
     assert plan.inspection.format == "plain"
-    assert plan.tool.path.name == "psql" and "ON_ERROR_STOP=1" in plan.argv()
-    assert "prosumer" in plan.inspection.tables and plan.inspection.owners == ["enerlink"]
+    assert plan.tool.path.name == "psql"
+    assert "ON_ERROR_STOP=1" in plan.argv()
+    assert "prosumer" in plan.inspection.tables
+    assert plan.inspection.owners == ["enerlink"]
     details: list[str] = []
     result = restore.run(plan, confirm=live.dbname, progress=lambda _f, d: details.append(d))
     assert result.ok, result.error
@@ -204,7 +216,8 @@ def test_a_backup_whose_sha256_changed_is_refused_naming_both_hashes(
         fh.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(restore.RestoreRefused) as info:
         restore.prepare(live, backup)
-    assert recorded in str(info.value) and restore.sha256_of(backup) in str(info.value)
+    assert recorded in str(info.value)
+    assert restore.sha256_of(backup) in str(info.value)
 
 
 def test_a_role_without_createdb_is_refused_before_starting(
@@ -255,8 +268,10 @@ def test_cli_refuses_a_wrong_confirmation_after_showing_the_inspection(
     code = cli_main(["restore", str(backup), "--dsn", dsn, "--confirm", "enerlink_db"])
     out, err = capsys.readouterr()
     assert code == 3
-    assert f"database: {live.dbname}" in out and "dumped at:" in out
-    assert "--confirm must repeat the name" in err and "Nothing was changed" in err
+    assert f"database: {live.dbname}" in out
+    assert "dumped at:" in out
+    assert "--confirm must repeat the name" in err
+    assert "Nothing was changed" in err
     assert databases(pg_server) == dbs
     with pytest.raises(restore.RestoreRefused, match="does not match"):
         restore.run(restore.prepare(live, backup), confirm=live.dbname + "x")
@@ -265,7 +280,8 @@ def test_cli_refuses_a_wrong_confirmation_after_showing_the_inspection(
     code = cli_main(["restore", str(backup), "--dsn", dsn, "--confirm", live.dbname, "--json"])
     out, _err = capsys.readouterr()
     assert code == 0, out
-    assert '"ok": true' in out and (live.password or "\0") not in out
+    assert '"ok": true' in out
+    assert (live.password or "\0") not in out
 
 
 # --- the swap, cancel, checks, warnings -------------------------------------------------
@@ -286,7 +302,8 @@ def test_other_sessions_on_the_live_database_are_terminated_and_the_swap_succeed
             app.execute("SELECT 1")
     finally:
         app.close()
-    assert has_table(live, "prosumer") and not has_table(live, "user")
+    assert has_table(live, "prosumer")
+    assert not has_table(live, "user")
 
 
 def test_cancel_mid_restore_drops_the_new_database_and_leaves_live_untouched(
@@ -304,12 +321,15 @@ def test_cancel_mid_restore_drops_the_new_database_and_leaves_live_untouched(
             cancel.set()
 
     result = restore_now(live, backup, cancel=cancel, progress=progress, jobs=1)
-    assert result.cancelled and not result.ok and result.before_db is None
+    assert result.cancelled
+    assert not result.ok
+    assert result.before_db is None
     assert 0 < max(seen) < 1
     assert databases(pg_server) == dbs  # the half-restored database is gone
     assert snapshot(live) == before
     events = [e["event"] for e in Journal(Path(str(result.journal))).events()]
-    assert "restore_dropped" in events and "restore_swapped" not in events
+    assert "restore_dropped" in events
+    assert "restore_swapped" not in events
 
 
 def test_rows_written_between_backup_and_migration_stop_the_swap(
@@ -321,9 +341,11 @@ def test_rows_written_between_backup_and_migration_stop_the_swap(
     migrate(live)
     dbs = databases(pg_server)
     result = restore_now(live, backup)
-    assert not result.ok and not result.cancelled
+    assert not result.ok
+    assert not result.cancelled
     assert "prosumer: 40 restored, 41 before the migration" in str(result.error)
-    assert databases(pg_server) == dbs and has_table(live, "user")
+    assert databases(pg_server) == dbs
+    assert has_table(live, "user")
     result = restore_now(live, backup, check_counts=False)  # the DBA's explicit choice
     assert result.ok, result.error
 
@@ -350,7 +372,8 @@ def test_errors_ignored_by_pg_restore_are_warnings_not_a_failure(
 def test_names_stay_within_63_bytes_and_cut_at_a_character() -> None:
     base = "é" * 40  # 80 bytes
     name = restore.db_name_with(base, "_before_restore_20250101_000000")
-    assert len(name.encode()) <= 63 and name.endswith("_before_restore_20250101_000000")
+    assert len(name.encode()) <= 63
+    assert name.endswith("_before_restore_20250101_000000")
     assert name.startswith("é" * 16)
 
 

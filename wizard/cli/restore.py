@@ -9,6 +9,7 @@ from typing import Any
 from wizard.cli.common import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, CliError, emit, pg_settings
 from wizard.core import restore
 from wizard.core.pgtools import ToolNotFound
+from wizard.core.reporting import no_progress, no_report
 
 
 def _printer(verbose: bool) -> Any:
@@ -55,7 +56,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     options = restore.RestoreOptions(jobs=args.jobs, pg_restore=args.pg_restore,
                                      psql=args.psql, maintenance_db=args.maintenance_db,
                                      check_counts=not args.no_count_check)
-    report = _printer(args.verbose) if not args.json else restore.no_report
+    report = _printer(args.verbose) if not args.json else no_report
     try:
         plan = restore.prepare(settings, args.backup, options, report=report)
     except (restore.RestoreRefused, ToolNotFound) as exc:
@@ -71,7 +72,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     try:
         result = restore.run(plan, confirm=args.confirm, report=report,
                              progress=_progress_printer() if not args.json
-                             else restore.no_progress)
+                             else no_progress)
     except restore.RestoreRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
     emit(args, {"plan": plan.to_dict(), "result": result.to_dict()}, _result_text(result))

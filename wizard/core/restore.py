@@ -896,11 +896,6 @@ def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
                       ignored_errors=result.ignored_errors, warnings=result.warnings)
         _step(cancel, "during the restore")
         with plan.settings.with_dbname(plan.restore_db).connect(autocommit=True) as conn:
-            if plan.options.analyze:
-                report("step", f"ANALYZE {plan.restore_db} (planner statistics)")
-                t1 = time.perf_counter()
-                conn.execute("ANALYZE")
-                result.timings["analyze_s"] = _since(t1)
             report("step", "checking the restored database")
             t1 = time.perf_counter()
             failures = check_restored(conn, plan, result)
@@ -915,6 +910,7 @@ def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
         t1 = time.perf_counter()
         swap(plan, report, cancel, result)
         result.timings["swap_s"] = _since(t1)
+        result.timings["until_swap_s"] = _since(t0)
     except BaseException as exc:
         result.cancelled = isinstance(exc, _Stop) or bool(cancel and cancel.is_set())
         result.error = ("restore cancelled by the operator" if result.cancelled
@@ -935,6 +931,8 @@ def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
     result.drop_old_sql = f"DROP DATABASE {quote_ident(plan.before_db)};"
     result.next_steps = [CACHE_NEXT, f"the previous {plan.live_db} is kept as "
                          f"{plan.before_db}; when satisfied: {result.drop_old_sql}"]
+    if plan.options.analyze:
+        _analyze(plan, report, result)
     result.timings["total_s"] = _since(t0)
     progress(1.0, "restored")
     journal.write("restore_swapped", live_db=plan.live_db, before_db=plan.before_db,
@@ -951,6 +949,22 @@ def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
             report("warn", f"after the swap: {exc}")
     journal.write("restore_finished", result=result.to_dict())
     return result
+
+
+def _analyze(plan: RestorePlan, report: Report, result: RestoreResult) -> None:
+    """Planner statistics (a restore writes none), once the application is back: it runs
+    meanwhile on default estimates for a few seconds, as after pg_upgrade."""
+    report("step", f"ANALYZE {plan.live_db} (planner statistics; the application can "
+                   "already connect)")
+    t0 = time.perf_counter()
+    try:
+        with plan.settings.connect(autocommit=True) as conn:
+            conn.execute("ANALYZE")
+    except psycopg.Error as exc:
+        result.warnings.append(f"ANALYZE after the restore failed ({exc}); run ANALYZE in "
+                               f"{plan.live_db} by hand")
+        report("warn", result.warnings[-1])
+    result.timings["analyze_s"] = _since(t0)
 
 
 class _Stop(RuntimeError):
