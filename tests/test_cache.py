@@ -51,6 +51,8 @@ def seeded(redis_client: redis.Redis) -> Counter[str]:
     for i in range(GUIDE_KEYS):
         redis_client.set(f"prosumer:{user_id(i)}", json.dumps({"n": i}))
     families["prosumer:*"] = GUIDE_KEYS
+    # Contains "prosumer:" but in neither family: the shared SCAN walk must not take it.
+    redis_client.set("audit:prosumer:note", "keep")
     return families
 
 
@@ -102,6 +104,18 @@ def test_unusable_urls_are_refused(url: str, extra: dict[str, Any], says: str) -
     assert "hunter2" not in str(info.value)
 
 
+def test_prefix_patterns_with_a_common_ending_share_one_walk() -> None:
+    walks = cache.scan_passes(cache.DEFAULT_PATTERNS)
+    assert [(w.match, w.patterns) for w in walks] == [
+        ("*prosumer:*", ("orders:by_prosumer:*", "prosumer:*"))]
+    assert walks[0].split([b"prosumer:1", b"orders:by_prosumer:u", b"audit:prosumer:x"]) == {
+        "prosumer:*": [b"prosumer:1"], "orders:by_prosumer:*": [b"orders:by_prosumer:u"]}
+    # A short common ending would drag most of the keyspace to the client: separate walks.
+    assert [w.match for w in cache.scan_passes(["a:*", "b:*"])] == ["a:*", "b:*"]
+    assert [w.match for w in cache.scan_passes(["prosumer:*", "orders:by_prosumer:?"])] == [
+        "prosumer:*", "orders:by_prosumer:?"]
+
+
 # --- dry run and delete --------------------------------------------------------------------
 
 def test_dry_run_counts_each_pattern_and_changes_nothing(
@@ -131,6 +145,7 @@ def test_delete_removes_exactly_the_matching_keys_and_is_idempotent(
     assert result.deleted == {"orders:by_prosumer:*": 40, "prosumer:*": GUIDE_KEYS}
     after = _keys(redis_client)
     assert after == {k for k in before if not _matches(k)}
+    assert "audit:prosumer:note" in after
     # The families the application and other features still need are all there.
     survivors = Counter(k.split(":")[0] for k in after)
     assert survivors["telemetry"] == seeded["telemetry:timeseries:*"] + 2

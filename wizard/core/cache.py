@@ -28,6 +28,7 @@ DEFAULT_PATTERNS = ("orders:by_prosumer:*", "prosumer:*")
 SCAN_COUNT = 1000
 GLOB_CHARS = "*?[\\"
 Key = bytes | str  # the client returns bytes: keys need not be UTF-8
+MIN_SHARED = 4  # shortest common ending that lets prefix patterns share one SCAN walk
 
 
 class CacheRefused(RuntimeError):
@@ -81,6 +82,78 @@ def _text(key: Key) -> str:
     return key if isinstance(key, str) else key.decode("utf-8", errors="backslashreplace")
 
 
+def _raw(key: Key) -> bytes:
+    return key if isinstance(key, bytes) else key.encode()
+
+
+@dataclass(frozen=True)
+class ScanPass:
+    """One walk over the keyspace: the glob sent as SCAN MATCH and the patterns it serves.
+
+    Patterns of the form 'literal*' whose literals end alike ('orders:by_prosumer:' and
+    'prosumer:') share one walk with MATCH '*prosumer:*' and are told apart here by prefix:
+    each walk costs the server a look at every key, so one walk instead of two halves it.
+    """
+
+    match: str
+    patterns: tuple[str, ...]
+    prefixes: tuple[bytes, ...] = ()
+
+    def split(self, keys: Sequence[Key]) -> dict[str, list[Key]]:
+        """The keys of one SCAN reply, by the pattern they belong to (first one wins)."""
+        if not self.prefixes:
+            return {self.patterns[0]: list(keys)} if keys else {}
+        out: dict[str, list[Key]] = {}
+        for key in keys:
+            raw = _raw(key)
+            for pattern, prefix in zip(self.patterns, self.prefixes, strict=True):
+                if raw.startswith(prefix):
+                    out.setdefault(pattern, []).append(key)
+                    break
+        return out
+
+
+def _common_suffix(words: Sequence[str]) -> str:
+    shortest = min(words, key=len)
+    n = 0
+    while n < len(shortest) and all(w[-1 - n] == shortest[-1 - n] for w in words):
+        n += 1
+    return shortest[len(shortest) - n:]
+
+
+def scan_passes(patterns: Sequence[str]) -> list[ScanPass]:
+    """The walks that cover `patterns`: shared for prefix patterns with a common ending of
+    MIN_SHARED or more characters (a shorter one, like ':', would match nearly every key and
+    ship the whole keyspace to the client), one per pattern otherwise."""
+    simple = [p for p in patterns if p.endswith("*") and not any(
+        ch in GLOB_CHARS for ch in p[:-1])]
+    shared = _common_suffix([p[:-1] for p in simple]) if len(simple) > 1 else ""
+    passes: list[ScanPass] = []
+    if len(shared) >= MIN_SHARED:
+        passes.append(ScanPass(f"*{shared}*", tuple(simple),
+                               tuple(p[:-1].encode() for p in simple)))
+    else:
+        simple = []
+    passes += [ScanPass(p, (p,)) for p in patterns if p not in simple]
+    return passes
+
+
+def _scan(client: redis.Redis, match: str) -> Iterator[list[Key]]:
+    """SCAN batches of one glob until the cursor returns to 0."""
+    cursor: int = 0
+    while True:
+        cursor, keys = client.scan(cursor, match=match, count=SCAN_COUNT)
+        yield keys
+        if cursor == 0:
+            return
+
+
+def _fraction(index: int, scans: int, size: int, passes: int) -> float:
+    # Each SCAN call with COUNT n looks at about n keys, so calls * n / DBSIZE is how far
+    # through the keyspace this walk is.
+    return min((index + min(scans * SCAN_COUNT / size, 1.0)) / passes, 0.99)
+
+
 def dry_run(settings: RedisSettings, patterns: Sequence[str] = DEFAULT_PATTERNS,
             samples: int = 10, *, report: Report = no_report, progress: Progress = no_progress,
             cancel: threading.Event | None = None,
@@ -91,39 +164,27 @@ def dry_run(settings: RedisSettings, patterns: Sequence[str] = DEFAULT_PATTERNS,
     count can be slightly high; the deletion reports exact numbers.
     """
     wanted = check_patterns(patterns)
-    counts: list[PatternCount] = []
+    counts = {p: 0 for p in wanted}
+    seen: dict[str, list[str]] = {p: [] for p in wanted}
+    passes = scan_passes(wanted)
     with connected(settings) as client:
         size = max(dbsize(client) or 0, 1)
-        for n, pattern in enumerate(wanted):
-            count, seen = 0, list[str]()
-            for scans, batch in enumerate(_scan(client, pattern), 1):
+        for n, walk in enumerate(passes):
+            for scans, batch in enumerate(_scan(client, walk.match), 1):
                 check_cancel(cancel, "Redis key count")
-                count += len(batch)
-                seen += [_text(k) for k in batch[: max(samples - len(seen), 0)]]
-                progress(_fraction(n, scans, size, len(wanted)), pattern)
-            counts.append(PatternCount(pattern, count, tuple(seen)))
-            report("step", f"{pattern}: {count} keys in {settings.describe()}")
+                for pattern, keys in walk.split(batch).items():
+                    counts[pattern] += len(keys)
+                    room = max(samples - len(seen[pattern]), 0)
+                    seen[pattern] += [_text(k) for k in keys[:room]]
+                progress(_fraction(n, scans, size, len(passes)), walk.match)
+    result = [PatternCount(p, counts[p], tuple(seen[p])) for p in wanted]
+    for c in result:
+        report("step", f"{c.pattern}: {c.count} keys in {settings.describe()}")
     if journal is not None:
         journal.write("cache_dry_run", redis=settings.describe(), patterns=list(wanted),
-                      counts={c.pattern: c.count for c in counts})
+                      counts=counts)
     progress(1.0, "counted")
-    return counts
-
-
-def _scan(client: redis.Redis, pattern: str) -> Iterator[list[Key]]:
-    """SCAN batches of one pattern until the cursor returns to 0."""
-    cursor: int = 0
-    while True:
-        cursor, keys = client.scan(cursor, match=pattern, count=SCAN_COUNT)
-        yield keys
-        if cursor == 0:
-            return
-
-
-def _fraction(index: int, scans: int, size: int, patterns: int) -> float:
-    # Each SCAN call with COUNT n looks at about n keys, so calls * n / DBSIZE is how far
-    # through the keyspace this pattern's pass is.
-    return min((index + min(scans * SCAN_COUNT / size, 1.0)) / patterns, 0.99)
+    return result
 
 
 def delete(settings: RedisSettings, patterns: Sequence[str] = DEFAULT_PATTERNS,
@@ -140,37 +201,42 @@ def delete(settings: RedisSettings, patterns: Sequence[str] = DEFAULT_PATTERNS,
     """
     wanted = check_patterns(patterns)
     result = CacheResult(settings.describe(), {p: 0 for p in wanted})
+    passes = scan_passes(wanted)
     started = time.monotonic()
     outcome, error = "ok", None
-    report("info", f"clearing {', '.join(wanted)} in {result.target} (SCAN + UNLINK)")
+    report("info", f"clearing {', '.join(wanted)} in {result.target} (SCAN MATCH "
+           f"{' then '.join(w.match for w in passes)} + UNLINK)")
     try:
         with connected(settings) as client:
             size = max(dbsize(client) or 0, 1)
             total_expected = sum(expected.values()) if expected else 0
-            for n, pattern in enumerate(wanted):
-                cursor, keys, scans = 0, list[Key](), 0
+            for n, walk in enumerate(passes):
+                cursor, scans = 0, 0
+                pending: dict[str, list[Key]] = {}
                 while True:
                     check_cancel(cancel, "Redis key deletion")
                     finished = scans > 0 and cursor == 0
                     pipe = client.pipeline(transaction=False)
-                    if keys:
+                    for keys in pending.values():
                         pipe.unlink(*keys)
                     if not finished:
-                        pipe.scan(cursor, match=pattern, count=SCAN_COUNT)
+                        pipe.scan(cursor, match=walk.match, count=SCAN_COUNT)
                     replies = pipe.execute()
-                    if keys:
-                        result.deleted[pattern] += int(replies[0])
+                    for pattern, unlinked in zip(pending, replies, strict=False):
+                        result.deleted[pattern] += int(unlinked)
                         result.batches += 1
                     if finished:
                         break
-                    cursor, keys = replies[-1]
+                    cursor, batch = replies[-1]
+                    pending = walk.split(batch)
                     scans += 1
                     done = result.total
                     progress(min(done / total_expected, 0.99) if total_expected
-                             else _fraction(n, scans, size, len(wanted)),
+                             else _fraction(n, scans, size, len(passes)),
                              f"{done} keys deleted")
-                    if cursor == 0 and not keys:
+                    if cursor == 0 and not pending:
                         break
+            for pattern in wanted:
                 report("step", f"{pattern}: {result.deleted[pattern]} keys deleted")
     except Cancelled:
         outcome = "cancelled"
