@@ -1,0 +1,77 @@
+"""The verify step: the guide's automated checklist over the database, Redis and the app."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from wizard.core import cache, jobs, orphans
+from wizard.core.connection import PgSettings
+from wizard.core.journal import Journal
+from wizard.core.redis_conn import RedisSettings, RedisUnavailable
+from wizard.core.reporting import Progress, Report, check_cancel, no_progress, no_report
+from wizard.core.smoke import SmokeSettings, login_check
+from wizard.core.verify import FAIL, PASS, WARN, Check
+
+
+def orphan_check(scan: orphans.OrphanScan) -> Check:
+    title = "No orphan rows in the columns that refer to user"
+    if scan.clean:
+        return Check("no_orphans", title, PASS, f"{len(scan.columns)} columns scanned, none",
+                     {"query": "anti-join of each referencing column against the parent key",
+                      "result": scan.journal_record()})
+    dirty = [f"{c.label}: {c.count}" for c in scan.columns if c.count]
+    return Check("no_orphans", title, FAIL, "; ".join(dirty),
+                 {"query": "anti-join of each referencing column against the parent key",
+                  "result": scan.journal_record()})
+
+
+def redis_check(settings: RedisSettings | None, patterns: Sequence[str],
+                cancel: threading.Event | None) -> Check:
+    title = "No keys of the old prosumer patterns left in Redis"
+    if settings is None:
+        return Check("redis_keys", title, WARN, "no Redis in this profile: not checked")
+    try:
+        counts = cache.dry_run(settings, patterns, samples=5, cancel=cancel)
+    except RedisUnavailable as exc:
+        return Check("redis_keys", title, FAIL, f"{exc}; run the check again once Redis "
+                     f"answers")
+    left = {c.pattern: c.count for c in counts}
+    evidence = {"query": f"SCAN MATCH {' / '.join(patterns)} on {settings.describe()}",
+                "result": {c.pattern: {"count": c.count, "samples": list(c.samples)}
+                           for c in counts}}
+    if any(left.values()):
+        return Check("redis_keys", title, FAIL,
+                     ", ".join(f"{p}: {n} keys" for p, n in left.items() if n)
+                     + ": clear them on the Cache page (enerlink-migrate cache)", evidence)
+    return Check("redis_keys", title, PASS, f"none in {settings.describe()}", evidence)
+
+
+def final_checklist(pg: PgSettings, redis: RedisSettings | None = None,
+                    smoke: SmokeSettings | None = None, *,
+                    patterns: Sequence[str] = cache.DEFAULT_PATTERNS,
+                    report: Report = no_report, progress: Progress = no_progress,
+                    cancel: threading.Event | None = None,
+                    journal: Journal | None = None) -> list[Check]:
+    """Every automated check of the guide, each with its evidence; written to the journal."""
+    report("step", "checking the catalog and row counts")
+    progress(0.05, "catalog")
+    checks = jobs.verify(pg)
+    check_cancel(cancel, "verification")
+    report("step", "scanning for orphan rows")
+    progress(0.4, "orphans")
+    checks.append(orphan_check(orphans.scan(pg, cancel=cancel)))
+    check_cancel(cancel, "verification")
+    report("step", "looking for old cache keys in Redis")
+    progress(0.8, "Redis")
+    checks.append(redis_check(redis, patterns, cancel))
+    if smoke is not None:
+        report("step", f"logging in to {smoke.base_url} as {smoke.email}")
+        checks.append(login_check(smoke))
+    for c in checks:
+        level = "error" if c.status == FAIL else "warn" if c.status == WARN else "info"
+        report(level, f"{c.status.upper()} {c.title}: {c.detail}")
+    if journal is not None:
+        journal.write("verification", checks=[c.to_dict() for c in checks])
+    progress(1.0, "done")
+    return checks
