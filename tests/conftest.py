@@ -9,6 +9,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 # Before anything can import Qt: no display in CI, and none wanted on a developer's desk.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -173,3 +174,39 @@ def journal_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     runs = tmp_path / "runs"
     monkeypatch.setenv("ENERLINK_MIGRATE_RUNS", str(runs))
     return runs
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Profiles go to the test's own folder, never the developer's config dir."""
+    folder = tmp_path / "config"
+    monkeypatch.setenv("ENERLINK_MIGRATE_CONFIG", str(folder))
+    return folder
+
+
+@pytest.fixture
+def wizard_window(qtbot: Any, memory_keyring: MemoryKeyring,
+                  config_dir: Path) -> Iterator[Any]:
+    """The whole wizard, shown offscreen; running jobs are joined at the end."""
+    from wizard.ui.window import MigrationWizard
+
+    window = MigrationWizard()
+    qtbot.addWidget(window)
+    window.show()
+    yield window
+    for page in window.steps:
+        if page.job is not None:
+            page.job.cancel()
+            page.job.wait()
+
+
+@pytest.fixture
+def open_session() -> Any:
+    """open_session(window, pg, redis=None): skip the profile page, as if it had been filled."""
+    from wizard.core.session import WizardSession
+
+    def start(window: Any, pg: PgSettings, redis_settings: Any = None) -> Any:
+        session = WizardSession(pg, redis_settings)
+        window.set_session(session)
+        return session
+    return start

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,8 @@ from wizard.ui.window import MigrationWizard
 
 
 @pytest.fixture
-def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("ENERLINK_MIGRATE_CONFIG", str(tmp_path / "config"))
-    return tmp_path / "config"
-
-
-@pytest.fixture
-def window(qtbot: QtBot, memory_keyring: object, config_dir: Path) -> Iterator[MigrationWizard]:
-    wizard = MigrationWizard()
-    qtbot.addWidget(wizard)
-    wizard.show()
-    yield wizard
-    for page in wizard.steps:
-        if page.job is not None:
-            page.job.wait()
+def window(wizard_window: MigrationWizard) -> MigrationWizard:
+    return wizard_window
 
 
 def fill(page: ProfilePage, name: str, pg: PgSettings) -> None:

@@ -54,6 +54,13 @@ class MigrationWizard(QWizard):
         where = f" — {self.session.title}" if self.session else ""
         self.setWindowTitle(f"{APP_TITLE} {__version__}{where}")
 
+    def start_at(self, page_type: type[StepPage]) -> StepPage:
+        """Show `page_type` as the first page (a reopened run, tests); needs a session."""
+        index = next(i for i, p in enumerate(self.steps) if isinstance(p, page_type))
+        self.setStartId(self.pageIds()[index])
+        self.restart()
+        return self.steps[index]
+
     def busy_pages(self) -> list[StepPage]:
         return [p for p in self.steps if p.busy]
 
