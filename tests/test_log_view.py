@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,11 @@ CAP = 1_000
 
 
 @pytest.fixture
-def view(qtbot: Any, tmp_path: Path) -> Iterator[LogView]:
+def view(qtbot: Any, tmp_path: Path) -> LogView:
     widget = LogView(max_blocks=CAP, log_file=tmp_path / "run.log")
     qtbot.addWidget(widget)
     widget.show()
-    yield widget
-    widget.close_log_file()
+    return widget
 
 
 def _lines(n: int) -> list[tuple[str, str]]:
@@ -54,7 +52,7 @@ def test_ten_thousand_lines_capped_on_screen_all_in_the_file(qtbot: Any, view: L
 
 def test_burst_larger_than_the_cap_says_what_it_skipped(view: LogView) -> None:
     view.append_many(_lines(5_000))
-    view.flush()
+    view.paint_all()
     assert view.skipped == 5_000 - CAP + 1
     text = view.shown_text()
     assert "4,001 lines not shown here" in text
@@ -121,7 +119,7 @@ def test_colours_differ_by_level_and_are_readable(qtbot: Any, base: str, text: s
         assert _contrast(view.color_for(level), QColor(base)) >= 4.5, (level, colours[level])
     # The painted text carries the colour of its level.
     view.append("error", "lock timeout")
-    view.flush()
+    view.paint_all()
     block = view.editor.document().lastBlock()
     assert block.begin().fragment().charFormat().foreground().color() == view.color_for("error")
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from PySide6.QtCore import QEvent, QTimer, Signal, Slot
 from PySide6.QtGui import (
@@ -33,9 +34,10 @@ PREFIX = {"warn": "WARNING ", "error": "ERROR "}  # not by colour alone
 # (on a light background, on a dark one); info uses the palette's own text colour.
 COLOURS = {"step": ("#1a5fb4", "#8cb8ff"), "warn": ("#8a5a00", "#f0c674"),
            "error": ("#b00020", "#ff8a80")}
-MAX_BLOCKS = 20_000
+MAX_BLOCKS = 10_000
 INTERVAL_MS = 60
-PAINT_MAX = 4_000  # lines laid out per tick: bounds the time one tick takes
+PAINT_CHUNK = 200  # lines per edit block
+PAINT_BUDGET_S = 0.010  # GUI time per tick spent painting; the rest waits for the next tick
 
 
 def is_dark(palette: QPalette) -> bool:
@@ -80,10 +82,10 @@ class LogView(QWidget):
 
         self._pending: deque[tuple[str, str]] = deque()
         self.skipped = 0  # lines never painted because newer ones replaced them
-        self._sink: IO[str] | None = None
         self._sink_path: Path | None = None
         self._formats: dict[str, QTextCharFormat] = {}
         self._update_formats()
+        self._interval = interval_ms
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self.flush)
@@ -97,11 +99,12 @@ class LogView(QWidget):
 
     @Slot(list)
     def append_many(self, records: Iterable[tuple[str, str]]) -> None:
-        stamp = self._stamp() if self._sink is not None else ""
-        for level, message in records:
-            self._pending.append((level, message))
-            if self._sink is not None:
-                self._sink.write(f"{stamp} [{level}] {message}\n")
+        records = list(records)
+        self._pending.extend(records)
+        if self._sink_path is not None:
+            stamp = self._stamp()
+            self._write_sink("".join(f"{stamp} [{level}] {message}\n"
+                                     for level, message in records))
         if not self._timer.isActive():
             self._timer.start()
 
@@ -109,33 +112,52 @@ class LogView(QWidget):
         """Show a worker.Job's log (its batches, one slot call per batch)."""
         job.log_batch.connect(self.append_many)
 
+    def pending(self) -> int:
+        """Lines received but not painted yet."""
+        return len(self._pending)
+
     # -- painting ---------------------------------------------------------------------------
 
     @Slot()
     def flush(self) -> None:
-        """Paint what is waiting (the timer calls this; tests may call it directly)."""
+        """Paint what is waiting for at most PAINT_BUDGET_S; the timer comes back for more."""
+        self._paint(PAINT_BUDGET_S)
+
+    def paint_all(self) -> None:
+        """Paint everything waiting now (tests; before copying what is shown)."""
+        self._paint(None)
+
+    def _paint(self, budget: float | None) -> None:
         if not self._pending:
             self._timer.stop()
-            if self._sink is not None:
-                self._sink.flush()
             return
-        # Lines that would scroll out of the capped view at once are not worth laying out.
+        started = time.perf_counter()
+        # Lines that would scroll out of the capped view anyway are not worth laying out:
+        # trimming the top of a QTextDocument costs far more than appending.
         cap = self.editor.maximumBlockCount()
-        dropped = 0
         if cap and len(self._pending) > cap:
             dropped = len(self._pending) - (cap - 1)  # one line left for the notice
             for _ in range(dropped):
                 self._pending.popleft()
-        self.skipped += dropped
-        batch = [self._pending.popleft() for _ in range(min(len(self._pending), PAINT_MAX))]
-        if dropped:
+            self.skipped += dropped
             where = f" ({self._sink_path} has them)" if self._sink_path else ""
-            batch.insert(0, ("info", f"… {dropped:,} lines not shown here{where}"))
+            self._pending.appendleft(("info", f"… {dropped:,} lines not shown here{where}"))
         bar = self.editor.verticalScrollBar()
         follow = bar.value() >= bar.maximum() - 2
         cursor = QTextCursor(self.editor.document())
         cursor.movePosition(QTextCursor.MoveOperation.End)
-        cursor.beginEditBlock()
+        while self._pending:
+            n = min(len(self._pending), PAINT_CHUNK)
+            self._paint_chunk(cursor, [self._pending.popleft() for _ in range(n)])
+            if budget is not None and time.perf_counter() - started > budget:
+                break
+        if follow:
+            bar.setValue(bar.maximum())
+        # Behind: come back as soon as input and painting have had their turn.
+        self._timer.start(0 if self._pending else self._interval)
+
+    def _paint_chunk(self, cursor: QTextCursor, batch: list[tuple[str, str]]) -> None:
+        cursor.beginEditBlock()  # one edit block: the cap trims once per chunk
         # Consecutive lines of one level go in as one insertion.
         run_level, run_text = batch[0][0], list[str]()
         for level, message in batch:
@@ -145,10 +167,6 @@ class LogView(QWidget):
             run_text.append(PREFIX.get(level, "") + message)
         self._insert(cursor, run_level, run_text)
         cursor.endEditBlock()
-        if follow:
-            bar.setValue(bar.maximum())
-        if self._sink is not None:
-            self._sink.flush()
 
     def _insert(self, cursor: QTextCursor, level: str, lines: list[str]) -> None:
         if not lines:
@@ -183,15 +201,19 @@ class LogView(QWidget):
     # -- the full log -----------------------------------------------------------------------
 
     def set_log_file(self, path: Path | None) -> None:
-        """Write every line (timestamped) to `path` too; None stops writing."""
-        if self._sink is not None:
-            self._sink.close()
-            self._sink = None
+        """Append every line (timestamped) to `path` too, mode 0600; None stops writing."""
         self._sink_path = Path(path) if path is not None else None
         if self._sink_path is not None:
             self._sink_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self._sink_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            self._sink = os.fdopen(fd, "a", encoding="utf-8")
+            self._write_sink("")
+
+    def _write_sink(self, text: str) -> None:
+        # Opened per batch, not held: nothing to close when the page goes away, and what
+        # was appended is on disk even if the wizard is killed.
+        assert self._sink_path is not None
+        fd = os.open(self._sink_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as fh:
+            fh.write(text)
 
     @property
     def log_file(self) -> Path | None:
@@ -202,9 +224,8 @@ class LogView(QWidget):
 
     def full_text(self) -> str:
         """The whole log: the file when there is one (nothing capped), else what is shown."""
-        self.flush()
-        if self._sink is not None and self._sink_path is not None:
-            self._sink.flush()
+        self.paint_all()
+        if self._sink_path is not None and self._sink_path.exists():
             return self._sink_path.read_text(encoding="utf-8")
         return self.shown_text()
 
@@ -230,9 +251,6 @@ class LogView(QWidget):
         self._pending.clear()
         self.editor.clear()
         self.skipped = 0
-
-    def close_log_file(self) -> None:
-        self.set_log_file(None)
 
     @staticmethod
     def _stamp() -> str:

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QMetaMethod, QObject, QTimer, Signal, Slot
 
 from wizard.core.reporting import Cancelled
 from wizard.ui import require_sound_binding
@@ -103,11 +103,14 @@ class Job(QObject):
         # Read the outcome first: once it is set, every line is already in the deque.
         outcome = self._outcome
         started = time.monotonic()
+        # Per-line signals only for someone who listens: 100,000 idle emits cost the GUI.
+        per_line = self.isSignalConnected(QMetaMethod.fromSignal(self.log))
         while self._lines:
             batch = [self._lines.popleft() for _ in range(min(CHUNK, len(self._lines)))]
             self.log_batch.emit(batch)
-            for level, message in batch:
-                self.log.emit(level, message)
+            if per_line:
+                for level, message in batch:
+                    self.log.emit(level, message)
             if time.monotonic() - started > BUDGET_S:
                 break
         progress = self._progress
