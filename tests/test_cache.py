@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import shutil
 import socket
 import subprocess
@@ -511,3 +513,44 @@ def test_cli_connection_problems_exit_2_without_the_password(
     out = _cli(redis_server, "--pattern", "*")
     assert out.returncode == 3
     assert "--flushdb --confirm" in out.stderr
+
+
+def _read_until(fd: int, wanted: str, limit_s: float = 30.0) -> str:
+    """What the child wrote to its terminal up to `wanted` (select with a timeout, no sleep)."""
+    seen = b""
+    while wanted.encode() not in seen:
+        ready, _, _ = select.select([fd], [], [], limit_s)
+        if not ready:
+            raise AssertionError(f"no {wanted!r} on the terminal; got {seen!r}")
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen.decode(errors="replace")
+
+
+def test_cli_prompts_for_the_password_on_a_terminal_when_redis_says_noauth(
+        redis_server: RedisServer, redis_client: redis.Redis) -> None:
+    redis_client.set("prosumer:1", "x")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "REDISCLI"))}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wizard", "cache", "--redis-url", f"{redis_server.url}/1"],
+        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    try:
+        assert "Redis password for redis://127.0.0.1" in _read_until(master, "password for")
+        os.write(master, redis_server.password.encode() + b"\n")
+        output = _read_until(master, "journal:")
+        assert proc.wait(timeout=30) == 0, output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert "deleted 1 keys" in output
+    assert redis_server.password not in output  # not echoed
+    assert redis_client.dbsize() == 0
