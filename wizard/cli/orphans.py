@@ -1,0 +1,84 @@
+"""`enerlink-migrate orphans`: scan, export to CSV, delete after the export."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from wizard.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    CliError,
+    emit,
+    pg_settings,
+)
+from wizard.core import orphans
+from wizard.core.journal import Journal
+from wizard.core.reporting import Cancelled
+
+
+def _log(level: str, message: str) -> None:
+    if level in ("step", "warn", "error"):
+        print(("  " if level == "step" else f"[{level}] ") + message, file=sys.stderr,
+              flush=True)
+
+
+def cmd_orphans(args: argparse.Namespace) -> int:
+    if args.delete and not args.export:
+        raise CliError("--delete needs --export DIR: export first, so the rows are kept in a "
+                       "CSV before they are deleted", EXIT_USAGE)
+    if args.confirm and not args.delete:
+        raise CliError("--confirm only goes with --delete", EXIT_USAGE)
+    settings = pg_settings(args)
+    if args.delete and args.confirm != settings.dbname:
+        raise CliError(f"deleting orphan rows needs the database name typed back: --confirm "
+                       f"{settings.dbname}", EXIT_REFUSED)
+    journal = Journal.create(settings, "orphans")
+    report = None if args.json else _log
+    timeouts: dict[str, Any] = {"statement_timeout_s": args.statement_timeout,
+                                "report": report, "journal": journal}
+    data: dict[str, Any] = {"journal": str(journal.folder)}
+    try:
+        scan = orphans.scan(settings, **timeouts)
+        data["scan"] = scan.to_dict()
+        lines = scan.lines()
+        if args.export and not scan.clean:
+            files = orphans.export(settings, scan, Path(args.export), **timeouts)
+            data["exported"] = [{"path": str(f.path), "table": f.table, "rows": f.rows,
+                                 "sha256": f.sha256} for f in files]
+            lines += [f"exported {f.rows} rows of {f.table} to {f.path}" for f in files]
+            if args.delete:
+                scan = orphans.delete(settings, scan, files, args.confirm,
+                                      lock_timeout_s=args.lock_timeout, **timeouts)
+                data["after_delete"] = scan.to_dict()
+                lines += scan.lines()
+    except orphans.OrphanRefused as exc:
+        raise CliError(str(exc), EXIT_REFUSED) from None
+    except (orphans.OrphanError, Cancelled) as exc:
+        raise CliError(str(exc), EXIT_FAILED) from None
+    lines.append(f"journal: {journal.folder}")
+    emit(args, data, "\n".join(lines))
+    if scan.clean:
+        return EXIT_OK
+    print(f"enerlink-migrate orphans: {scan.total} orphan rows remain in {settings.dbname}; "
+          f"export and delete them with --export DIR --delete --confirm {settings.dbname}, "
+          f"or fix their parents by hand", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("orphans", parents=[common],
+                       help="rows whose prosumer/user no longer exists: scan, export, delete")
+    p.add_argument("--export", metavar="DIR",
+                   help="write every orphan row to orphans_<table>_<time>.csv in DIR (0600, "
+                        "in a 0700 folder; the backup folder is a good place)")
+    p.add_argument("--delete", action="store_true",
+                   help="after --export, delete exactly those rows in one transaction")
+    p.add_argument("--confirm", metavar="DBNAME", help="the database name, typed back")
+    p.add_argument("--statement-timeout", type=float, default=300.0, metavar="S")
+    p.add_argument("--lock-timeout", type=float, default=2.0, metavar="S")
+    p.set_defaults(handler=cmd_orphans)
