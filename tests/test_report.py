@@ -44,7 +44,13 @@ def migrated_run(pg_db: PgSettings) -> Journal:
     """A real journal: the engine migrates the sample database, then the operator signs."""
     _plan, result, journal = jobs.run(pg_db, "up")
     assert result.ok, result.error
-    # The data-safety job's event as the brief specifies it (that job is not written yet).
+    # The verify step's record: the engine's real checks, plus one as the orphan scan adds it.
+    checks = [c.to_dict() for c in jobs.verify(pg_db)]
+    checks.append({"id": "no_orphans", "title": "No orphan rows in the referencing columns",
+                   "status": "pass", "detail": "0 orphans in 7 columns", "evidence": {}})
+    journal.write("verification", checks=checks)
+    # The backup step's record, by the fields the brief names (written by hand here so that
+    # this test does not depend on pg_dump; the backup's own tests cover the real one).
     journal.write("backup", path="/var/backups/enerlink/enerlink_db_pre-user-rename.dump",
                   format="custom", size_bytes=5_432_100, sha256=BACKUP_SHA, toc_entries=87,
                   verified=True)
@@ -71,8 +77,11 @@ def test_model_from_a_real_run(migrated_run: Journal, pg_db: PgSettings) -> None
     assert 'ALTER TABLE "public"."prosumer" RENAME TO "user"' in run.script
     assert run.counts_before == {"prosumer": 40}
     auto = {c.id: c for c in m.checklist if c.kind == "automated"}
-    assert {"table_renamed", "foreign_keys", "row_counts", "backup_verified"} <= set(auto)
+    assert {"table_renamed", "foreign_keys", "row_counts", "backup_verified",
+            "no_orphans"} <= set(auto)
     assert all(c.status == "pass" for c in auto.values())
+    # The later verification replaces the run's own result of the same check.
+    assert auto["table_renamed"].section == "Database (verification)"
     manual = {c.id: c for c in m.checklist if c.kind == "manual"}
     assert list(manual) == [c.id for c in MANUAL_CHECKS]
     assert manual["app_starts"].status == "done"

@@ -13,7 +13,9 @@ from wizard.core.journal import Journal
 
 # Events the report knows how to lay out; anything else is shown generically (redacted).
 KNOWN_EVENTS = frozenset({"run_started", "state_before", "plan", "log", "run_finished",
-                          "down_plan", "manual_check", "operator", "backup"})
+                          "down_plan", "manual_check", "operator", "backup", "verification"})
+# Events whose `checks` make up the automated checklist; a later result of an id wins.
+CHECK_EVENTS = frozenset({"run_finished", "verification"})
 # Only these fields of a run's target are ever printed: host, port, database, role.
 TARGET_FIELDS = ("host", "port", "dbname", "user")
 EVIDENCE_CHARS = 700  # the journal keeps the full evidence; the PDF shows its beginning
@@ -264,7 +266,7 @@ def _automated(events: list[dict[str, Any]]) -> list[ChecklistItem]:
         name = ev["event"]
         checks = (ev.get("result") or {}).get("checks") if name == "run_finished" \
             else ev.get("checks")
-        if isinstance(checks, list):
+        if name in CHECK_EVENTS and isinstance(checks, list):
             source = "Database (migration run)" if name == "run_finished" else \
                 f"Database ({name.replace('_', ' ')})"
             for c in checks:
