@@ -32,8 +32,13 @@ def test_inspect_migrate_verify_revert_through_the_cli(pg_db: PgSettings,
     out = _cli(pg_db, "plan", "--sql", tmp_path=tmp_path)
     assert 'ALTER TABLE "public"."prosumer" RENAME TO "user";' in out.stdout
     out = _cli(pg_db, "migrate", tmp_path=tmp_path)
+    assert out.returncode == 3, "a real migration without a verified backup is refused"
+    assert "no verified backup" in out.stderr
+    out = _cli(pg_db, "migrate", "--without-backup", "--confirm", pg_db.dbname,
+               tmp_path=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "migration succeeded" in out.stdout
+    assert "WITHOUT a backup" in out.stderr
     assert "[1/20] Renaming table prosumer" in out.stderr
     out = _cli(pg_db, "verify", "--json", tmp_path=tmp_path)
     assert out.returncode == 0, out.stdout

@@ -13,6 +13,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from wizard.core import profiles, secrets
 from wizard.core.connection import PgSettings
+from wizard.core.connection import connect_advice as core_connect_advice
 from wizard.core.profiles import Profile, ProfileError, pg_env, resolve_pg
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
@@ -98,22 +99,16 @@ def connectable(settings: PgSettings, interactive: bool,
 
 
 def connect_advice(settings: PgSettings, text: str, hint: str | None = None) -> str:
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    fatal = [ln for ln in lines if "FATAL" in ln or "error" in ln.lower()]
-    first = (fatal or lines or [text])[0].split("failed: ", 1)[-1]
-    default = "check host, port and that the server is running"
-    if "password authentication failed" in text:
-        default = "wrong password for this role; check ~/.pgpass or PGPASSFILE"
-    elif "no password supplied" in text:
-        default = "the server wants a password: add it to ~/.pgpass (or PGPASSFILE), or run " \
-               "interactively to be prompted"
-    elif "does not exist" in text and "database" in text:
-        default = "no such database; check the name (--dsn .../dbname)"
-    elif "could not translate host name" in text:
-        default = "the host name does not resolve (DNS); check the spelling"
-    elif "timeout" in text:
-        default = "no answer: a firewall or the wrong host/port"
-    return f"cannot connect to {settings.describe()}: {first} ({hint or default})"
+    """The core's advice, with where a command-line user keeps a password or a db name."""
+    if hint is None:
+        if "password authentication failed" in text:
+            hint = "wrong password for this role; check ~/.pgpass or PGPASSFILE"
+        elif "no password supplied" in text:
+            hint = ("the server wants a password: add it to ~/.pgpass (or PGPASSFILE), or run "
+                    "interactively to be prompted")
+        elif "does not exist" in text and "database" in text:
+            hint = "no such database; check the name (--dsn .../dbname)"
+    return core_connect_advice(settings, text, hint)
 
 
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:

@@ -10,8 +10,10 @@ from wizard.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_REFUSED,
+    EXIT_USAGE,
     CliError,
     emit,
+    load_profile,
     pg_settings,
 )
 from wizard.core import jobs, names
@@ -48,7 +50,7 @@ def cmd_plan(args: argparse.Namespace, settings: PgSettings) -> int:
     except PlanRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
     if args.sql and not args.json:
-        print(plan.script(args.lock_timeout), end="")
+        print(plan.script(_lock_settings(args)[0]), end="")
         return EXIT_OK
     lines = [f"state: {d.state}: {d.explanation}",
              f"plan ({plan.direction}): {len(plan.catalog_steps)} steps in one transaction"
@@ -60,7 +62,8 @@ def cmd_plan(args: argparse.Namespace, settings: PgSettings) -> int:
     lines += [f"  unchanged: {u}" for u in plan.unchanged] + [f"  note: {n}" for n in plan.notes]
     if not plan.steps:
         lines.append("  nothing to do")
-    emit(args, {**plan.to_dict(), "script": plan.script(args.lock_timeout)}, "\n".join(lines))
+    emit(args, {**plan.to_dict(), "script": plan.script(_lock_settings(args)[0])},
+         "\n".join(lines))
     return EXIT_OK
 
 
@@ -72,15 +75,38 @@ def _print_log(level: str, message: str) -> None:
     print(("  " if level == "step" else f"[{level}] ") + message, file=sys.stderr, flush=True)
 
 
+def _lock_settings(args: argparse.Namespace) -> tuple[float, int]:
+    """--lock-timeout and --retries, else the profile's, else the engine's defaults."""
+    profile = load_profile(args)
+    defaults = RunOptions()
+    lock = args.lock_timeout if args.lock_timeout is not None else (
+        profile.lock_timeout_s if profile else defaults.lock_timeout_s)
+    retries = args.retries if args.retries is not None else (
+        profile.retries if profile else defaults.retries)
+    return lock, retries
+
+
+def _guard(args: argparse.Namespace, direction: str) -> jobs.Guard | None:
+    if direction != UP:
+        return None
+    if getattr(args, "without_backup", False):
+        if not args.confirm:
+            raise CliError("--without-backup needs --confirm <database name>", EXIT_USAGE)
+        return jobs.Guard(without_backup=args.confirm)
+    return jobs.Guard()
+
+
 def _run(args: argparse.Namespace, settings: PgSettings, direction: str) -> int:
-    options = RunOptions(lock_timeout_s=args.lock_timeout, retries=args.retries,
+    lock, retries = _lock_settings(args)
+    options = RunOptions(lock_timeout_s=lock, retries=retries,
                          statement_timeout_s=args.statement_timeout,
                          rehearse=getattr(args, "rehearse", False),
                          count_all_tables=args.count_all)
     try:
         plan, result, journal = jobs.run(settings, direction, options=options,
                                          report=None if args.json else _print_log,
-                                         migration=_migration(args))
+                                         migration=_migration(args),
+                                         guard=_guard(args, direction))
     except PlanRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
     emit(args, {"plan": plan.to_dict(), "result": result.to_dict(),
@@ -129,9 +155,11 @@ def cmd_verify(args: argparse.Namespace, settings: PgSettings) -> int:
 def engine_options(common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Options of the commands that plan or run the rename."""
     opts = argparse.ArgumentParser(add_help=False, parents=[common])
-    opts.add_argument("--lock-timeout", type=float, default=2.0, metavar="S")
+    opts.add_argument("--lock-timeout", type=float, metavar="S",
+                      help="seconds to wait for each lock (default: the profile's, else 2)")
     opts.add_argument("--statement-timeout", type=float, default=30.0, metavar="S")
-    opts.add_argument("--retries", type=int, default=3, metavar="N")
+    opts.add_argument("--retries", type=int, metavar="N",
+                      help="attempts after a lock timeout (default: the profile's, else 3)")
     opts.add_argument("--count-all", action="store_true",
                       help="count every affected table exactly before and after (two full "
                       "scans of each, outside the locks), not only prosumer/user")
@@ -157,6 +185,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("migrate", parents=[opts], help="rename prosumer to user")
     p.add_argument("--rehearse", action="store_true",
                    help="run everything, then ROLLBACK: nothing changes")
+    p.add_argument("--without-backup", action="store_true",
+                   help="migrate although no verified backup was taken (needs --confirm DB)")
+    p.add_argument("--confirm", metavar="DB", help="the database name, typed back")
     p.set_defaults(handler=_with_db(cmd_migrate))
     p = sub.add_parser("revert", parents=[opts], help="rename user back to prosumer")
     p.set_defaults(handler=_with_db(cmd_revert))

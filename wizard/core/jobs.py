@@ -6,13 +6,14 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from wizard.core import names
+from wizard.core import names, orphans
+from wizard.core.backup import latest_verified_backup
 from wizard.core.connection import PgSettings
 from wizard.core.discovery import Discovery, discover
 from wizard.core.execute import RunOptions, RunResult, run_plan
 from wizard.core.journal import Journal, runs_for
-from wizard.core.plan import DOWN, UP, Plan, build_down, build_up, object_renames
-from wizard.core.reporting import Report
+from wizard.core.plan import DOWN, UP, Plan, PlanRefused, build_down, build_up, object_renames
+from wizard.core.reporting import Report, no_report
 from wizard.core.verify import (
     Check,
     Expectations,
@@ -23,6 +24,22 @@ from wizard.core.verify import (
     row_count_check,
     text_reference_check,
 )
+
+
+class GuardRefused(PlanRefused):
+    """The migration may not run yet: no verified backup, or orphans in its way."""
+
+
+@dataclass
+class Guard:
+    """What a real migration checks first (the CLI and the wizard use it; tests may not).
+
+    `without_backup` is the database name typed back by a DBA who migrates without a
+    backup; it must equal the target database.
+    """
+
+    without_backup: str | None = None
+    check_orphans: bool = True
 
 
 @dataclass
@@ -83,8 +100,12 @@ def _plan_record(plan: Plan) -> dict[str, Any]:
 def run(settings: PgSettings, direction: str, *, options: RunOptions | None = None,
         report: Report | None = None, cancel: threading.Event | None = None,
         migration: tuple[int, str] = (names.MIGRATION_TIMESTAMP, names.MIGRATION_NAME),
-        journal: Journal | None = None) -> tuple[Plan, RunResult, Journal]:
-    """Plan and execute (or rehearse) one direction, journaling everything."""
+        journal: Journal | None = None,
+        guard: Guard | None = None) -> tuple[Plan, RunResult, Journal]:
+    """Plan and execute (or rehearse) one direction, journaling everything.
+
+    With a `guard`, a real migration is refused (GuardRefused) until its checks pass.
+    """
     opts = options or RunOptions()
     command = ("rehearse-" if opts.rehearse else "") + ("migrate" if direction == UP else "revert")
     journal = journal or Journal.create(settings, command)
@@ -95,6 +116,12 @@ def run(settings: PgSettings, direction: str, *, options: RunOptions | None = No
                   server_version=before.server_version)
     plan = make_plan(before, direction, settings, migration)
     journal.write("plan", **_plan_record(plan))
+    if guard is not None and direction == UP and not opts.rehearse and plan.steps:
+        try:
+            check_guard(settings, plan, journal, guard, report or no_report)
+        except GuardRefused as exc:
+            journal.write("refused", reason=str(exc))
+            raise
     exp = expectations_from(before, plan) if direction == UP else Expectations({})
     if direction == UP:
         exp.migration_names = (migration[1], *names.ALSO_APPLIED)
@@ -104,6 +131,54 @@ def run(settings: PgSettings, direction: str, *, options: RunOptions | None = No
         down = make_plan_from_record(result.discovery_after, plan)
         journal.write("down_plan", script=down.script(), steps=[s.__dict__ for s in down.steps])
     return plan, result, journal
+
+
+def _last_change(settings: PgSettings) -> str:
+    """When this database's schema was last changed by us (a committed run), ISO time."""
+    newest = ""
+    for journal in runs_for(settings):
+        for event in journal.events("run_finished"):
+            result = event.get("result", {})
+            if result.get("ok") and not result.get("rehearsal") and result.get("steps"):
+                newest = max(newest, str(event.get("ts", "")))
+        for event in journal.events("restore_finished"):
+            if event.get("result", {}).get("ok"):
+                newest = max(newest, str(event.get("ts", "")))
+    return newest
+
+
+def check_guard(settings: PgSettings, plan: Plan, journal: Journal, guard: Guard,
+                report: Report) -> None:
+    """Refuse a real migration without a fresh verified backup, or with orphans in its way."""
+    db = settings.dbname
+    skipped = journal.events("backup_skipped")
+    if guard.without_backup is not None:
+        if guard.without_backup != db:
+            raise GuardRefused(f"--confirm {guard.without_backup!r} does not match the "
+                               f"database {db!r}: type its exact name to migrate without "
+                               f"a backup")
+        journal.write("backup_skipped", dbname=db, how="typed confirmation")
+        report("warn", f"migrating {db} WITHOUT a backup: confirmed by typing its name")
+    elif skipped:
+        report("warn", f"migrating {db} without a backup: {skipped[-1].get('how', 'confirmed')}")
+    else:
+        backup = latest_verified_backup(settings, [journal, *runs_for(settings)])
+        changed = _last_change(settings)
+        if backup is None or str(backup.get("ts", "")) < changed:
+            stale = " taken since the schema last changed" if backup else ""
+            raise GuardRefused(
+                f"no verified backup of {settings.describe()}{stale} in the run journals: "
+                f"run `enerlink-migrate backup --out DIR` first (or, knowingly, "
+                f"`migrate --without-backup --confirm {db}`)")
+        report("info", f"verified backup: {backup.get('path')} (sha256 "
+                       f"{str(backup.get('sha256', ''))[:12]}…)")
+    needs_clean = any(s.change.get("action") == "add_fk" or s.phase == "validate"
+                      for s in plan.steps)
+    if guard.check_orphans and needs_clean:
+        report("info", "the plan adds or validates a foreign key: scanning for orphans")
+        blocking = orphans.blocking_orphans(orphans.scan(settings, journal=journal), plan)
+        if blocking:
+            raise GuardRefused("orphan rows stop the migration: " + "; ".join(blocking))
 
 
 def make_plan_from_record(after: Discovery, up: Plan) -> Plan:

@@ -1,0 +1,68 @@
+"""The migrate guard: a verified, fresh backup first; no orphans where a key must be added."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wizard.core import jobs
+from wizard.core.backup import BackupOptions, backup
+from wizard.core.connection import PgSettings
+from wizard.core.fingerprint import schema_fingerprint
+from wizard.core.journal import Journal
+from wizard.core.plan import DOWN, UP
+from wizard.sandbox.seed import inject_orphans
+from wizard.sandbox.servers import PostgresServer
+
+
+def _fingerprint(pg: PgSettings) -> list[str]:
+    with pg.connect() as conn:
+        return schema_fingerprint(conn)
+
+
+def test_no_backup_is_refused_and_changes_nothing(pg_db: PgSettings) -> None:
+    before = _fingerprint(pg_db)
+    with pytest.raises(jobs.GuardRefused, match="no verified backup of"):
+        jobs.run(pg_db, UP, guard=jobs.Guard())
+    assert _fingerprint(pg_db) == before
+
+
+def test_typed_name_overrides_and_is_journaled(pg_db: PgSettings) -> None:
+    with pytest.raises(jobs.GuardRefused, match="does not match the database"):
+        jobs.run(pg_db, UP, guard=jobs.Guard(without_backup="some_other_db"))
+    _plan, result, journal = jobs.run(pg_db, UP, guard=jobs.Guard(without_backup=pg_db.dbname))
+    assert result.ok, result.error
+    assert journal.events("backup_skipped")[0]["dbname"] == pg_db.dbname
+
+
+def test_verified_backup_lets_it_run_until_the_schema_changes(pg_db: PgSettings,
+                                                             tmp_path: Path) -> None:
+    journal = Journal.create(pg_db, "wizard")
+    made = backup(pg_db, BackupOptions(out_dir=tmp_path / "backups"), journal=journal)
+    assert made.verified, made.error
+    _plan, result, _j = jobs.run(pg_db, UP, guard=jobs.Guard(), journal=journal)
+    assert result.ok, result.error
+    assert jobs.run(pg_db, DOWN)[1].ok
+    # That backup predates the revert: a new migration wants a new backup.
+    with pytest.raises(jobs.GuardRefused, match="taken since the schema last changed"):
+        jobs.run(pg_db, UP, guard=jobs.Guard())
+
+
+def test_rehearsal_needs_no_backup(pg_db: PgSettings) -> None:
+    from wizard.core.execute import RunOptions
+    _plan, result, _j = jobs.run(pg_db, UP, options=RunOptions(rehearse=True),
+                                 guard=jobs.Guard())
+    assert result.ok, result.error
+
+
+def test_orphans_in_a_column_whose_key_must_be_added_are_refused(
+        pg_db: PgSettings, pg_server: PostgresServer) -> None:
+    with pg_db.connect() as conn:
+        conn.execute('ALTER TABLE wallet DROP CONSTRAINT "FK_62a1a16628b883318e6b443cf52"')
+    with pg_server.admin_connect(pg_db.dbname) as admin:
+        inject_orphans(admin, 2)
+    before = _fingerprint(pg_db)
+    with pytest.raises(jobs.GuardRefused, match=r"wallet\.prosumer_id: \d+ orphan rows"):
+        jobs.run(pg_db, UP, guard=jobs.Guard(without_backup=pg_db.dbname))
+    assert _fingerprint(pg_db) == before
