@@ -21,6 +21,8 @@ from wizard.core.journal import Journal
 from wizard.core.pgenv import conninfo_arg, libpq_env
 from wizard.core.plan import UP
 from wizard.core.reporting import no_progress
+from wizard.core.restore_db import db_name_with
+from wizard.core.restore_inspect import TocEntry, parse_list_entry, sha256_of
 from wizard.sandbox.servers import PostgresServer
 
 # --- helpers -----------------------------------------------------------------------------
@@ -38,7 +40,7 @@ def record_backup(settings: PgSettings, path: Path, sha256: str | None = None) -
     """Write the journal event our backup step writes, so the restore treats it as ours."""
     journal = Journal.create(settings, "backup")
     journal.write("backup", path=str(path), format="custom", dbname=settings.dbname,
-                  sha256=sha256 or restore.sha256_of(path), verified=True,
+                  sha256=sha256 or sha256_of(path), verified=True,
                   size_bytes=path.stat().st_size)
 
 
@@ -111,7 +113,7 @@ def test_custom_backup_then_migrate_then_restore_gives_back_the_exact_database(
     plan = restore.prepare(live, backup)
     insp = plan.inspection
     assert (insp.format, insp.dbname, insp.state) == ("custom", live.dbname, "pre")
-    assert insp.sha256 == restore.sha256_of(backup)
+    assert insp.sha256 == sha256_of(backup)
     assert insp.journal_backup is not None
     assert insp.server_version
     assert insp.pg_dump_version
@@ -207,7 +209,7 @@ def test_a_truncated_backup_is_refused_before_anything_changes(
 def test_a_backup_whose_sha256_changed_is_refused_naming_both_hashes(
         live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
     backup = pg_dump(pg_server, live, tmp_path / "live.dump", "-Fc")
-    recorded = restore.sha256_of(backup)
+    recorded = sha256_of(backup)
     record_backup(live, backup, recorded)
     with open(backup, "r+b") as fh:  # one byte changed in the data, the TOC untouched
         fh.seek(-100, os.SEEK_END)
@@ -217,7 +219,7 @@ def test_a_backup_whose_sha256_changed_is_refused_naming_both_hashes(
     with pytest.raises(restore.RestoreRefused) as info:
         restore.prepare(live, backup)
     assert recorded in str(info.value)
-    assert restore.sha256_of(backup) in str(info.value)
+    assert sha256_of(backup) in str(info.value)
 
 
 def test_a_role_without_createdb_is_refused_before_starting(
@@ -295,8 +297,12 @@ def test_other_sessions_on_the_live_database_are_terminated_and_the_swap_succeed
     try:
         row = app.execute("SELECT pg_backend_pid()").fetchone()
         assert row is not None
-        result = restore_now(live, backup)
+        hooked: list[str | None] = []  # the caller's follow-up (the cache job) runs after
+        plan = restore.prepare(live, backup)
+        result = restore.run(plan, confirm=live.dbname,
+                             after_swap=lambda r: hooked.append(r.before_db))
         assert result.ok, result.error
+        assert hooked == [plan.before_db]
         assert row[0] in [t["pid"] for t in result.terminated]
         with pytest.raises(psycopg.OperationalError):
             app.execute("SELECT 1")
@@ -323,6 +329,7 @@ def test_cancel_mid_restore_drops_the_new_database_and_leaves_live_untouched(
     result = restore_now(live, backup, cancel=cancel, progress=progress, jobs=1)
     assert result.cancelled
     assert not result.ok
+    assert result.dropped
     assert result.before_db is None
     assert 0 < max(seen) < 1
     assert databases(pg_server) == dbs  # the half-restored database is gone
@@ -371,16 +378,40 @@ def test_errors_ignored_by_pg_restore_are_warnings_not_a_failure(
 
 def test_names_stay_within_63_bytes_and_cut_at_a_character() -> None:
     base = "é" * 40  # 80 bytes
-    name = restore.db_name_with(base, "_before_restore_20250101_000000")
+    name = db_name_with(base, "_before_restore_20250101_000000")
     assert len(name.encode()) <= 63
     assert name.endswith("_before_restore_20250101_000000")
     assert name.startswith("é" * 16)
 
 
 def test_list_lines_are_parsed_with_multi_word_types() -> None:
-    entry = restore.parse_list_entry(
+    entry = parse_list_entry(
         "3313; 2606 16556 FK CONSTRAINT public market_trade FK_028c93bfb2 enerlink")
-    assert entry == restore.TocEntry("FK CONSTRAINT", "public", "market_trade FK_028c93bfb2",
+    assert entry == TocEntry("FK CONSTRAINT", "public", "market_trade FK_028c93bfb2",
                                      "enerlink")
-    entry = restore.parse_list_entry('3488; 0 0 COMMENT - EXTENSION "uuid-ossp" ')
-    assert entry == restore.TocEntry("COMMENT", "-", 'EXTENSION "uuid-ossp"', "")
+    entry = parse_list_entry('3488; 0 0 COMMENT - EXTENSION "uuid-ossp" ')
+    assert entry == TocEntry("COMMENT", "-", 'EXTENSION "uuid-ossp"', "")
+
+
+def test_a_session_we_may_not_terminate_fails_the_swap_cleanly(
+        live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
+    backup = pg_dump(pg_server, live, tmp_path / "live.dump", "-Fc")
+    migrate(live)
+    with pg_server.admin_connect() as admin:
+        admin.execute("CREATE ROLE restore_app LOGIN PASSWORD 'app-pw-for-test'")
+    app = pg_server.settings(live.dbname, "restore_app", "app-pw-for-test").connect()
+    try:
+        plan = restore.prepare(live, backup, restore.RestoreOptions(swap_retries=1))
+        assert any("cannot be terminated by enerlink" in w for w in plan.warnings)
+        result = restore.run(plan, confirm=live.dbname)
+        assert not result.ok
+        assert result.dropped
+        assert "restore_app" in str(result.error)
+        assert "stop the application" in str(result.error)
+        assert plan.restore_db not in databases(pg_server)
+        assert has_table(live, "user")  # live untouched, still migrated
+        app.execute("SELECT 1")  # and its session still alive
+    finally:
+        app.close()
+        with pg_server.admin_connect() as admin:
+            admin.execute("DROP ROLE restore_app")

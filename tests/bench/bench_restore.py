@@ -20,6 +20,7 @@ from wizard.core import restore
 from wizard.core.connection import PgSettings
 from wizard.core.journal import Journal
 from wizard.core.pgenv import conninfo_arg, libpq_env
+from wizard.core.restore_inspect import sha256_of
 from wizard.sandbox.sandbox import OWNER_ROLE, create_sample_database
 from wizard.sandbox.servers import PostgresServer
 
@@ -66,7 +67,7 @@ def main() -> int:
         dump_custom_s = _dump(server, live, custom, "-Fc", "-Z", "1")
         Journal.create(live, "backup").write(
             "backup", path=str(custom), format="custom", dbname=DB, verified=True,
-            sha256=restore.sha256_of(custom), size_bytes=custom.stat().st_size)
+            sha256=sha256_of(custom), size_bytes=custom.stat().st_size)
         dump_plain_s = _dump(server, live, plain)
         print(f"  dumps written: custom {custom.stat().st_size:,} bytes in {dump_custom_s:.1f}"
               f" s, plain {plain.stat().st_size:,} bytes in {dump_plain_s:.1f} s", flush=True)

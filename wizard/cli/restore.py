@@ -38,7 +38,9 @@ def _result_text(result: restore.RestoreResult) -> str:
                  f"database is kept as {result.before_db}"]
     else:
         lines = [f"restore {'CANCELLED' if result.cancelled else 'FAILED'}: {result.error}",
-                 f"  {result.live_db} is untouched; {result.restore_db} was dropped"]
+                 f"  {result.live_db} is untouched"
+                 + (f"; the unfinished {result.restore_db} was dropped" if result.dropped
+                    else "")]
     lines += [f"  {'✔' if c['ok'] else '✘'} {c['detail']}" for c in result.checks]
     lines += [f"  ! {w}" for w in result.warnings]
     if result.terminated:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import mmap
-import os
 import re
 import threading
 import time
@@ -16,121 +13,51 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 
 from wizard.core import names
 from wizard.core.connection import PgSettings
-from wizard.core.journal import Journal, runs_for, runs_root
-from wizard.core.pgenv import child_environ, conninfo_arg, libpq_env
+from wizard.core.journal import Journal, runs_for
+from wizard.core.pgenv import conninfo_arg, libpq_env
 from wizard.core.pgtools import Tool, find_tool, server_major
 from wizard.core.procs import Outcome, ProgramNotFound, run_program
 from wizard.core.reporting import Progress, Report, no_progress, no_report
+from wizard.core.restore_db import (
+    SwapCancelled,
+    SwapFailed,
+    create_database,
+    db_name_with,
+    db_props,
+    drop_database,
+    quote_ident,
+    role_of,
+    sessions_on,
+    swap,
+)
+from wizard.core.restore_inspect import (
+    PLAIN,
+    TAR,
+    Inspection,
+    PlainScan,
+    RestoreRefused,
+    detect_format,
+    inspect_backup,
+)
 
-CUSTOM, DIRECTORY, TAR, PLAIN = "custom", "directory", "tar", "plain"
-MAX_IDENTIFIER = 63  # bytes: PostgreSQL's NAMEDATALEN - 1
+__all__ = ["CACHE_NEXT", "Inspection", "RestoreFailed", "RestoreOptions", "RestorePlan",
+           "RestoreRefused", "RestoreResult", "prepare", "run"]
+
 CACHE_NEXT = ("clear the application's cache keys next (enerlink-migrate cache), so Redis "
               "and the restored database agree")
-# pg_dump's object types, longest first so that "FK CONSTRAINT" wins over a shorter match.
-_DESCS = sorted((
-    "ACCESS METHOD", "ACL", "AGGREGATE", "BLOB", "BLOB DATA", "BLOB METADATA", "BLOBS", "CAST",
-    "CHECK CONSTRAINT", "COLLATION", "COMMENT", "CONSTRAINT", "CONVERSION", "DATABASE",
-    "DATABASE PROPERTIES", "DEFAULT", "DEFAULT ACL", "DOMAIN", "ENCODING", "EVENT TRIGGER",
-    "EXTENSION", "FK CONSTRAINT", "FOREIGN DATA WRAPPER", "FOREIGN SERVER", "FOREIGN TABLE",
-    "FUNCTION", "INDEX", "INDEX ATTACH", "LARGE OBJECT", "MATERIALIZED VIEW",
-    "MATERIALIZED VIEW DATA", "OPERATOR", "OPERATOR CLASS", "OPERATOR FAMILY", "POLICY",
-    "PROCEDURAL LANGUAGE", "PROCEDURE", "PUBLICATION", "PUBLICATION TABLE",
-    "PUBLICATION TABLES IN SCHEMA", "ROW SECURITY", "RULE", "SCHEMA", "SEARCHPATH",
-    "SECURITY LABEL", "SEQUENCE", "SEQUENCE OWNED BY", "SEQUENCE SET", "SERVER", "SHELL TYPE",
-    "STATISTICS", "STATISTICS DATA", "STDSTRINGS", "SUBSCRIPTION", "SUBSCRIPTION TABLE",
-    "TABLE", "TABLE ATTACH", "TABLE DATA", "TEXT SEARCH CONFIGURATION",
-    "TEXT SEARCH DICTIONARY", "TEXT SEARCH PARSER", "TEXT SEARCH TEMPLATE", "TRANSFORM",
-    "TRIGGER", "TYPE", "USER MAPPING", "VIEW"), key=len, reverse=True)
 # The objects whose presence in the restored database is checked, by catalog query below.
 CHECKED_KINDS = ("TABLE", "SEQUENCE", "VIEW", "MATERIALIZED VIEW", "INDEX", "CONSTRAINT",
                  "FK CONSTRAINT", "CHECK CONSTRAINT", "TRIGGER")
-_PLAIN_NAME = re.compile(r"^-- (?:Data for )?Name: (.*); Type: (.*); Schema: (.*); "
-                         r"Owner: (.*)$")
 _IGNORED = re.compile(r"errors ignored on restore: (\d+)")
 _ITEM = re.compile(r"(?:processing|finished) item (\d+) ")
 _SERIAL_ITEM = re.compile(r"^pg_restore: (?:creating |processing data for table |executing )")
 
 
-class RestoreRefused(RuntimeError):
-    """The restore will not start; nothing has been changed. The message says why."""
-
-
 class RestoreFailed(RuntimeError):
     """The restore failed before the swap; the new database was dropped, live untouched."""
-
-
-@dataclass(frozen=True)
-class TocEntry:
-    """One object of the backup, as `pg_restore --list` or a plain dump's comments name it."""
-
-    desc: str
-    schema: str
-    tag: str
-    owner: str
-
-
-@dataclass
-class Inspection:
-    """What is inside a backup, read before anything changes."""
-
-    path: str
-    format: str
-    size_bytes: int
-    dbname: str | None = None
-    dumped_at: str | None = None
-    pg_dump_version: str | None = None
-    server_version: str | None = None
-    toc_entries: int = 0
-    compression: str | None = None
-    entries: list[TocEntry] = field(default_factory=list, repr=False)
-    sha256: str | None = None
-    journal_backup: dict[str, Any] | None = None  # our backup event for this file, if any
-    fully_read: bool = False  # pg_restore read every byte (archives we did not record)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def tables(self) -> list[str]:
-        return sorted({e.tag for e in self.entries if e.desc == "TABLE"})
-
-    @property
-    def owners(self) -> list[str]:
-        return sorted({e.owner for e in self.entries if e.owner not in ("", "-")})
-
-    @property
-    def state(self) -> str:
-        """pre (prosumer), migrated (user), or unknown, from the table names in the backup."""
-        tables = set(self.tables)
-        if names.OLD_TABLE in tables and names.NEW_TABLE not in tables:
-            return "pre"
-        if names.NEW_TABLE in tables and names.OLD_TABLE not in tables:
-            return "migrated"
-        return "unknown"
-
-    def summary(self) -> list[str]:
-        lines = [f"backup {self.path} ({self.format}, {self.size_bytes:,} bytes)",
-                 f"  database: {self.dbname or 'not recorded (plain dump)'}",
-                 f"  dumped at: {self.dumped_at or 'not recorded'}",
-                 f"  pg_dump {self.pg_dump_version or '?'}, server {self.server_version or '?'}",
-                 f"  {self.toc_entries} entries, {len(self.tables)} tables; schema state "
-                 f"in the backup: {self.state}"]
-        if self.journal_backup:
-            lines.append(f"  made by this tool ({self.journal_backup.get('journal')}); "
-                         f"sha256 {self.sha256} matches the journal")
-        elif self.fully_read:
-            lines.append("  not recorded in any run journal: read completely by pg_restore, "
-                         "no error")
-        lines += [f"  note: {n}" for n in self.notes]
-        return lines
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        del data["entries"]
-        data.update(tables=self.tables, owners=self.owners, state=self.state)
-        return data
 
 
 @dataclass
@@ -195,6 +122,7 @@ class RestoreResult:
     restore_db: str
     before_db: str | None = None  # where the old live database is kept, after the swap
     cancelled: bool = False
+    dropped: bool = False  # the unfinished new database was dropped after a failure/cancel
     error: str | None = None
     ignored_errors: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -211,261 +139,11 @@ class RestoreResult:
         return asdict(self)
 
 
-# --- reading a backup --------------------------------------------------------------------
-
-
-def detect_format(path: Path) -> str:
-    """custom, directory, tar or plain; RestoreRefused for anything else."""
-    if path.is_dir():
-        if (path / "toc.dat").is_file():
-            return DIRECTORY
-        raise RestoreRefused(f"{path} is a folder without toc.dat: not a pg_dump directory "
-                             "backup (pg_dump -Fd)")
-    if not path.is_file():
-        raise RestoreRefused(f"backup {path} does not exist")
-    with open(path, "rb") as fh:
-        head = fh.read(4096)
-    if head.startswith(b"PGDMP"):
-        return CUSTOM
-    if len(head) > 262 and head[257:262] == b"ustar":
-        return TAR
-    if head.startswith(b"\x1f\x8b"):
-        raise RestoreRefused(f"{path} is gzip-compressed: decompress it first "
-                             f"(gunzip -k '{path}') and restore the .sql file")
-    text = head.decode("utf-8", errors="replace")
-    if "PostgreSQL database dump" in text or text.lstrip().startswith(("--", "SET ")):
-        return PLAIN
-    raise RestoreRefused(f"{path} is neither a pg_dump archive (custom, directory, tar) nor "
-                         "a plain SQL dump")
-
-
-def parse_list_entry(line: str) -> TocEntry | None:
-    """One `pg_restore --list` line: '<id>; <tableoid> <oid> <DESC> <schema> <tag> <owner>'."""
-    match = re.match(r"^\d+; \d+ \d+ (.*)$", line)
-    if not match:
-        return None
-    rest = match.group(1)
-    desc = next((d for d in _DESCS if rest.startswith(d + " ")), rest.split(" ", 1)[0])
-    schema, _, tail = rest[len(desc) + 1:].partition(" ")
-    tag, _, owner = tail.rpartition(" ")
-    return TocEntry(desc, schema, tag, owner)
-
-
-def parse_list(lines: list[str], inspection: Inspection) -> None:
-    """Fill the inspection from `pg_restore --list` output (header comments, then entries)."""
-    header = {"dbname": "dbname", "TOC Entries": "toc", "Compression": "compression",
-              "Dumped from database version": "server", "Dumped by pg_dump version": "pg_dump"}
-    found: dict[str, str] = {}
-    for line in lines:
-        if line.startswith(";"):
-            body = line[1:].strip()
-            if body.startswith("Archive created at "):
-                inspection.dumped_at = body.removeprefix("Archive created at ")
-            key, sep, value = body.partition(": ")
-            if sep and key in header:
-                found[header[key]] = value.strip()
-        elif (entry := parse_list_entry(line)) is not None:
-            inspection.entries.append(entry)
-    inspection.dbname = found.get("dbname")
-    inspection.server_version = found.get("server")
-    inspection.pg_dump_version = found.get("pg_dump")
-    inspection.compression = found.get("compression")
-    inspection.toc_entries = int(found.get("toc", len(inspection.entries)))
-
-
-@dataclass
-class PlainScan:
-    copies: list[tuple[int, int, str]]  # (offset of COPY, end of its data, the COPY line)
-    connects: list[str]  # \connect lines: a dump of several databases or made with --create
-    complete: bool  # ends with pg_dump's "dump complete" trailer
-
-
-def scan_plain(path: Path, inspection: Inspection, cancel: threading.Event | None) -> PlainScan:
-    """One pass over a plain dump: its header, object comments, COPY blocks (skipped whole,
-    at memory speed) and any \\connect; for the owner check, progress and truncation."""
-    copies: list[tuple[int, int, str]] = []
-    connects: list[str] = []
-    size = path.stat().st_size
-    if size == 0:
-        raise RestoreRefused(f"{path} is empty")
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        pos = 0
-        while pos < size:
-            end = m.find(b"\n", pos)
-            end = size if end < 0 else end
-            line = m[pos:end].decode("utf-8", errors="replace")
-            start, pos = pos, end + 1
-            if line.startswith("-- "):
-                if (match := _PLAIN_NAME.match(line)) is not None:
-                    tag, desc, schema, owner = match.groups()
-                    inspection.entries.append(TocEntry(desc, schema, tag, owner))
-                elif line.startswith("-- Dumped from database version "):
-                    inspection.server_version = line.split("version ", 1)[1]
-                elif line.startswith("-- Dumped by pg_dump version "):
-                    inspection.pg_dump_version = line.split("version ", 1)[1]
-                elif line.startswith("-- Started on ") and inspection.dumped_at is None:
-                    inspection.dumped_at = line.removeprefix("-- Started on ")
-            elif line.startswith("\\connect"):
-                connects.append(line)
-            elif line.startswith("COPY ") and line.rstrip().endswith("FROM stdin;"):
-                # Data rows never start with "\." (a backslash is escaped), so this ends it.
-                stop = m.find(b"\n\\.\n", pos - 1)
-                data_end = size if stop < 0 else stop + 4
-                copies.append((start, data_end, line))
-                pos = data_end
-                if cancel is not None and cancel.is_set():
-                    break
-        tail = m[max(0, size - 4096):size]
-    inspection.toc_entries = len(inspection.entries)
-    return PlainScan(copies, connects, b"-- PostgreSQL database dump complete" in tail)
-
-
-def sha256_of(path: Path, cancel: threading.Event | None = None) -> str:
-    """The sha256 of a file, or of a directory backup's files (name + content, sorted)."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
-        with open(file, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-                if cancel is not None and cancel.is_set():
-                    raise RestoreRefused("restore cancelled while checking the backup's "
-                                         "sha256; nothing was changed")
-    return digest.hexdigest()
-
-
-def journal_backup(path: Path, root: Path | None = None) -> dict[str, Any] | None:
-    """The newest `backup` event of any run journal for this file, with its journal folder."""
-    root = root or runs_root()
-    if not root.exists():
-        return None
-    wanted = path.resolve()
-    for folder in sorted(root.iterdir(), reverse=True):
-        for event in reversed(Journal(folder).events("backup")):
-            if event.get("path") and Path(str(event["path"])).resolve() == wanted:
-                return {**event, "journal": str(folder)}
-    return None
-
-
-def _collect(argv: list[str], env: dict[str, str],
-             cancel: threading.Event | None) -> tuple[Outcome, list[str], list[str]]:
-    out: list[str] = []
-    err: list[str] = []
-    outcome = run_program(argv, env=env, cancel=cancel,
-                          on_line=lambda s, ln: (out if s == "stdout" else err).append(ln))
-    return outcome, out, err
-
-
-def inspect_backup(path: Path, tool: Tool, *, report: Report = no_report,
-                   cancel: threading.Event | None = None) -> tuple[Inspection, PlainScan | None]:
-    """Read a backup without changing anything: format, header, objects, integrity."""
-    fmt = detect_format(path)
-    size = (sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir()
-            else path.stat().st_size)
-    insp = Inspection(path=str(path), format=fmt, size_bytes=size)
-    record = journal_backup(path)
-    if record is not None:
-        insp.journal_backup = {k: record.get(k) for k in
-                               ("journal", "ts", "sha256", "dbname", "format", "verified",
-                                "toc_entries", "size_bytes")}
-        if record.get("verified") is False:
-            raise RestoreRefused(f"{path} failed verification when it was made (journal "
-                                 f"{record['journal']}): it cannot be trusted for a restore")
-        report("step", "checking the sha256 against the journal")
-        insp.sha256 = sha256_of(path, cancel)
-        expected = str(record.get("sha256") or "")
-        if expected and expected != insp.sha256:
-            raise RestoreRefused(
-                f"{path} has changed since it was made: sha256 {insp.sha256}, the journal "
-                f"({record['journal']}) recorded {expected}. Do not restore it; use another "
-                "copy of the backup")
-    scan = None
-    if fmt == PLAIN:
-        scan = scan_plain(path, insp, cancel)
-        if not scan.complete:
-            raise RestoreRefused(f"{path} does not end with pg_dump's 'PostgreSQL database "
-                                 "dump complete' line: it is truncated or not a pg_dump file")
-        if scan.connects:
-            raise RestoreRefused(f"{path} switches databases ({scan.connects[0]}): it was made "
-                                 "with --create or by pg_dumpall; restore needs a dump of one "
-                                 "database made without --create")
-        insp.notes.append("plain SQL: restored with psql -v ON_ERROR_STOP=1, in one process")
-        return insp, scan
-    env = child_environ()
-    outcome, out, err = _collect([str(tool.path), "--list", str(path)], env, cancel)
-    if not outcome.ok:
-        raise RestoreRefused(f"pg_restore --list cannot read {path}: "
-                             f"{' '.join(err[-3:]) or outcome.describe()}")
-    parse_list(out, insp)
-    if record is None:
-        # No sha256 to compare with: read the whole archive (a truncated file's TOC at the
-        # start still lists fine; only reading the data finds the end missing).
-        report("step", "reading the whole archive (it is not recorded in a run journal)")
-        outcome, _out, err = _collect([str(tool.path), "-f", os.devnull, str(path)], env,
-                                      cancel)
-        if outcome.cancelled:
-            raise RestoreRefused("restore cancelled while reading the backup; nothing changed")
-        if not outcome.ok:
-            raise RestoreRefused(f"{path} is damaged: pg_restore could not read it to the end "
-                                 f"({' '.join(err[-3:]) or outcome.describe()})")
-        insp.fully_read = True
-    if fmt == TAR:
-        insp.notes.append("tar format: pg_restore cannot use --jobs with it; one process")
-    return insp, scan
-
-
 # --- before starting: privileges, names, counts ------------------------------------------
 
 
 def _stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d_%H%M%S")
-
-
-def db_name_with(base: str, suffix: str) -> str:
-    """base + suffix within 63 bytes, cutting base at a character boundary if needed."""
-    room = MAX_IDENTIFIER - len(suffix.encode())
-    cut = base.encode()[:room].decode("utf-8", errors="ignore")
-    return cut + suffix
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-_CAN_SIGNAL = """
-    (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
-    OR (NOT coalesce((SELECT rolsuper FROM pg_roles WHERE oid = a.usesysid), false)
-        AND (pg_has_role(current_user, a.usesysid, 'MEMBER')
-             OR pg_has_role(current_user, 'pg_signal_backend', 'MEMBER')))"""
-
-
-def sessions_on(conn: psycopg.Connection[Any], dbname: str) -> list[dict[str, Any]]:
-    """Client sessions on a database (not ours), and whether we may terminate each."""
-    query = ("SELECT pid, usename, application_name, client_addr::text AS client, state, "
-             f"coalesce({_CAN_SIGNAL}, false) AS can_terminate FROM pg_stat_activity a "
-             "WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
-             "ORDER BY pid")
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query, (dbname,))
-        return list(cur.fetchall())
-
-
-def _role(conn: psycopg.Connection[Any]) -> tuple[str, bool, bool]:
-    row = conn.execute("SELECT current_user, rolsuper, rolcreatedb FROM pg_roles "
-                       "WHERE rolname = current_user").fetchone()
-    assert row is not None
-    return str(row[0]), bool(row[1]), bool(row[2])
-
-
-def _db_props(conn: psycopg.Connection[Any], dbname: str) -> dict[str, Any] | None:
-    row = conn.execute(
-        "SELECT to_jsonb(d) || jsonb_build_object('owner', pg_get_userbyid(d.datdba), "
-        "'encoding_name', pg_encoding_to_char(d.encoding), 'size', pg_database_size(d.oid), "
-        "'can_own', pg_has_role(current_user, d.datdba, 'MEMBER')) "
-        "FROM pg_database d WHERE datname = %s", (dbname,)).fetchone()
-    return dict(row[0]) if row else None
 
 
 def _check_owners(conn: psycopg.Connection[Any], owners: list[str], superuser: bool,
@@ -551,13 +229,13 @@ def prepare(settings: PgSettings, backup: str | Path, options: RestoreOptions | 
                              "there: pass another one with --maintenance-db") from None
     with conn:
         major = server_major(conn)
-        role, superuser, createdb = _role(conn)
+        role, superuser, createdb = role_of(conn)
         if not (createdb or superuser):
             raise RestoreRefused(
                 f"role {role} lacks CREATEDB: the restore goes into a new database first and "
                 f"never drops {live}. Ask a superuser to run ALTER ROLE {quote_ident(role)} "
                 "CREATEDB; (or connect as a role that has it). Nothing was changed")
-        props = _db_props(conn, live)
+        props = db_props(conn, live)
         if props is None:
             raise RestoreRefused(f"database {live} does not exist on {settings.host}:"
                                  f"{settings.port}")
@@ -587,7 +265,7 @@ def prepare(settings: PgSettings, backup: str | Path, options: RestoreOptions | 
         restore_db = db_name_with(live, f"_restore_{stamp}")
         before_db = db_name_with(live, f"_before_restore_{stamp}")
         for name in (restore_db, before_db):
-            if _db_props(conn, name) is not None:
+            if db_props(conn, name) is not None:
                 raise RestoreRefused(f"database {name} already exists; try again in a second")
         for s in sessions_on(conn, live):
             if not s["can_terminate"]:
@@ -658,74 +336,6 @@ class _Progress:
         if fraction > self.fraction:
             self.fraction = fraction
             self.progress(fraction, detail)
-
-
-def _create_database(conn: psycopg.Connection[Any], plan: RestorePlan) -> list[str]:
-    """CREATE DATABASE like the live one (encoding, collation, grants, settings)."""
-    p = plan.live_props
-    options = [sql.SQL("TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
-        sql.Literal(p["encoding_name"]), sql.Literal(p["datcollate"]),
-        sql.Literal(p["datctype"]))]
-    icu = p.get("daticulocale") or p.get("datlocale")
-    if p.get("datlocprovider") == "i" and icu:
-        options.append(sql.SQL("LOCALE_PROVIDER icu ICU_LOCALE {}").format(sql.Literal(icu)))
-    options.append(sql.SQL("OWNER {}").format(sql.Identifier(plan.db_owner)))
-    conn.execute(sql.SQL("CREATE DATABASE {} ").format(sql.Identifier(plan.restore_db))
-                 + sql.SQL(" ").join(options))
-    return _copy_database_level(conn, plan)
-
-
-def _copy_database_level(conn: psycopg.Connection[Any], plan: RestorePlan) -> list[str]:
-    """A dump without --create carries no database-level grants or settings: copy them."""
-    new = sql.Identifier(plan.restore_db)
-    notes: list[str] = []
-    limit = int(plan.live_props.get("datconnlimit", -1))
-    if limit != -1:
-        conn.execute(sql.SQL("ALTER DATABASE {} CONNECTION LIMIT {}").format(
-            new, sql.Literal(limit)))
-    if plan.live_props.get("datacl") is not None:
-        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(new))
-        rows = conn.execute(
-            "SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, "
-            "a.privilege_type, a.is_grantable FROM pg_database d, aclexplode(d.datacl) a "
-            "WHERE d.datname = %s AND a.grantee <> d.datdba", (plan.live_db,)).fetchall()
-        for grantee, privilege, grantable in rows:
-            conn.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
-                sql.SQL(privilege), new,
-                sql.Identifier(grantee) if grantee else sql.SQL("PUBLIC"),
-                sql.SQL(" WITH GRANT OPTION" if grantable else "")))
-    rows = conn.execute(
-        "SELECT s.setrole, unnest(s.setconfig) FROM pg_db_role_setting s JOIN pg_database d "
-        "ON d.oid = s.setdatabase WHERE d.datname = %s", (plan.live_db,)).fetchall()
-    for setrole, setting in rows:
-        key, _, value = str(setting).partition("=")
-        if int(setrole) == 0 and "," not in value:
-            conn.execute(sql.SQL("ALTER DATABASE {} SET {} TO {}").format(
-                new, sql.Identifier(key), sql.Literal(value)))
-        else:
-            notes.append(f"database setting {setting} of {plan.live_db} was not copied; after "
-                         f"the swap run ALTER ... SET {key} = {value} by hand")
-    return notes
-
-
-def drop_database(settings: PgSettings, dbname: str, major: int) -> None:
-    """Terminate the sessions on a database and drop it (it is ours, half-restored)."""
-    with settings.connect(autocommit=True) as conn:
-        if major >= 13:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(dbname)))
-            return
-        for attempt in range(5):
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                         "WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,))
-            try:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(
-                    sql.Identifier(dbname)))
-                return
-            except psycopg.errors.ObjectInUse:
-                if attempt == 4:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
 
 
 def _restore_program(plan: RestorePlan, scan: PlainScan | None, report: Report,
@@ -822,45 +432,6 @@ def check_restored(conn: psycopg.Connection[Any], plan: RestorePlan,
     return failures
 
 
-def swap(plan: RestorePlan, report: Report, cancel: threading.Event | None,
-         result: RestoreResult) -> None:
-    """Terminate the live database's sessions and swap the names in one transaction."""
-    live, new, old = (sql.Identifier(n) for n in (plan.live_db, plan.restore_db,
-                                                   plan.before_db))
-    wait = ", 5000" if plan.server_major >= 13 else ""
-    terminate = (f"SELECT a.pid, a.usename, a.application_name, pg_terminate_backend(a.pid"
-                 f"{wait}) FROM pg_stat_activity a WHERE a.datname = %s AND "
-                 f"a.pid <> pg_backend_pid() AND a.backend_type = 'client backend' AND "
-                 f"coalesce({_CAN_SIGNAL}, false)")
-    maint = plan.settings.with_dbname(plan.options.maintenance_db)
-    with maint.connect() as conn:
-        for attempt in range(1, plan.options.swap_retries + 1):
-            result.swap_attempts = attempt
-            try:
-                with conn.transaction():
-                    rows = conn.execute(terminate, (plan.live_db,)).fetchall()
-                    conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(live, old))
-                    conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(new, live))
-                result.terminated += [{"pid": r[0], "user": r[1], "application": r[2]}
-                                      for r in rows]
-                for r in rows:
-                    report("info", f"terminated session {r[0]} of {r[1]} ({r[2] or '-'})")
-                return
-            except psycopg.errors.ObjectInUse:
-                left = sessions_on(conn, plan.live_db)
-                who = ", ".join(f"{s['pid']} ({s['usename']}, {s['application_name'] or '-'}"
-                                f"{'' if s['can_terminate'] else ', cannot terminate'})"
-                                for s in left) or "sessions that connected meanwhile"
-                report("warn", f"swap attempt {attempt}: {plan.live_db} still in use by {who}")
-                if attempt == plan.options.swap_retries:
-                    raise RestoreFailed(
-                        f"could not swap: {plan.live_db} stays in use by {who} after "
-                        f"{attempt} attempts; stop the application (or grant the role "
-                        "pg_signal_backend) and run the restore again") from None
-                if cancel is not None and cancel.wait(0.2 * attempt):
-                    raise _Stop("restore cancelled by the operator during the swap") from None
-
-
 def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
         progress: Progress = no_progress, cancel: threading.Event | None = None,
         journal: Journal | None = None,
@@ -882,7 +453,7 @@ def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
         _step(cancel, "before creating the database")
         report("step", f"creating database {plan.restore_db}")
         with maint.connect(autocommit=True) as conn:
-            notes = _create_database(conn, plan)
+            notes = create_database(conn, plan)
         created = True
         result.warnings += notes
         journal.write("restore_db_created", dbname=plan.restore_db, owner=plan.db_owner)
@@ -912,17 +483,20 @@ def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
         result.timings["swap_s"] = _since(t1)
         result.timings["until_swap_s"] = _since(t0)
     except BaseException as exc:
-        result.cancelled = isinstance(exc, _Stop) or bool(cancel and cancel.is_set())
+        result.cancelled = (isinstance(exc, (_Stop, SwapCancelled))
+                            or bool(cancel and cancel.is_set()))
         result.error = ("restore cancelled by the operator" if result.cancelled
                         else str(exc) or type(exc).__name__)
         if created:
             report("step", f"dropping the unfinished {plan.restore_db}; {plan.live_db} "
                            "is untouched")
             drop_database(maint, plan.restore_db, plan.server_major)
+            result.dropped = True
             journal.write("restore_dropped", dbname=plan.restore_db)
         result.timings["total_s"] = _since(t0)
         journal.write("restore_finished", result=result.to_dict())
-        if isinstance(exc, (RestoreFailed, _Stop, psycopg.Error, ProgramNotFound)):
+        if isinstance(exc, (RestoreFailed, _Stop, SwapFailed, SwapCancelled, psycopg.Error,
+                            ProgramNotFound)):
             report("error", result.error)
             return result
         raise

@@ -1,0 +1,314 @@
+"""What is inside a backup (format, header, objects, integrity), read before a restore."""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import re
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wizard.core import names
+from wizard.core.journal import Journal, runs_root
+from wizard.core.pgenv import child_environ
+from wizard.core.pgtools import Tool
+from wizard.core.procs import Outcome, run_program
+from wizard.core.reporting import Report, no_report
+
+CUSTOM, DIRECTORY, TAR, PLAIN = "custom", "directory", "tar", "plain"
+# pg_dump's object types, longest first so that "FK CONSTRAINT" wins over a shorter match.
+_DESCS = sorted((
+    "ACCESS METHOD", "ACL", "AGGREGATE", "BLOB", "BLOB DATA", "BLOB METADATA", "BLOBS", "CAST",
+    "CHECK CONSTRAINT", "COLLATION", "COMMENT", "CONSTRAINT", "CONVERSION", "DATABASE",
+    "DATABASE PROPERTIES", "DEFAULT", "DEFAULT ACL", "DOMAIN", "ENCODING", "EVENT TRIGGER",
+    "EXTENSION", "FK CONSTRAINT", "FOREIGN DATA WRAPPER", "FOREIGN SERVER", "FOREIGN TABLE",
+    "FUNCTION", "INDEX", "INDEX ATTACH", "LARGE OBJECT", "MATERIALIZED VIEW",
+    "MATERIALIZED VIEW DATA", "OPERATOR", "OPERATOR CLASS", "OPERATOR FAMILY", "POLICY",
+    "PROCEDURAL LANGUAGE", "PROCEDURE", "PUBLICATION", "PUBLICATION TABLE",
+    "PUBLICATION TABLES IN SCHEMA", "ROW SECURITY", "RULE", "SCHEMA", "SEARCHPATH",
+    "SECURITY LABEL", "SEQUENCE", "SEQUENCE OWNED BY", "SEQUENCE SET", "SERVER", "SHELL TYPE",
+    "STATISTICS", "STATISTICS DATA", "STDSTRINGS", "SUBSCRIPTION", "SUBSCRIPTION TABLE",
+    "TABLE", "TABLE ATTACH", "TABLE DATA", "TEXT SEARCH CONFIGURATION",
+    "TEXT SEARCH DICTIONARY", "TEXT SEARCH PARSER", "TEXT SEARCH TEMPLATE", "TRANSFORM",
+    "TRIGGER", "TYPE", "USER MAPPING", "VIEW"), key=len, reverse=True)
+_PLAIN_NAME = re.compile(r"^-- (?:Data for )?Name: (.*); Type: (.*); Schema: (.*); "
+                         r"Owner: (.*)$")
+
+
+class RestoreRefused(RuntimeError):
+    """The restore will not start; nothing has been changed. The message says why."""
+
+
+@dataclass(frozen=True)
+class TocEntry:
+    """One object of the backup, as `pg_restore --list` or a plain dump's comments name it."""
+
+    desc: str
+    schema: str
+    tag: str
+    owner: str
+
+
+@dataclass
+class Inspection:
+    """What is inside a backup, read before anything changes."""
+
+    path: str
+    format: str
+    size_bytes: int
+    dbname: str | None = None
+    dumped_at: str | None = None
+    pg_dump_version: str | None = None
+    server_version: str | None = None
+    toc_entries: int = 0
+    compression: str | None = None
+    entries: list[TocEntry] = field(default_factory=list, repr=False)
+    sha256: str | None = None
+    journal_backup: dict[str, Any] | None = None  # our backup event for this file, if any
+    fully_read: bool = False  # pg_restore read every byte (archives we did not record)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tables(self) -> list[str]:
+        return sorted({e.tag for e in self.entries if e.desc == "TABLE"})
+
+    @property
+    def owners(self) -> list[str]:
+        return sorted({e.owner for e in self.entries if e.owner not in ("", "-")})
+
+    @property
+    def state(self) -> str:
+        """pre (prosumer), migrated (user), or unknown, from the table names in the backup."""
+        tables = set(self.tables)
+        if names.OLD_TABLE in tables and names.NEW_TABLE not in tables:
+            return "pre"
+        if names.NEW_TABLE in tables and names.OLD_TABLE not in tables:
+            return "migrated"
+        return "unknown"
+
+    def summary(self) -> list[str]:
+        lines = [f"backup {self.path} ({self.format}, {self.size_bytes:,} bytes)",
+                 f"  database: {self.dbname or 'not recorded (plain dump)'}",
+                 f"  dumped at: {self.dumped_at or 'not recorded'}",
+                 f"  pg_dump {self.pg_dump_version or '?'}, server {self.server_version or '?'}",
+                 f"  {self.toc_entries} entries, {len(self.tables)} tables; schema state "
+                 f"in the backup: {self.state}"]
+        if self.journal_backup:
+            lines.append(f"  made by this tool ({self.journal_backup.get('journal')}); "
+                         f"sha256 {self.sha256} matches the journal")
+        elif self.fully_read:
+            lines.append("  not recorded in any run journal: read completely by pg_restore, "
+                         "no error")
+        lines += [f"  note: {n}" for n in self.notes]
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["entries"]
+        data.update(tables=self.tables, owners=self.owners, state=self.state)
+        return data
+
+
+def detect_format(path: Path) -> str:
+    """custom, directory, tar or plain; RestoreRefused for anything else."""
+    if path.is_dir():
+        if (path / "toc.dat").is_file():
+            return DIRECTORY
+        raise RestoreRefused(f"{path} is a folder without toc.dat: not a pg_dump directory "
+                             "backup (pg_dump -Fd)")
+    if not path.is_file():
+        raise RestoreRefused(f"backup {path} does not exist")
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if head.startswith(b"PGDMP"):
+        return CUSTOM
+    if len(head) > 262 and head[257:262] == b"ustar":
+        return TAR
+    if head.startswith(b"\x1f\x8b"):
+        raise RestoreRefused(f"{path} is gzip-compressed: decompress it first "
+                             f"(gunzip -k '{path}') and restore the .sql file")
+    text = head.decode("utf-8", errors="replace")
+    if "PostgreSQL database dump" in text or text.lstrip().startswith(("--", "SET ")):
+        return PLAIN
+    raise RestoreRefused(f"{path} is neither a pg_dump archive (custom, directory, tar) nor "
+                         "a plain SQL dump")
+
+
+def parse_list_entry(line: str) -> TocEntry | None:
+    """One `pg_restore --list` line: '<id>; <tableoid> <oid> <DESC> <schema> <tag> <owner>'."""
+    match = re.match(r"^\d+; \d+ \d+ (.*)$", line)
+    if not match:
+        return None
+    rest = match.group(1)
+    desc = next((d for d in _DESCS if rest.startswith(d + " ")), rest.split(" ", 1)[0])
+    schema, _, tail = rest[len(desc) + 1:].partition(" ")
+    tag, _, owner = tail.rpartition(" ")
+    return TocEntry(desc, schema, tag, owner)
+
+
+def parse_list(lines: list[str], inspection: Inspection) -> None:
+    """Fill the inspection from `pg_restore --list` output (header comments, then entries)."""
+    header = {"dbname": "dbname", "TOC Entries": "toc", "Compression": "compression",
+              "Dumped from database version": "server", "Dumped by pg_dump version": "pg_dump"}
+    found: dict[str, str] = {}
+    for line in lines:
+        if line.startswith(";"):
+            body = line[1:].strip()
+            if body.startswith("Archive created at "):
+                inspection.dumped_at = body.removeprefix("Archive created at ")
+            key, sep, value = body.partition(": ")
+            if sep and key in header:
+                found[header[key]] = value.strip()
+        elif (entry := parse_list_entry(line)) is not None:
+            inspection.entries.append(entry)
+    inspection.dbname = found.get("dbname")
+    inspection.server_version = found.get("server")
+    inspection.pg_dump_version = found.get("pg_dump")
+    inspection.compression = found.get("compression")
+    inspection.toc_entries = int(found.get("toc", len(inspection.entries)))
+
+
+@dataclass
+class PlainScan:
+    copies: list[tuple[int, int, str]]  # (offset of COPY, end of its data, the COPY line)
+    connects: list[str]  # \connect lines: a dump of several databases or made with --create
+    complete: bool  # ends with pg_dump's "dump complete" trailer
+
+
+def scan_plain(path: Path, inspection: Inspection, cancel: threading.Event | None) -> PlainScan:
+    """One pass over a plain dump: its header, object comments, COPY blocks (skipped whole,
+    at memory speed) and any \\connect; for the owner check, progress and truncation."""
+    copies: list[tuple[int, int, str]] = []
+    connects: list[str] = []
+    size = path.stat().st_size
+    if size == 0:
+        raise RestoreRefused(f"{path} is empty")
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        pos = 0
+        while pos < size:
+            end = m.find(b"\n", pos)
+            end = size if end < 0 else end
+            line = m[pos:end].decode("utf-8", errors="replace")
+            start, pos = pos, end + 1
+            if line.startswith("-- "):
+                if (match := _PLAIN_NAME.match(line)) is not None:
+                    tag, desc, schema, owner = match.groups()
+                    inspection.entries.append(TocEntry(desc, schema, tag, owner))
+                elif line.startswith("-- Dumped from database version "):
+                    inspection.server_version = line.split("version ", 1)[1]
+                elif line.startswith("-- Dumped by pg_dump version "):
+                    inspection.pg_dump_version = line.split("version ", 1)[1]
+                elif line.startswith("-- Started on ") and inspection.dumped_at is None:
+                    inspection.dumped_at = line.removeprefix("-- Started on ")
+            elif line.startswith("\\connect"):
+                connects.append(line)
+            elif line.startswith("COPY ") and line.rstrip().endswith("FROM stdin;"):
+                # Data rows never start with "\." (a backslash is escaped), so this ends it.
+                stop = m.find(b"\n\\.\n", pos - 1)
+                data_end = size if stop < 0 else stop + 4
+                copies.append((start, data_end, line))
+                pos = data_end
+                if cancel is not None and cancel.is_set():
+                    break
+        tail = m[max(0, size - 4096):size]
+    inspection.toc_entries = len(inspection.entries)
+    return PlainScan(copies, connects, b"-- PostgreSQL database dump complete" in tail)
+
+
+def sha256_of(path: Path, cancel: threading.Event | None = None) -> str:
+    """The sha256 of a file, or of a directory backup's files (name + content, sorted)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with open(file, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+                if cancel is not None and cancel.is_set():
+                    raise RestoreRefused("restore cancelled while checking the backup's "
+                                         "sha256; nothing was changed")
+    return digest.hexdigest()
+
+
+def journal_backup(path: Path, root: Path | None = None) -> dict[str, Any] | None:
+    """The newest `backup` event of any run journal for this file, with its journal folder."""
+    root = root or runs_root()
+    if not root.exists():
+        return None
+    wanted = path.resolve()
+    for folder in sorted(root.iterdir(), reverse=True):
+        for event in reversed(Journal(folder).events("backup")):
+            if event.get("path") and Path(str(event["path"])).resolve() == wanted:
+                return {**event, "journal": str(folder)}
+    return None
+
+
+def _collect(argv: list[str], env: dict[str, str],
+             cancel: threading.Event | None) -> tuple[Outcome, list[str], list[str]]:
+    out: list[str] = []
+    err: list[str] = []
+    outcome = run_program(argv, env=env, cancel=cancel,
+                          on_line=lambda s, ln: (out if s == "stdout" else err).append(ln))
+    return outcome, out, err
+
+
+def inspect_backup(path: Path, tool: Tool, *, report: Report = no_report,
+                   cancel: threading.Event | None = None) -> tuple[Inspection, PlainScan | None]:
+    """Read a backup without changing anything: format, header, objects, integrity."""
+    fmt = detect_format(path)
+    size = (sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir()
+            else path.stat().st_size)
+    insp = Inspection(path=str(path), format=fmt, size_bytes=size)
+    record = journal_backup(path)
+    if record is not None:
+        insp.journal_backup = {k: record.get(k) for k in
+                               ("journal", "ts", "sha256", "dbname", "format", "verified",
+                                "toc_entries", "size_bytes")}
+        if record.get("verified") is False:
+            raise RestoreRefused(f"{path} failed verification when it was made (journal "
+                                 f"{record['journal']}): it cannot be trusted for a restore")
+        report("step", "checking the sha256 against the journal")
+        insp.sha256 = sha256_of(path, cancel)
+        expected = str(record.get("sha256") or "")
+        if expected and expected != insp.sha256:
+            raise RestoreRefused(
+                f"{path} has changed since it was made: sha256 {insp.sha256}, the journal "
+                f"({record['journal']}) recorded {expected}. Do not restore it; use another "
+                "copy of the backup")
+    scan = None
+    if fmt == PLAIN:
+        scan = scan_plain(path, insp, cancel)
+        if not scan.complete:
+            raise RestoreRefused(f"{path} does not end with pg_dump's 'PostgreSQL database "
+                                 "dump complete' line: it is truncated or not a pg_dump file")
+        if scan.connects:
+            raise RestoreRefused(f"{path} switches databases ({scan.connects[0]}): it was made "
+                                 "with --create or by pg_dumpall; restore needs a dump of one "
+                                 "database made without --create")
+        insp.notes.append("plain SQL: restored with psql -v ON_ERROR_STOP=1, in one process")
+        return insp, scan
+    env = child_environ()
+    outcome, out, err = _collect([str(tool.path), "--list", str(path)], env, cancel)
+    if not outcome.ok:
+        raise RestoreRefused(f"pg_restore --list cannot read {path}: "
+                             f"{' '.join(err[-3:]) or outcome.describe()}")
+    parse_list(out, insp)
+    if record is None:
+        # No sha256 to compare with: read the whole archive (a truncated file's TOC at the
+        # start still lists fine; only reading the data finds the end missing).
+        report("step", "reading the whole archive (it is not recorded in a run journal)")
+        outcome, _out, err = _collect([str(tool.path), "-f", os.devnull, str(path)], env,
+                                      cancel)
+        if outcome.cancelled:
+            raise RestoreRefused("restore cancelled while reading the backup; nothing changed")
+        if not outcome.ok:
+            raise RestoreRefused(f"{path} is damaged: pg_restore could not read it to the end "
+                                 f"({' '.join(err[-3:]) or outcome.describe()})")
+        insp.fully_read = True
+    if fmt == TAR:
+        insp.notes.append("tar format: pg_restore cannot use --jobs with it; one process")
+    return insp, scan
