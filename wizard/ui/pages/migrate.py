@@ -1,0 +1,406 @@
+"""Page 5: the plan and its exact SQL, a rehearsal, the migration itself and its result."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFontDatabase, QGuiApplication
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from wizard.core import jobs
+from wizard.core.connection import PgSettings
+from wizard.core.discovery import Discovery
+from wizard.core.execute import RunOptions, RunResult
+from wizard.core.plan import UP, Plan
+from wizard.ui.pages.base import StepPage
+from wizard.ui.pages.preflight import check_item
+
+# The engine reports each step as "[3/20] Renaming … (1.2 ms)".
+STEP_LINE = re.compile(r"^\[(\d+)/(\d+)\] (.*) \(([\d.]+) ms\)$")
+BLOCKER_COLUMNS = ("pid", "application", "client", "state", "transaction age s", "holds",
+                   "on", "query")
+UNCHANGED = "The transaction was rolled back: the schema is unchanged."
+
+
+def ask(parent: QWidget, title: str, text: str) -> bool:
+    """A plain yes/no question (tests replace it)."""
+    answer = QMessageBox.question(parent, title, text,
+                                  QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                  QMessageBox.StandardButton.No)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def prepare(settings: PgSettings) -> tuple[Discovery, Plan]:
+    """The database's state and the up plan for it (raises PlanRefused when there is none)."""
+    discovery = jobs.inspect(settings)
+    return discovery, jobs.make_plan(discovery, UP, settings)
+
+
+def _mono(widget: QWidget) -> None:
+    widget.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+
+
+class MigratePage(StepPage):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Migrate", "The plan and its exact SQL; rehearse it (everything, then "
+                         "ROLLBACK), then run it in one short transaction.", parent)
+        self.plan: Plan | None = None
+        self.discovery: Discovery | None = None
+        self.result: RunResult | None = None
+        self.step_items: dict[int, QTreeWidgetItem] = {}
+
+        self.summary = QLabel("no plan yet")
+        self.summary.setWordWrap(True)
+        self.summary.setTextFormat(Qt.TextFormat.PlainText)
+        self.summary.setAccessibleName("plan summary")
+
+        self.lock_timeout = QDoubleSpinBox()
+        self.lock_timeout.setRange(0.05, 3600)
+        self.lock_timeout.setDecimals(2)
+        self.lock_timeout.setSingleStep(0.5)
+        self.lock_timeout.setSuffix(" s")
+        self.lock_timeout.setAccessibleName("lock timeout in seconds")
+        self.lock_timeout.setToolTip("How long each ALTER may wait for its lock before the "
+                                     "transaction rolls back and is retried")
+        self.lock_timeout.valueChanged.connect(self._refresh_sql)
+        self.retries = QSpinBox()
+        self.retries.setRange(0, 100)
+        self.retries.setAccessibleName("retries after a lock timeout")
+        options = QFormLayout()
+        options.addRow("Lock &timeout:", self.lock_timeout)
+        options.addRow("Retr&ies after a lock timeout:", self.retries)
+        self.rehearse_button = QPushButton("R&ehearse")
+        self.rehearse_button.setToolTip("Run every step and the checks, then ROLLBACK: nothing "
+                                        "changes")
+        self.rehearse_button.clicked.connect(lambda: self.start_run(rehearse=True))
+        self.run_button = QPushButton("Run &migration…")
+        self.run_button.clicked.connect(lambda: self.start_run(rehearse=False))
+        self.replan_button = QPushButton("Plan a&gain")
+        self.replan_button.setToolTip("Read the catalog again and rebuild the plan")
+        self.replan_button.clicked.connect(self.compute_plan)
+        buttons = QVBoxLayout()
+        for button in (self.rehearse_button, self.run_button, self.replan_button):
+            buttons.addWidget(button)
+        top = QHBoxLayout()
+        top.addWidget(self.summary, 1)
+        top.addLayout(options)
+        top.addLayout(buttons)
+
+        self.steps = QTreeWidget()
+        self.steps.setHeaderLabels(["#", "Step", "Time"])
+        self.steps.setAccessibleName("migration plan steps")
+        self.steps.setRootIsDecorated(True)
+        self.steps.setUniformRowHeights(True)
+        header = self.steps.header()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(False)
+
+        self.sql = QPlainTextEdit()
+        self.sql.setReadOnly(True)
+        self.sql.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.sql.setAccessibleName("the plan's SQL")
+        _mono(self.sql)
+        copy_sql = QPushButton("Cop&y SQL")
+        copy_sql.clicked.connect(self.copy_sql)
+        save_sql = QPushButton("Save as .sq&l…")
+        save_sql.clicked.connect(self.save_sql_dialog)
+        sql_buttons = QHBoxLayout()
+        sql_buttons.addWidget(copy_sql)
+        sql_buttons.addWidget(save_sql)
+        sql_buttons.addStretch(1)
+        sql_tab = QWidget()
+        sql_layout = QVBoxLayout(sql_tab)
+        sql_layout.addWidget(self.sql, 1)
+        sql_layout.addLayout(sql_buttons)
+
+        self.outcome = QLabel("not run yet")
+        self.outcome.setWordWrap(True)
+        self.outcome.setTextFormat(Qt.TextFormat.PlainText)
+        self.checks = QTreeWidget()
+        self.checks.setHeaderLabels(["", "Check", "Result"])
+        self.checks.setAccessibleName("checks of the last run")
+        check_header = self.checks.header()
+        check_header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        check_header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        result_tab = QWidget()
+        result_layout = QVBoxLayout(result_tab)
+        result_layout.addWidget(self.outcome)
+        result_layout.addWidget(self.checks, 1)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.steps, "&Plan")
+        self.tabs.addTab(sql_tab, "&SQL")
+        self.tabs.addTab(result_tab, "Res&ult")
+
+        # Lock waits are the one thing a DBA must act on during the window: shown apart.
+        self.locks = QGroupBox("Waiting for locks")
+        self.locks.setAccessibleName("sessions holding the locks the migration waits for")
+        self.lock_note = QLabel()
+        self.lock_note.setWordWrap(True)
+        self.lock_note.setTextFormat(Qt.TextFormat.PlainText)
+        self.blockers = QTableWidget(0, len(BLOCKER_COLUMNS))
+        self.blockers.setHorizontalHeaderLabels(list(BLOCKER_COLUMNS))
+        self.blockers.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.blockers.horizontalHeader().setStretchLastSection(True)
+        self.blockers.setMaximumHeight(110)
+        lock_layout = QVBoxLayout(self.locks)
+        lock_layout.addWidget(self.lock_note)
+        lock_layout.addWidget(self.blockers)
+        self.locks.hide()
+        self.busy_changed.connect(lambda busy: self.replan_button.setEnabled(not busy))
+
+        self.body.addLayout(top)
+        self.body.addWidget(self.locks)
+        self.body.addWidget(self.tabs, 1)
+        self._set_actions(False)
+
+    # -- plan -------------------------------------------------------------------------------
+
+    def initializePage(self) -> None:
+        super().initializePage()
+        profile = self.session.profile
+        self.lock_timeout.setValue(profile.lock_timeout_s if profile else 2.0)
+        self.retries.setValue(profile.retries if profile else 3)
+        if isinstance(self.session.results.get("migrate"), RunResult) and \
+                self.session.results["migrate"].ok:
+            self.set_valid(True)  # came back to the page after the run: it stands
+        self.compute_plan()
+
+    def compute_plan(self) -> None:
+        if self.busy:
+            return
+        self._set_actions(False)
+        self.summary.setText("reading the catalog and building the plan…")
+        self.run_job("Building the plan", prepare, self.session.pg, on_done=self.show_plan,
+                     on_failed=lambda _m: self.summary.setText("no plan: see the error below"),
+                     advice="Check the database state on the Pre-flight page; a database "
+                     "in conflict or not EnerLink's needs a DBA's decision first.")
+
+    def show_plan(self, prepared: tuple[Discovery, Plan]) -> None:
+        self.discovery, self.plan = prepared
+        plan = self.plan
+        self.session.ensure_journal().write(
+            "migrate_plan_shown", state=plan.state, steps=len(plan.steps),
+            catalog_steps=len(plan.catalog_steps), validate_steps=len(plan.validate_steps))
+        self.fill_steps(plan)
+        self._refresh_sql()
+        done = isinstance(self.session.results.get("migrate"), RunResult) and \
+            self.session.results["migrate"].ok
+        if not plan.steps:
+            self.summary.setText(
+                f"{self.session.pg.describe()}: state {plan.state}. Nothing to do: the "
+                f"database is already migrated.")
+            self.set_valid(True)
+            self._set_actions(False)
+            return
+        self.summary.setText(
+            f"{self.session.pg.describe()}: state {plan.state} "
+            f"({self.discovery.explanation}). {len(plan.catalog_steps)} steps in one "
+            f"transaction" + (f", then {len(plan.validate_steps)} VALIDATE after commit"
+                              if plan.validate_steps else "")
+            + f"; {len(plan.unchanged)} object(s) left unchanged. Rehearse first.")
+        self.set_valid(done)
+        self._set_actions(True)
+
+    def fill_steps(self, plan: Plan) -> None:
+        self.steps.clear()
+        self.step_items = {}
+        total = len(plan.catalog_steps)
+        for n, step in enumerate(plan.catalog_steps, 1):
+            item = QTreeWidgetItem([f"{n}/{total}", step.title, ""])
+            item.setToolTip(1, step.sql)
+            self.steps.addTopLevelItem(item)
+            self.step_items[n] = item
+        groups = (("After commit (scans rows, does not block writes)",
+                   [(s.title, s.sql) for s in plan.validate_steps]),
+                  ("Left unchanged", [(u, "") for u in plan.unchanged]),
+                  ("Notes", [(n, "") for n in plan.notes]))
+        for title, entries in groups:
+            if not entries:
+                continue
+            group = QTreeWidgetItem(["", f"{title} ({len(entries)})", ""])
+            for text, tip in entries:
+                child = QTreeWidgetItem(["", text, ""])
+                child.setToolTip(1, tip or text)
+                group.addChild(child)
+            self.steps.addTopLevelItem(group)
+            group.setExpanded(True)
+
+    def _refresh_sql(self) -> None:
+        if self.plan is not None:
+            self.sql.setPlainText(self.plan.script(self.lock_timeout.value()))
+
+    def copy_sql(self) -> None:
+        QGuiApplication.clipboard().setText(self.sql.toPlainText())
+        self.log.append("info", "the plan's SQL was copied to the clipboard")
+
+    def save_sql(self, path: Path) -> Path:
+        path = Path(path)
+        path.write_text(self.sql.toPlainText(), encoding="utf-8")
+        self.log.append("info", f"the plan's SQL was saved to {path}")
+        return path
+
+    def save_sql_dialog(self) -> Path | None:
+        name, _ = QFileDialog.getSaveFileName(self, "Save the plan's SQL",
+                                              f"enerlink-{self.session.pg.dbname}-up.sql",
+                                              "SQL scripts (*.sql);;All files (*)")
+        return self.save_sql(Path(name)) if name else None
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def options(self, *, rehearse: bool) -> RunOptions:
+        return RunOptions(lock_timeout_s=self.lock_timeout.value(),
+                          retries=self.retries.value(), rehearse=rehearse)
+
+    def start_run(self, *, rehearse: bool) -> None:
+        if self.busy or self.plan is None or not self.plan.steps:
+            return
+        pg = self.session.pg
+        if not rehearse and not ask(
+                self, "Run the migration",
+                f"Rename prosumer → user in database {pg.dbname} on {pg.host}:{pg.port}? "
+                f"{len(self.plan.catalog_steps)} steps run in one transaction; the "
+                f"application waits at most {self.lock_timeout.value():g} s per lock. If any "
+                f"step or check fails, everything is rolled back."):
+            self.log.append("info", "migration not started: the operator said no")
+            return
+        self._set_actions(False)
+        self.locks.hide()
+        self.blockers.setRowCount(0)
+        for item in self.step_items.values():
+            item.setText(2, "")
+        name = "Rehearsal" if rehearse else "Migration"
+        self.outcome.setText(f"{name} running…")
+        job = self.run_job(
+            name, jobs.run, pg, UP, options=self.options(rehearse=rehearse),
+            journal=self.session.ensure_journal(), on_done=self.show_result,
+            on_failed=lambda _m: self._after_failure(rehearse),
+            advice=f"{UNCHANGED} Fix the cause named above, then run it again.")
+        job.log.connect(self._on_line)
+
+    def _on_line(self, level: str, message: str) -> None:
+        """Live progress from the engine's log lines: step durations and lock waits."""
+        match = STEP_LINE.match(message)
+        if match:
+            item = self.step_items.get(int(match.group(1)))
+            if item is not None:
+                item.setText(2, f"✔ {float(match.group(4)):.1f} ms")
+                self.steps.scrollToItem(item)
+        elif message.startswith("lock timeout at"):
+            self.locks.show()
+            self.lock_note.setText(message)
+        elif "attempt" in message and "BEGIN" in message:
+            for item in self.step_items.values():
+                item.setText(2, "")
+
+    def show_result(self, outcome: tuple[Plan, RunResult, Any]) -> None:
+        _plan, result, _journal = outcome
+        self.result = result
+        self.session.results["rehearsal" if result.rehearsal else "migrate"] = result
+        self.fill_result(result)
+        self.tabs.setCurrentIndex(2)
+        if result.lock_waits:
+            self.show_blockers(result)
+        if not result.ok:
+            self.show_error(result.error or "the run failed", result.failed_step or
+                            ("Rehearsal" if result.rehearsal else "Migration"),
+                            self._failure_advice(result))
+            self._set_actions(True)
+            return
+        if result.rehearsal:
+            self._set_actions(True)
+            return
+        self.set_valid(True)
+        self._set_actions(False)
+        self.replan_button.setEnabled(True)
+
+    def fill_result(self, result: RunResult) -> None:
+        for step in result.steps:
+            item = self.step_items.get(step.index)
+            if item is not None:
+                item.setText(2, f"✔ {step.ms:.1f} ms")
+        blocked = "—" if result.blocked_ms is None else f"{result.blocked_ms:.1f} ms"
+        passed = sum(c.status == "pass" for c in result.checks)
+        failed = sum(c.status == "fail" for c in result.checks)
+        if result.rehearsal and result.ok:
+            head = (f"Rehearsal: every step and check passed, then ROLLBACK — nothing "
+                    f"changed. A real run would block the application for about {blocked}.")
+        elif result.rehearsal:
+            head = f"Rehearsal failed — nothing changed. {result.error}"
+        elif result.ok:
+            head = (f"Migrated: state {result.state_before} → {result.state_after}. "
+                    f"The application was blocked {blocked}.")
+        else:
+            head = f"Migration failed. {self._failure_advice(result)}"
+        counts = ", ".join(f"{t} {n:,}" for t, n in result.counts_after.items()) or \
+            ", ".join(f"{t} {n:,}" for t, n in result.counts_before.items())
+        self.outcome.setText(
+            f"{head}\n{len(result.steps)} steps; blocked {blocked}; {result.attempts} "
+            f"attempt(s); {result.total_s:.2f} s in all ({result.counting_s:.2f} s counting "
+            f"rows outside the locks); checks ✔ {passed} ✘ {failed}"
+            + (f"; rows: {counts}" if counts else ""))
+        self.checks.clear()
+        for check in result.checks:
+            self.checks.addTopLevelItem(check_item(check))
+
+    def show_blockers(self, result: RunResult) -> None:
+        last = result.lock_waits[-1]
+        self.locks.show()
+        self.lock_note.setText(
+            f"{len(result.lock_waits)} lock timeout(s). These sessions held locks on the "
+            f"tables the migration renames (last attempt); stop them or the application, "
+            f"then run again. The Pre-flight page can cancel or terminate a session.")
+        self.blockers.setRowCount(len(last))
+        for i, b in enumerate(last):
+            values = (b.get("pid"), b.get("application_name") or "-", b.get("client"),
+                      b.get("state"), b.get("xact_age_s"), b.get("mode"), b.get("relation"),
+                      " ".join(str(b.get("query") or "").split()))
+            for j, value in enumerate(values):
+                self.blockers.setItem(i, j, QTableWidgetItem("" if value is None else str(value)))
+        self.blockers.resizeColumnsToContents()
+
+    @staticmethod
+    def _failure_advice(result: RunResult) -> str:
+        if (result.error or "").startswith("committed"):
+            return ("The change was committed but a check after commit failed: look at the "
+                    "Result tab, then run `enerlink-migrate verify`, or revert.")
+        if result.lock_waits:
+            return (f"{UNCHANGED} Another session held a lock (see 'Waiting for locks'): "
+                    f"stop it or the application, or raise the lock timeout, then run again.")
+        return f"{UNCHANGED} Fix the cause named above, then run again."
+
+    def _after_failure(self, rehearse: bool) -> None:
+        self.outcome.setText(f"{'Rehearsal' if rehearse else 'Migration'} did not run to the "
+                             f"end: see the error above.")
+        self._set_actions(True)
+
+    def _set_actions(self, enabled: bool) -> None:
+        ready = enabled and self.plan is not None and bool(self.plan.steps)
+        self.rehearse_button.setEnabled(ready)
+        self.run_button.setEnabled(ready)
+        self.replan_button.setEnabled(not self.busy)
