@@ -22,6 +22,7 @@ import redis
 from psycopg import sql
 
 from wizard.core.connection import PgSettings
+from wizard.sandbox.memkeyring import MemoryKeyring
 from wizard.sandbox.sandbox import OWNER_ROLE, create_owner_role, create_sample_database
 from wizard.sandbox.seed import SeedReport
 from wizard.sandbox.servers import PostgresServer, RedisServer
@@ -113,28 +114,6 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     finally:
         client.flushdb()
         client.close()
-
-
-class MemoryKeyring(keyring.backend.KeyringBackend):
-    """A keyring that lives in this process only: tests never touch the real one."""
-
-    priority = 1
-
-    def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self.secrets: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.secrets.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.secrets[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        try:
-            del self.secrets[(service, username)]
-        except KeyError:
-            raise keyring.errors.PasswordDeleteError(username) from None
 
 
 @pytest.fixture
