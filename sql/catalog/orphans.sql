@@ -41,10 +41,14 @@ SELECT a.attname AS name
 
 -- name: estimated_rows
 -- The planner's row estimate and the average width of the named columns, to size
--- the hash of the parent's keys.
-SELECT greatest(c.reltuples, 0)::bigint AS estimated_rows,
+-- the hash of the parent's keys (never below the session's own work_mem).
+-- A table never analyzed has reltuples -1: then guess from its size (100 bytes a row errs
+-- on the generous side).
+SELECT (CASE WHEN c.reltuples >= 0 THEN c.reltuples
+             ELSE pg_relation_size(c.oid) / 100 END)::bigint AS estimated_rows,
        coalesce((SELECT sum(s.avg_width) FROM pg_stats s
                   WHERE s.schemaname = %(schema)s AND s.tablename = %(table)s
-                    AND s.attname = ANY(%(columns)s)), 0)::int AS avg_width
+                    AND s.attname = ANY(%(columns)s)), 0)::int AS avg_width,
+       pg_size_bytes(current_setting('work_mem')) AS work_mem
   FROM pg_class c
  WHERE c.oid = to_regclass(format('%%I.%%I', %(schema)s::text, %(table)s::text));

@@ -291,10 +291,10 @@ def _hash_work_mem_mb(cur: psycopg.Cursor[dict[str, Any]], schema: str, parent: 
     """
     cur.execute(queries(SQL_FILE)["estimated_rows"],
                 {"schema": schema, "table": parent, "columns": list(ref)})
-    row = cur.fetchone() or {"estimated_rows": 0, "avg_width": 0}
+    row = cur.fetchone() or {"estimated_rows": 0, "avg_width": 0, "work_mem": 0}
     width = int(row["avg_width"]) or 40 * len(ref)
-    needed = int(row["estimated_rows"]) * (width + 64) * 4 / 3
-    return max(64, min(4096, math.ceil(needed / 2**20)))
+    needed = math.ceil(int(row["estimated_rows"]) * (width + 64) * 4 / 3 / 2**20)
+    return max(64, min(4096, needed), math.ceil(int(row["work_mem"]) / 2**20))
 
 
 # ---------------------------------------------------------------------------------------
@@ -517,7 +517,7 @@ def export(settings: PgSettings, scan: OrphanScan, folder: Path, *,
             for n, ((schema, table), cols) in enumerate(tables.items()):
                 check_cancel(cancel, "orphan export")
                 rows = _table_rows(cur, scan, schema, table, cols)
-                path = folder / f"orphans_{_slug(schema, table)}_{stamp}.csv"
+                path = _free_name(folder, f"orphans_{_slug(schema, table)}_{stamp}")
                 move(n / len(tables), f"exporting {rows.label}")
                 written.append(_copy_out(cur, rows, path))
                 say("step", f"exported {written[-1].rows} orphan rows of {rows.label} to "
@@ -534,6 +534,15 @@ def export(settings: PgSettings, scan: OrphanScan, folder: Path, *,
                               "rows": e.rows, "sha256": e.sha256} for e in written])
     move(1.0, "exported")
     return written
+
+
+def _free_name(folder: Path, stem: str) -> Path:
+    """stem.csv, or stem-2.csv, ... when an export ran in the same second."""
+    path, n = folder / f"{stem}.csv", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}.csv"
+    return path
 
 
 def _remove(written: list[ExportedCsv]) -> None:
