@@ -41,7 +41,8 @@ def _read_until(proc: subprocess.Popen[bytes], marker: str, timeout: float) -> s
 
 
 def test_sandbox_up_serves_sample_data_until_interrupted() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "wizard.sandbox", "up", "--users", "30"],
+    proc = subprocess.Popen([sys.executable, "-m", "wizard.sandbox", "up", "--users", "30",
+                             "--mode", "servers"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         out = _read_until(proc, "redis-cli", timeout=120)
@@ -78,3 +79,19 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except OSError:
         return True
+
+
+def test_headless_demo_runs_every_step_and_writes_the_pdf(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY",
+                                                             "QT_QPA_PLATFORM")}
+    out = subprocess.run([sys.executable, "-m", "wizard.sandbox", "up", "--users", "60",
+                          "--exit"], env=env, capture_output=True, text=True, timeout=300,
+                         check=False, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "No display: running the wizard's steps headless" in out.stdout
+    steps = re.findall(r"^(\d)/7 ", out.stdout, re.MULTILINE)
+    assert steps == [str(n) for n in range(1, 8)]
+    assert "COMMIT: 20 steps" in out.stdout
+    assert "Demo run succeeded" in out.stdout
+    assert re.search(r"enerlink-migration-report\.pdf \(\d+ pages\)", out.stdout)
+    assert "Sandbox stopped and removed." in out.stdout

@@ -12,6 +12,7 @@ from types import FrameType
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from wizard.sandbox import demo
 from wizard.sandbox.sandbox import Sandbox
 from wizard.sandbox.seed import inject_orphans, seed
 
@@ -26,7 +27,7 @@ def _describe(box: Sandbox) -> str:
     keys = sum(box.redis_keys.values())
     return "\n".join([
         "",
-        "EnerLink sandbox is up. Press Ctrl-C to stop both servers and delete everything.",
+        "EnerLink sandbox is up; stopping it deletes both servers and everything in them.",
         f"  PostgreSQL {box.pg.major_version}  {o.host}:{o.port}  database {o.dbname}, "
         f"owner role {o.user} (not a superuser), pid {box.pg.pid}",
         f"  Redis          {r.url}/0  (password required), pid {r.pid}",
@@ -62,14 +63,34 @@ def _wait_for_interrupt() -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     _print(f"Starting the sandbox with {args.users:,} sample users...")
     box = Sandbox.start(users=args.users, orphans=args.orphans, progress=_print)
+    code = 0
     try:
         _print(_describe(box))
-        _wait_for_interrupt()
+        mode = args.mode
+        if mode == "auto":
+            from wizard.ui.app import has_display
+            mode = "gui" if has_display() else "headless"
+        if mode == "gui":
+            _print("Opening the wizard on profile 'sandbox' (close it to stop the sandbox)...")
+            code = demo.run_gui(box)
+        elif mode == "headless":
+            _print("No display: running the wizard's steps headless on the sandbox.\n")
+            outcome = demo.run_headless(box, _print)
+            _print("")
+            _print("Demo run " + ("succeeded" if outcome.ok else "FAILED: "
+                                  + "; ".join(outcome.failed)))
+            _print(f"  journal: {outcome.journal}")
+            if outcome.pdf:
+                _print(f"  checklist PDF: {outcome.pdf} (removed with the sandbox)")
+            code = 0 if outcome.ok else 1
+        if not args.exit and mode != "gui":
+            _print("\nThe sandbox stays up for the commands above; Ctrl-C stops it.")
+            _wait_for_interrupt()
         _print("Stopping Redis and PostgreSQL...")
     finally:
         box.stop()
     _print("Sandbox stopped and removed.")
-    return 0
+    return code
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
@@ -95,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--users", type=int, default=2_000)
     up.add_argument("--orphans", type=int, default=0,
                     help="orphan rows to write into each referencing column")
+    up.add_argument("--mode", choices=("auto", "gui", "headless", "servers"), default="auto",
+                    help="auto: the wizard when there is a display, else the steps headless; "
+                    "servers: only start the sandbox")
+    up.add_argument("--exit", action="store_true",
+                    help="stop the sandbox once the headless run is done")
     up.set_defaults(func=cmd_up)
     sd = sub.add_parser("seed", help="build the sample schema and rows in an empty database")
     sd.add_argument("--dsn", required=True, help="postgresql://owner@host:port/db (no password)")

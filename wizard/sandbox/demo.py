@@ -1,0 +1,118 @@
+"""`make demo`: the wizard on the sandbox, or the same steps headless when there is no display."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keyring
+
+from wizard.core import cache, checklist, jobs, orphans, profiles, secrets
+from wizard.core.backup import BackupOptions, backup
+from wizard.core.journal import Journal
+from wizard.core.plan import UP
+from wizard.core.preflight import run_preflight
+from wizard.core.profiles import Profile
+from wizard.core.session import WizardSession
+from wizard.sandbox.memkeyring import MemoryKeyring
+from wizard.sandbox.sandbox import Sandbox
+
+PROFILE = "sandbox"
+
+Say = Callable[[str], None]
+
+
+def use_private_config(box: Sandbox) -> None:
+    """Profiles of the demo live in the sandbox folder, never in the user's config."""
+    os.environ["ENERLINK_MIGRATE_CONFIG"] = str(box.folder / "config")
+    os.environ.setdefault("ENERLINK_MIGRATE_RUNS", str(box.folder / "runs"))
+
+
+def install_keyring(box: Sandbox) -> None:
+    """The sandbox's random passwords in an in-process keyring: nothing stored anywhere."""
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    secrets.set(PROFILE, "postgres", box.owner.password or "")
+    secrets.set(PROFILE, "redis", box.redis.password)
+
+
+def demo_profile(box: Sandbox) -> Profile:
+    o = box.owner
+    return Profile(name=PROFILE, pg_host=o.host, pg_port=o.port, pg_dbname=o.dbname,
+                   pg_user=o.user, pg_sslmode=o.sslmode, redis_url=f"{box.redis.url}/0",
+                   backup_folder=str(box.folder / "backups"), operator="sandbox demo")
+
+
+def prepare(box: Sandbox) -> Profile:
+    use_private_config(box)
+    install_keyring(box)
+    profile = demo_profile(box)
+    profiles.save(profile)
+    return profile
+
+
+@dataclass
+class DemoOutcome:
+    ok: bool
+    journal: Path
+    pdf: Path | None
+    failed: list[str]
+
+
+def run_headless(box: Sandbox, say: Say) -> DemoOutcome:
+    """Every step of the wizard, in order, on one journal; ends with the PDF checklist."""
+    profile = prepare(box)
+    session = WizardSession.from_profile(profile, secrets.get(PROFILE, "postgres"),
+                                         secrets.get(PROFILE, "redis"))
+    journal = session.ensure_journal()
+
+    def report(level: str, message: str) -> None:
+        say(("  " if level in ("info", "step") else f"  [{level}] ") + message)
+
+    say("1/7 Pre-flight")
+    pre = run_preflight(session.pg, session.backup_folder, report)
+    journal.write("preflight", **pre.to_dict())
+    if pre.blocking:
+        return DemoOutcome(False, journal.folder, None, [c.title for c in pre.blocking])
+    say("2/7 Backup")
+    made = backup(session.pg, BackupOptions(out_dir=session.backup_folder), report=report,
+                  journal=journal)
+    if not made.verified:
+        return DemoOutcome(False, journal.folder, None, [f"backup: {made.error}"])
+    say("3/7 Orphan scan")
+    scan = orphans.scan(session.pg, report=report, journal=journal)
+    for line in scan.lines():
+        say(f"  {line}")
+    say("4/7 Migrate (rehearsal, then for real)")
+    from wizard.core.execute import RunOptions
+    rehearsal = jobs.run(session.pg, UP, options=RunOptions(rehearse=True), report=report,
+                         journal=journal)[1]
+    say(f"  rehearsal: {'ok' if rehearsal.ok else rehearsal.error}, would block "
+        f"{rehearsal.blocked_ms} ms")
+    result = jobs.run(session.pg, UP, report=report, journal=journal, guard=jobs.Guard())[1]
+    if not result.ok:
+        return DemoOutcome(False, journal.folder, None, [f"migration: {result.error}"])
+    say("5/7 Cache")
+    if session.redis is not None:
+        cleared = cache.delete(session.redis, report=report, journal=journal)
+        say(f"  {cleared.total} keys unlinked")
+    say("6/7 Verify")
+    checks = checklist.final_checklist(session.pg, session.redis, report=report,
+                                       journal=journal)
+    failed = [f"{c.title}: {c.detail}" for c in checks if c.status == "fail"]
+    say("7/7 Report")
+    pdf = journal.folder / "enerlink-migration-report.pdf"
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from wizard.ui.pdf import write_report_pdf
+    pages = write_report_pdf(Journal(journal.folder), pdf)
+    say(f"  {pdf} ({pages} pages)")
+    return DemoOutcome(not failed, journal.folder, pdf, failed)
+
+
+def run_gui(box: Sandbox) -> int:
+    """Open the wizard on the sandbox's profile (passwords from the in-process keyring)."""
+    prepare(box)
+    from wizard.ui.app import run_gui as open_window
+    return open_window(PROFILE)
