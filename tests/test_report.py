@@ -188,3 +188,39 @@ def _headless_env(journal_dir: Path) -> dict[str, str]:
            if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
     env["ENERLINK_MIGRATE_RUNS"] = str(journal_dir)
     return env
+
+
+def _dark_pixels(pdf: Path, tmp_path: Path, name: str) -> int:
+    """Pixels darker than mid-grey on page 1 (ink on the paper)."""
+    subprocess.run(["pdftoppm", "-gray", "-r", "30", "-f", "1", "-l", "1", str(pdf),
+                    str(tmp_path / name)], check=True)
+    [pgm] = list(tmp_path.glob(f"{name}*.pgm"))
+    data = pgm.read_bytes()
+    # Binary PGM: "P5", width, height, maxval, then one byte per pixel.
+    fields = data.split(maxsplit=4)
+    width, height = int(fields[1]), int(fields[2])
+    pixels = fields[4][-width * height:]
+    return sum(1 for p in pixels if p < 128)
+
+
+def test_pdf_ink_is_dark_under_a_dark_desktop_theme(qapp: Any, migrated_run: Journal,
+                                                    tmp_path: Path) -> None:
+    from PySide6.QtGui import QColor, QPalette
+
+    from wizard.ui.pdf import write_report_pdf
+
+    light_pdf, dark_pdf = tmp_path / "light.pdf", tmp_path / "dark.pdf"
+    write_report_pdf(migrated_run, light_pdf)
+    previous = qapp.palette()
+    dark = QPalette(previous)
+    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText):
+        dark.setColor(role, QColor("#f0f0f0"))
+    dark.setColor(QPalette.ColorRole.Base, QColor("#1e1e1e"))
+    qapp.setPalette(dark)
+    try:
+        write_report_pdf(migrated_run, dark_pdf)
+    finally:
+        qapp.setPalette(previous)
+    light_ink = _dark_pixels(light_pdf, tmp_path, "light")
+    assert light_ink > 1000
+    assert _dark_pixels(dark_pdf, tmp_path, "dark") == light_ink

@@ -8,12 +8,14 @@ from pathlib import Path
 
 from PySide6.QtCore import QMarginsF, QRectF, QSizeF, Qt
 from PySide6.QtGui import (
+    QAbstractTextDocumentLayout,
     QFont,
     QFontDatabase,
     QGuiApplication,
     QPageLayout,
     QPageSize,
     QPainter,
+    QPalette,
     QPdfWriter,
     QTextDocument,
     QTextOption,
@@ -81,6 +83,14 @@ def _render(html: str, filename: str, title: str, footer: str) -> int:
     doc.setPageSize(QSizeF(width, page_h))
     pages = doc.pageCount()
 
+    # Paper is white whatever the desktop theme: text without its own colour is black
+    # (the default paint context would use the application's, possibly dark, palette).
+    ctx = QAbstractTextDocumentLayout.PaintContext()
+    paper = QPalette()
+    paper.setColor(QPalette.ColorRole.Text, Qt.GlobalColor.black)
+    paper.setColor(QPalette.ColorRole.WindowText, Qt.GlobalColor.black)
+    paper.setColor(QPalette.ColorRole.Base, Qt.GlobalColor.white)
+    ctx.palette = paper
     painter = QPainter()
     if not painter.begin(writer):
         raise OSError(f"cannot write the PDF {filename}: check the folder exists and is "
@@ -91,7 +101,9 @@ def _render(html: str, filename: str, title: str, footer: str) -> int:
                 writer.newPage()
             painter.save()
             painter.translate(0, -n * page_h)
-            doc.drawContents(painter, QRectF(0, n * page_h, width, page_h))
+            ctx.clip = QRectF(0, n * page_h, width, page_h)
+            painter.setClipRect(ctx.clip)
+            doc.documentLayout().draw(painter, ctx)
             painter.restore()
             painter.setFont(footer_font)
             painter.setPen(Qt.GlobalColor.darkGray)
