@@ -7,12 +7,12 @@ import sys
 from collections.abc import Sequence
 
 from wizard import __version__
-from wizard.cli import cache, engine, gui, profiles, report
+from wizard.cli import backup, cache, engine, gui, orphans, profiles, report, restore
 from wizard.cli.common import EXIT_OK, EXIT_REFUSED, CliError, connection_parser
 from wizard.core.discovery import DiscoveryError
 
 # Each module has register(subparsers, connection_parser); its commands set `handler`.
-COMMAND_MODULES = (engine, cache, profiles, report, gui)
+COMMAND_MODULES = (engine, backup, orphans, cache, restore, profiles, report, gui)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rename EnerLink's prosumer table to user, safely.",
         epilog="Exit codes: 0 success, 1 failed, 2 usage or connection, 3 refused.")
     parser.add_argument("--version", action="version", version=f"enerlink-migrate {__version__}")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check this installation headless (SQL, resources, modules, "
+                        "keyring, PDF, a window) and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = connection_parser()
     for module in COMMAND_MODULES:
@@ -31,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.self_test:
+        from wizard.selftest import run_self_test
+        return run_self_test()
     if args.command is None:
         parser.print_help()
         return EXIT_OK

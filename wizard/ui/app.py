@@ -6,9 +6,11 @@ import os
 import sys
 from pathlib import Path
 
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from wizard.core.journal import runs_root
+from wizard.core.resources import resource_path
 from wizard.ui.error_panel import ErrorHook
 from wizard.ui.window import MigrationWizard
 
@@ -25,6 +27,7 @@ def build(profile: str | None = None) -> tuple[QApplication, MigrationWizard, Er
     assert isinstance(app, QApplication)
     app.setApplicationName("enerlink-migrate")
     app.setOrganizationName("enerlink-migrate")
+    app.setWindowIcon(QIcon(str(resource_path("resources", "icons", "enerlink-migrate.svg"))))
     window = MigrationWizard()
     hook = ErrorHook(runs_root() / "wizard-errors.log", window)
     sys.excepthook = hook
