@@ -114,11 +114,21 @@ def test_missing_fk_orphans_block_the_migration_and_name_the_column(
     assert (wallet.count, wallet.fk_name) == (5, None)
     with pg_db.connect() as conn:
         plan = build_up(discover(conn))
+    assert orphans.needs_orphan_check(plan)
     blocking = orphans.blocking_orphans(scan, plan)
     assert len(blocking) == 1
     assert blocking[0].startswith("wallet.prosumer_id: 5 orphan rows; the migration must add "
                                   "foreign key FK_72548a47ac4a996cd254b082522")
     assert f"--delete --confirm {pg_db.dbname}" in blocking[0]
+
+
+def test_a_plan_without_new_fks_needs_no_orphan_check(pg_server: PostgresServer,
+                                                      pg_db: PgSettings) -> None:
+    _inject(pg_server, pg_db, 1)
+    with pg_db.connect() as conn:
+        plan = build_up(discover(conn))
+    assert not orphans.needs_orphan_check(plan)
+    assert orphans.blocking_orphans(orphans.scan(pg_db), plan) == []
 
 
 def test_a_clean_scan_blocks_nothing(pg_db: PgSettings) -> None:
@@ -128,23 +138,37 @@ def test_a_clean_scan_blocks_nothing(pg_db: PgSettings) -> None:
     assert orphans.blocking_orphans(orphans.scan(pg_db), plan) == []
 
 
-def test_other_tables_with_an_fk_to_prosumer_are_scanned_too(pg_server: PostgresServer,
-                                                              pg_db: PgSettings) -> None:
+def test_other_tables_with_an_fk_to_prosumer_are_scanned_exported_and_deleted(
+        pg_server: PostgresServer, pg_db: PgSettings, tmp_path: Path) -> None:
+    """Another team's table: its own schema, partitioned (each partition has a copy of the
+    FK, and the same ctids), no primary key, a nullable column."""
     with pg_db.connect() as conn:
         conn.execute('CREATE SCHEMA "audit trail"')
-        conn.execute('CREATE TABLE "audit trail".login (id serial PRIMARY KEY, '
-                     'who varchar REFERENCES prosumer (prosumer_id), at timestamptz)')
-        conn.execute('INSERT INTO "audit trail".login (who, at) '
-                     "SELECT prosumer_id, now() FROM prosumer LIMIT 5")
-        conn.execute('INSERT INTO "audit trail".login (who) VALUES (NULL)')  # not an orphan
+        conn.execute('CREATE TABLE "audit trail".login (who varchar REFERENCES prosumer '
+                     "(prosumer_id), at date NOT NULL) PARTITION BY RANGE (at)")
+        for year in (2024, 2025):
+            conn.execute(f'CREATE TABLE "audit trail".login_{year} PARTITION OF '
+                         f'"audit trail".login FOR VALUES FROM (\'{year}-01-01\') '
+                         f"TO ('{year + 1}-01-01')")
+        conn.execute('INSERT INTO "audit trail".login SELECT prosumer_id, d FROM prosumer, '
+                     "(VALUES (date '2024-05-01'), (date '2025-05-01')) v(d) LIMIT 10")
+        conn.execute('INSERT INTO "audit trail".login VALUES (NULL, \'2025-06-01\')')  # no orphan
     with pg_server.admin_connect(pg_db.dbname) as admin, admin.transaction():
         admin.execute("SET LOCAL session_replication_role = replica")
-        admin.execute("""INSERT INTO "audit trail".login (who) VALUES ('ghost1'), ('ghost2')""")
+        admin.execute("""INSERT INTO "audit trail".login VALUES ('ghost1', '2024-01-01'),
+                         ('ghost2', '2025-01-01')""")
     scan = orphans.scan(pg_db)
-    extra = next(c for c in scan.columns if not c.known)
-    assert (extra.label, extra.count, extra.fk_name) == ("audit trail.login.who", 2,
-                                                         "login_who_fkey")
-    assert [s["who"] for s in extra.samples] == ["ghost1", "ghost2"]
+    extra = [c for c in scan.columns if not c.known]
+    assert [(c.label, c.count, c.fk_name) for c in extra] == [
+        ("audit trail.login.who", 2, "login_who_fkey")]
+    assert sorted(s["who"] for s in extra[0].samples) == ["ghost1", "ghost2"]
+    files = orphans.export(pg_db, scan, tmp_path / "x")
+    assert [(f.path.name[:25], f.rows) for f in files] == [("orphans_audit_trail.login", 2)]
+    after = orphans.delete(pg_db, scan, files, confirm=pg_db.dbname)
+    assert after.clean
+    assert after.deleted == {"audit trail.login": 2}
+    with pg_db.connect() as conn:
+        assert conn.execute('SELECT count(*) FROM "audit trail".login').fetchone() == (11,)
 
 
 def test_export_writes_every_orphan_row_once_per_table_0600(

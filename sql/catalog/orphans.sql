@@ -5,7 +5,8 @@
 
 -- name: foreign_keys_to
 -- Every foreign key that points at the table, from any schema, with its columns and the
--- referenced columns in key order.
+-- referenced columns in key order. On a partitioned table each partition carries a copy
+-- of the FK (conparentid set): only the partitioned table's own one is listed.
 SELECT con.conname AS name, n.nspname AS table_schema, t.relname AS table_name,
        ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
                JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
@@ -17,7 +18,7 @@ SELECT con.conname AS name, n.nspname AS table_schema, t.relname AS table_name,
   FROM pg_constraint con
   JOIN pg_class t ON t.oid = con.conrelid
   JOIN pg_namespace n ON n.oid = t.relnamespace
- WHERE con.contype = 'f'
+ WHERE con.contype = 'f' AND con.conparentid = 0
    AND con.confrelid = to_regclass(format('%%I.%%I', %(schema)s::text, %(table)s::text))
  ORDER BY n.nspname, t.relname, con.conname;
 

@@ -310,6 +310,15 @@ def _missing_parent(schema: str, parent: str, ref: tuple[str, ...], types: list[
     return sql.SQL("NOT EXISTS (SELECT 1 FROM {} p WHERE {})").format(_q(schema, parent), match)
 
 
+def _orphan_predicate(schema: str, parent: str, ref: tuple[str, ...], types: list[str],
+                      columns: tuple[str, ...]) -> sql.Composed:
+    """Row t is an orphan in these columns: all non-null (MATCH SIMPLE) and no parent."""
+    not_null = [sql.SQL("t.{} IS NOT NULL").format(_q(x)) for x in columns]
+    anti = _missing_parent(schema, parent, ref, types,
+                           [sql.SQL("t.{}").format(_q(x)) for x in columns])
+    return sql.SQL("({})").format(sql.SQL(" AND ").join([*not_null, anti]))
+
+
 def _scan_query(schema: str, parent: str, ref: tuple[str, ...], types: list[str],
                 targets: list[_Target], limit: int) -> sql.Composed:
     """One statement for all columns that refer to the same parent columns.
@@ -406,8 +415,13 @@ def _scan(conn: psycopg.Connection[Any], dbname: str, schema: str, timeout_s: fl
             count, tids = counts.get(t, (0, []))
             samples: list[dict[str, Any]] = []
             if tids:
-                cur.execute(sql.SQL("SELECT * FROM {} WHERE ctid = ANY(%s::tid[]) "
-                                    "ORDER BY ctid").format(_q(t.schema, t.table)), (tids,))
+                # A partitioned table repeats ctids across partitions: the predicate keeps
+                # only orphans, the limit only as many as asked for.
+                pred = _orphan_predicate(schema, parent, t.ref_columns,
+                                         [parent_types[r] for r in t.ref_columns], t.columns)
+                cur.execute(sql.SQL("SELECT * FROM {} t WHERE ctid = ANY(%s::tid[]) AND {} "
+                                    "ORDER BY ctid LIMIT {}").format(
+                    _q(t.schema, t.table), pred, sql.Literal(limit)), (tids,))
                 samples = cur.fetchall()
             col = OrphanColumn(t.table, ", ".join(t.columns),
                                ", ".join(t.fk_names) or None, count, samples, t.schema,
@@ -440,24 +454,25 @@ class _TableRows:
         return self.table if self.schema == "public" else f"{self.schema}.{self.table}"
 
     def select(self) -> sql.Composed:
+        order = (sql.SQL(", ").join(sql.SQL("t.{}").format(_q(c)) for c in self.order)
+                 if self.order else sql.SQL("t.tableoid, t.ctid"))
         return sql.SQL("SELECT {} FROM {} t WHERE {} ORDER BY {}").format(
             sql.SQL(", ").join(sql.SQL("t.{}").format(_q(c)) for c in self.columns),
-            _q(self.schema, self.table), self.predicate, self._order("t.", "ctid"))
+            _q(self.schema, self.table), self.predicate, order)
 
     def delete_returning(self) -> sql.Composed:
-        """DELETE the rows and give them back in the export's order and format."""
-        cols = sql.SQL(", ").join(_q(c) for c in self.columns)
-        return sql.SQL(
-            "WITH gone AS (DELETE FROM {} t WHERE {} RETURNING t.ctid AS {}, {}) "
-            "SELECT {} FROM gone ORDER BY {}").format(
-            _q(self.schema, self.table), self.predicate, _q("?tid"),
-            sql.SQL(", ").join(sql.SQL("t.{}").format(_q(c)) for c in self.columns),
-            cols, self._order("", "?tid"))
+        """DELETE the rows and give them back in the export's order and format.
 
-    def _order(self, prefix: str, tid: str) -> sql.Composable:
-        if not self.order:  # no primary key: the physical position is stable enough
-            return sql.SQL(prefix) + _q(tid) if prefix else _q(tid)
-        return sql.SQL(", ").join(sql.SQL(prefix) + _q(c) for c in self.order)
+        Without a primary key the physical position orders them, as in the export.
+        """
+        order = (sql.SQL(", ").join(_q(c) for c in self.order) if self.order
+                 else sql.SQL('"?rel", "?tid"'))
+        return sql.SQL(
+            'WITH gone AS (DELETE FROM {} t WHERE {} RETURNING t.tableoid AS "?rel", '
+            't.ctid AS "?tid", {}) SELECT {} FROM gone ORDER BY {}').format(
+            _q(self.schema, self.table), self.predicate,
+            sql.SQL(", ").join(sql.SQL("t.{}").format(_q(c)) for c in self.columns),
+            sql.SQL(", ").join(_q(c) for c in self.columns), order)
 
 
 def _table_rows(cur: psycopg.Cursor[dict[str, Any]], scan: OrphanScan, schema: str,
@@ -468,10 +483,8 @@ def _table_rows(cur: psycopg.Cursor[dict[str, Any]], scan: OrphanScan, schema: s
     parts = []
     for c in cols:
         ref = c.ref_columns or (scan.parent_key,)
-        not_null = [sql.SQL("t.{} IS NOT NULL").format(_q(x)) for x in c.columns]
-        anti = _missing_parent(scan.schema, scan.parent, ref, [parent_types[r] for r in ref],
-                               [sql.SQL("t.{}").format(_q(x)) for x in c.columns])
-        parts.append(sql.SQL("({})").format(sql.SQL(" AND ").join([*not_null, anti])))
+        parts.append(_orphan_predicate(scan.schema, scan.parent, ref,
+                                       [parent_types[r] for r in ref], c.columns))
     return _TableRows(schema, table, [c["name"] for c in info],
                       list(_primary_key(cur, schema, table)), sql.SQL(" OR ").join(parts))
 
@@ -692,6 +705,12 @@ def _refuse_dependents(cur: psycopg.Cursor[dict[str, Any]], rows: _TableRows) ->
 
 # ---------------------------------------------------------------------------------------
 # The migration's guard
+
+
+def needs_orphan_check(plan: Plan) -> bool:
+    """Whether the plan adds or validates a foreign key (only then can orphans block it)."""
+    return any(s.change.get("action") in ("add_fk", "validate") or s.phase == "validate"
+               for s in plan.steps)
 
 
 def blocking_orphans(scan: OrphanScan, plan: Plan) -> list[str]:
