@@ -189,6 +189,8 @@ def test_lock_never_released_shows_the_error_and_the_blocker(
     assert page.errors.step.text() == result.failed_step
     assert result.failed_step
     assert result.failed_step.startswith("[")
+    failed = int(result.failed_step[1:].split("/")[0])
+    assert page.step_items[failed].text(2) == "✘ failed"
     # The blockers, as the engine found them, in their own box.
     assert page.locks.isVisible()
     assert page.blockers.rowCount() >= 1

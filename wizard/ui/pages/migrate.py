@@ -40,6 +40,7 @@ from wizard.ui.pages.preflight import check_item
 
 # The engine reports each step as "[3/20] Renaming … (1.2 ms)".
 STEP_LINE = re.compile(r"^\[(\d+)/(\d+)\] (.*) \(([\d.]+) ms\)$")
+STEP_NUMBER = re.compile(r"^\[(\d+)/\d+\]")
 BLOCKER_COLUMNS = ("pid", "application", "client", "state", "transaction age s", "holds",
                    "on", "query")
 UNCHANGED = "The transaction was rolled back: the schema is unchanged."
@@ -167,6 +168,7 @@ class MigratePage(StepPage):
         self.blockers.setHorizontalHeaderLabels(list(BLOCKER_COLUMNS))
         self.blockers.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.blockers.horizontalHeader().setStretchLastSection(True)
+        self.blockers.verticalHeader().hide()
         self.blockers.setMaximumHeight(110)
         lock_layout = QVBoxLayout(self.locks)
         lock_layout.addWidget(self.lock_note)
@@ -209,6 +211,9 @@ class MigratePage(StepPage):
             catalog_steps=len(plan.catalog_steps), validate_steps=len(plan.validate_steps))
         self.fill_steps(plan)
         self._refresh_sql()
+        self.log.append("info", f"plan for state {plan.state}: {len(plan.catalog_steps)} steps "
+                        f"in one transaction, {len(plan.validate_steps)} after commit, "
+                        f"{len(plan.unchanged)} object(s) left unchanged")
         done = isinstance(self.session.results.get("migrate"), RunResult) and \
             self.session.results["migrate"].ok
         if not plan.steps:
@@ -220,7 +225,7 @@ class MigratePage(StepPage):
             return
         self.summary.setText(
             f"{self.session.pg.describe()}: state {plan.state} "
-            f"({self.discovery.explanation}). {len(plan.catalog_steps)} steps in one "
+            f"({self.discovery.explanation.rstrip('.')}). {len(plan.catalog_steps)} steps in one "
             f"transaction" + (f", then {len(plan.validate_steps)} VALIDATE after commit"
                               if plan.validate_steps else "")
             + f"; {len(plan.unchanged)} object(s) left unchanged. Rehearse first.")
@@ -323,9 +328,15 @@ class MigratePage(StepPage):
         self.result = result
         self.session.results["rehearsal" if result.rehearsal else "migrate"] = result
         self.fill_result(result)
-        self.tabs.setCurrentIndex(2)
         if result.lock_waits:
             self.show_blockers(result)
+        failed = STEP_NUMBER.match(result.failed_step or "")
+        if failed and int(failed.group(1)) in self.step_items:
+            item = self.step_items[int(failed.group(1))]
+            item.setText(2, "✘ failed")
+            self.steps.scrollToItem(item)
+        # A failure is read on the plan (which step, what passed); a success on its checks.
+        self.tabs.setCurrentIndex(2 if result.ok else 0)
         if not result.ok:
             self.show_error(result.error or "the run failed", result.failed_step or
                             ("Rehearsal" if result.rehearsal else "Migration"),
@@ -367,6 +378,7 @@ class MigratePage(StepPage):
         self.checks.clear()
         for check in result.checks:
             self.checks.addTopLevelItem(check_item(check))
+        self.checks.setVisible(bool(result.checks))
 
     def show_blockers(self, result: RunResult) -> None:
         last = result.lock_waits[-1]
