@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QApplication
 
 from wizard.core.journal import runs_root
 from wizard.core.resources import resource_path
+from wizard.ui import require_sound_binding
 from wizard.ui.error_panel import ErrorHook
 from wizard.ui.window import MigrationWizard
 
@@ -25,6 +26,7 @@ def has_display() -> bool:
 def build(profile: str | None = None) -> tuple[QApplication, MigrationWizard, ErrorHook]:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
+    require_sound_binding()
     app.setApplicationName("enerlink-migrate")
     app.setOrganizationName("enerlink-migrate")
     app.setWindowIcon(QIcon(str(resource_path("resources", "icons", "enerlink-migrate.svg"))))
