@@ -1,0 +1,278 @@
+"""The verify page on real PostgreSQL, Redis, pg_dump and pg_restore: checklist, manual
+items, the report, revert and restore."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from psycopg import sql
+from PySide6.QtWidgets import QMessageBox, QWizard
+from pytestqt.qtbot import QtBot
+
+from wizard.core import jobs
+from wizard.core.connection import PgSettings
+from wizard.core.fingerprint import schema_fingerprint
+from wizard.core.pgenv import conninfo_arg, libpq_env
+from wizard.core.plan import UP
+from wizard.core.redis_conn import RedisSettings
+from wizard.core.report import MANUAL_CHECKS
+from wizard.core.restore_inspect import sha256_of
+from wizard.core.session import WizardSession
+from wizard.core.verify import FAIL, PASS
+from wizard.sandbox.servers import PostgresServer, RedisServer
+from wizard.ui.pages import verify as verify_module
+from wizard.ui.pages.verify import VerifyPage
+from wizard.ui.window import MigrationWizard
+
+JOB_MS = 60_000
+
+
+# --- helpers (shared with test_ui_dialogs) -------------------------------------------------
+
+
+def fingerprint(settings: PgSettings) -> list[str]:
+    with settings.connect() as conn:
+        return schema_fingerprint(conn)
+
+
+def databases(server: PostgresServer) -> set[str]:
+    with server.admin_connect() as admin:
+        return {r[0] for r in admin.execute("SELECT datname FROM pg_database").fetchall()}
+
+
+def has_table(settings: PgSettings, table: str) -> bool:
+    with settings.connect() as conn:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                           (f'public."{table}"',)).fetchone()
+        return bool(row and row[0])
+
+
+def pg_dump_custom(server: PostgresServer, settings: PgSettings, out: Path) -> Path:
+    with libpq_env(settings) as env:
+        subprocess.run([str(server.bindir / "pg_dump"), "--no-password", "-Fc", "-f", str(out),
+                        f"--dbname={conninfo_arg(settings)}"],
+                       env=env, check=True, capture_output=True)
+    return out
+
+
+def migrate(session: WizardSession) -> None:
+    _plan, result, _journal = jobs.run(session.pg, UP, journal=session.ensure_journal())
+    assert result.ok, result.error
+
+
+def pdf_text(path: Path) -> str:
+    out = subprocess.run(["pdftotext", str(path), "-"], check=True,
+                         capture_output=True, text=True).stdout
+    # NFKC: the PDF's font turns "fi" into one ligature glyph.
+    return " ".join(unicodedata.normalize("NFKC", out).split())
+
+
+def open_verify(window: MigrationWizard, qtbot: QtBot) -> VerifyPage:
+    page = window.start_at(VerifyPage)
+    assert isinstance(page, VerifyPage)
+    qtbot.waitUntil(lambda: page.checks is not None and not page.busy, timeout=JOB_MS)
+    return page
+
+
+def rerun_done(page: VerifyPage, previous: Any) -> bool:
+    return page.checks is not previous and page.checks is not None and not page.busy
+
+
+@pytest.fixture
+def redis_settings(redis_server: RedisServer, redis_client: redis.Redis) -> RedisSettings:
+    return RedisSettings(url=redis_server.url, password=redis_server.password, db=1)
+
+
+@pytest.fixture
+def live(pg_db: PgSettings, pg_server: PostgresServer) -> Iterator[PgSettings]:
+    """The sample database; the restore's kept and half-made databases are dropped after."""
+    yield pg_db
+    with pg_server.admin_connect() as admin:
+        for name in databases(pg_server):
+            if name.startswith(pg_db.dbname + "_"):
+                admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+                    sql.Identifier(name)))
+
+
+# --- the checklist, the operator's part, the report -----------------------------------------
+
+
+def test_after_migration_every_check_passes_and_the_operator_signs_the_pdf(
+        wizard_window: MigrationWizard, qtbot: QtBot, pg_db: PgSettings, open_session: Any,
+        redis_settings: RedisSettings, redis_server: RedisServer, tmp_path: Path) -> None:
+    session = open_session(wizard_window, pg_db, redis_settings)
+    migrate(session)
+    page = open_verify(wizard_window, qtbot)
+    journal = session.ensure_journal()
+
+    assert page.checks
+    assert [(c.id, c.detail) for c in page.checks if c.status != PASS] == []
+    assert {"no_orphans", "redis_keys"} <= {c.id for c in page.checks}
+    assert page.tree.topLevelItemCount() == len(page.checks)
+    rows = [page.tree.topLevelItem(i) for i in range(len(page.checks))]
+    assert {r.text(0) for r in rows if r is not None} == {"✔"}
+    # Evidence: the query and its result, as children and in the monospace pane.
+    orphan_row = next(r for r, c in zip(rows, page.checks, strict=True)
+                      if c.id == "no_orphans")
+    assert orphan_row is not None
+    children = [orphan_row.child(i) for i in range(orphan_row.childCount())]
+    assert {c.text(1) for c in children if c is not None} == {"query", "result"}
+    page.tree.setCurrentItem(orphan_row)
+    assert "-- query" in page.evidence.toPlainText()
+    assert "anti-join" in page.evidence.toPlainText()
+    assert journal.events("verification")
+    # The last page: Finish is enabled once the checklist has run.
+    assert wizard_window.button(QWizard.WizardButton.FinishButton).isEnabled()
+
+    # Every manual item of the guide is on the page, as a check box with a note.
+    assert list(page.manual) == [m.id for m in MANUAL_CHECKS]
+    for spec in MANUAL_CHECKS:
+        assert page.manual[spec.id].box.text() == spec.title
+    page.manual["app_starts"].box.setChecked(True)
+    login = page.manual["login_user_id"]
+    login.box.setChecked(True)
+    login.note.setFocus()
+    qtbot.keyClicks(login.note, "curl shows userId 42")  # type: ignore[no-untyped-call]
+    # Saved once after typing stops (debounced), not per keystroke.
+    qtbot.waitUntil(lambda: any(e.get("note") == "curl shows userId 42"
+                                for e in journal.events("manual_check")), timeout=10_000)
+    login_events = [e for e in journal.events("manual_check") if e["id"] == "login_user_id"]
+    assert [(e["done"], e["note"]) for e in login_events] == [
+        (True, ""), (True, "curl shows userId 42")]
+    # A note left (focus out / Enter) is saved at once.
+    fe = page.manual["fe_console"]
+    fe.note.setText("no prosumer in the console")
+    fe.note.editingFinished.emit()
+    assert journal.events("manual_check")[-1] == {
+        **journal.events("manual_check")[-1], "id": "fe_console", "done": False,
+        "note": "no prosumer in the console"}
+    page.operator.setText("Dana Operator")
+    page.operator.editingFinished.emit()
+    assert journal.events("operator")[-1]["name"] == "Dana Operator"
+
+    pdf = page.export_pdf(tmp_path / "report.pdf")
+    text = pdf_text(pdf)
+    for check in page.checks:
+        assert " ".join(check.title.split()) in text, check.title
+    for spec in MANUAL_CHECKS:
+        assert " ".join(spec.title.split()) in text, spec.title
+    assert "Dana Operator" in text
+    assert "curl shows userId 42" in text
+    assert pg_db.dbname in text
+    assert pg_db.password
+    assert pg_db.password not in text
+    assert redis_server.password not in text
+    assert page.default_export("pdf").name.startswith(f"enerlink-migration-{pg_db.dbname}-")
+
+    exported = page.export_json(tmp_path / "report.json")
+    raw = exported.read_text()
+    assert pg_db.password not in raw
+    assert redis_server.password not in raw
+    data = json.loads(raw)
+    items = {c["id"]: c for c in data["checklist"]}
+    assert items["app_starts"]["status"] == "done"
+    assert items["login_user_id"]["note"] == "curl shows userId 42"
+    assert items["fe_profile"]["status"] == "open"
+    assert items["no_orphans"]["status"] == PASS
+    assert data["operator"] == "Dana Operator"
+
+    assert page.validatePage()
+    signed = journal.events("verification_signed")[-1]
+    assert signed["operator"] == "Dana Operator"
+    assert signed["failed_checks"] == []
+    log = (journal.folder / "wizard.log").read_text()
+    assert pg_db.password not in log
+    assert redis_server.password not in log
+
+
+# --- undoing -----------------------------------------------------------------------------------
+
+
+def test_revert_from_the_page_brings_the_schema_back(
+        wizard_window: MigrationWizard, qtbot: QtBot, pg_db: PgSettings, open_session: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    before = fingerprint(pg_db)
+    session = open_session(wizard_window, pg_db)
+    migrate(session)
+    page = open_verify(wizard_window, qtbot)
+    asked: list[str] = []
+
+    def answer(_parent: Any, _title: str, text: str, *_a: Any) -> QMessageBox.StandardButton:
+        asked.append(text)
+        return QMessageBox.StandardButton.Yes
+    monkeypatch.setattr(QMessageBox, "question", answer)
+    first = page.checks
+    page.revert_button.click()
+    assert pg_db.dbname in asked[0]
+    qtbot.waitUntil(lambda: "revert" in session.results and rerun_done(page, first),
+                    timeout=JOB_MS)
+    assert session.results["revert"].ok
+    assert fingerprint(pg_db) == before
+    assert "Reverted" in page.result_label.text()
+    # The checklist ran again: the migrated schema's checks now fail, and say so.
+    assert page.checks is not None
+    assert any(c.status == FAIL for c in page.checks)
+    assert "failed" in page.summary.text()
+
+
+def test_restore_from_the_page_brings_back_the_pre_migration_schema(
+        wizard_window: MigrationWizard, qtbot: QtBot, live: PgSettings, open_session: Any,
+        pg_server: PostgresServer, redis_settings: RedisSettings, redis_client: redis.Redis,
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    before = fingerprint(live)
+    session = open_session(wizard_window, live, redis_settings)
+    journal = session.ensure_journal()
+    backup = pg_dump_custom(pg_server, live, tmp_path / "before.dump")
+    # What the backup step journals for a verified backup of this run.
+    journal.write("backup", path=str(backup), format="custom", dbname=live.dbname,
+                  host=live.host, port=live.port, sha256=sha256_of(backup),
+                  verified=True, size_bytes=backup.stat().st_size)
+    migrate(session)
+    redis_client.set("prosumer:7", "stale")
+    redis_client.set("orders:by_prosumer:7", "stale")
+    redis_client.set("telemetry:meter-1", "kept")
+    page = open_verify(wizard_window, qtbot)
+    assert page.backup_of_this_run() == backup
+
+    asked: list[tuple[str, str]] = []
+
+    def typed(_parent: Any, _title: str, consequence: str, expected: str,
+              _action: str) -> str:
+        asked.append((consequence, expected))
+        return expected
+    monkeypatch.setattr(verify_module, "confirm_typed", typed)
+    first = page.checks
+    page.restore_button.click()
+    qtbot.waitUntil(lambda: page.restore_outcome is not None, timeout=JOB_MS)
+    qtbot.waitUntil(lambda: rerun_done(page, first), timeout=JOB_MS)
+
+    outcome = page.restore_outcome
+    assert outcome is not None
+    result = outcome.result
+    assert result.ok, result.error
+    consequence, expected = asked[0]
+    assert expected == live.dbname
+    assert result.before_db
+    assert result.before_db in consequence
+    assert fingerprint(live) == before
+    assert not has_table(live, "user")
+    assert has_table(live, "prosumer")
+    # The migrated database is kept under the reported name, with the DROP to run later.
+    assert result.before_db in databases(pg_server)
+    assert has_table(live.with_dbname(result.before_db), "user")
+    shown = page.result_label.text()
+    assert result.before_db in shown
+    assert f'DROP DATABASE "{result.before_db}";' in shown
+    # Redis was cleared of the old patterns only.
+    assert outcome.cache is not None
+    assert outcome.cache.total == 2
+    assert redis_client.get("prosumer:7") is None
+    assert redis_client.get("telemetry:meter-1") == "kept"
+    assert [e["result"]["ok"] for e in journal.events("restore_finished")] == [True]

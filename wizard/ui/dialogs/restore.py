@@ -1,0 +1,301 @@
+"""Restore a backup: see what is inside, type the database name, restore, clear the cache."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFontDatabase
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
+
+from wizard.core import cache, restore
+from wizard.core.connection import PgSettings
+from wizard.core.journal import Journal
+from wizard.core.redis_conn import RedisSettings
+from wizard.core.reporting import Progress, Report, no_progress, no_report
+from wizard.ui.confirm import confirm_typed
+from wizard.ui.dialogs import JobDialog
+from wizard.ui.pages.base import LOG_FILE
+
+if TYPE_CHECKING:
+    from wizard.ui.window import MigrationWizard
+
+DEFAULT_JOBS = 2
+
+
+@dataclass
+class RestoreOutcome:
+    """The database restore and, separately, the cache clearing that follows it."""
+
+    result: restore.RestoreResult
+    cache: cache.CacheResult | None = None
+    cache_error: str | None = None  # the restore stands; only the cache part failed
+    cache_note: str | None = None  # not attempted, and why
+
+    def lines(self) -> list[str]:
+        r = self.result
+        if not r.ok:
+            what = "cancelled" if r.cancelled else "failed"
+            lines = [f"✘ The restore {what}: {r.error}"]
+            if r.dropped:
+                lines.append(f"The unfinished {r.restore_db} was dropped; {r.live_db} is "
+                             "untouched.")
+            return lines
+        lines = [f"✔ {r.live_db} is now the restored copy of the backup.",
+                 f"The previous {r.live_db} is kept as {r.before_db}. When you are satisfied, "
+                 f"drop it with: {r.drop_old_sql}"]
+        lines += [f"! {w}" for w in r.warnings]
+        if self.cache is not None:
+            lines.append(f"✔ Redis: {self.cache.total} cache keys of the old patterns "
+                         f"deleted in {self.cache.target}.")
+        elif self.cache_error:
+            lines.append(f"✘ Redis cache clearing failed: {self.cache_error}. The database "
+                         "restore stands; clear the keys on the Cache page or with "
+                         "enerlink-migrate cache.")
+        elif self.cache_note:
+            lines.append(f"! {self.cache_note}")
+        return lines
+
+
+def restore_then_clear(plan: restore.RestorePlan, confirm: str,
+                       redis: RedisSettings | None, *, report: Report = no_report,
+                       progress: Progress = no_progress,
+                       cancel: threading.Event | None = None,
+                       journal: Journal | None = None) -> RestoreOutcome:
+    """restore.run, then (only after a swap) clear the application's cache keys."""
+    result = restore.run(plan, confirm=confirm, report=report, progress=progress,
+                         cancel=cancel, journal=journal)
+    outcome = RestoreOutcome(result)
+    if not result.ok:
+        return outcome
+    if redis is None:
+        outcome.cache_note = ("no Redis in this connection: clear the application's cache "
+                              "keys yourself (enerlink-migrate cache) so Redis and the "
+                              "restored database agree")
+        report("warn", outcome.cache_note)
+        return outcome
+    report("step", "clearing the application's cache keys so Redis and the restored "
+                   "database agree")
+    try:
+        # Not cancellable: the swap is done and a half-cleared cache helps nobody.
+        outcome.cache = cache.delete(redis, cache.DEFAULT_PATTERNS, report=report,
+                                     journal=journal)
+    except Exception as exc:  # the restore stands; this part is reported on its own
+        outcome.cache_error = str(exc) or type(exc).__name__
+        report("error", f"Redis cache clearing failed: {outcome.cache_error}")
+    return outcome
+
+
+def inspection_text(plan: restore.RestorePlan) -> str:
+    """What the restore will read and do, for a person to check before confirming."""
+    insp = plan.inspection
+    lines = list(insp.summary())
+    tables = insp.tables
+    lines.append(f"  tables ({len(tables)}): {', '.join(tables)}")
+    lines += ["", f"Restore into a new database {plan.restore_db} on "
+              f"{plan.settings.host}:{plan.settings.port}, check it, then swap names:",
+              f"  {plan.live_db} → {plan.before_db} (kept, not dropped)",
+              f"  {plan.restore_db} → {plan.live_db}",
+              f"  with {plan.tool.path} ({plan.tool.version}), jobs {plan.options.jobs}"]
+    if plan.expected_counts:
+        lines.append(f"  row counts will be compared with those taken before the migration "
+                     f"({plan.counts_source})")
+    lines += [f"! {w}" for w in plan.warnings]
+    return "\n".join(lines)
+
+
+def confirm_consequence(plan: restore.RestorePlan) -> str:
+    insp = plan.inspection
+    when = insp.dumped_at or "at an unknown time"
+    source = insp.dbname or "an unnamed database"
+    return (f"{plan.live_db} on {plan.settings.host}:{plan.settings.port} will be replaced by "
+            f"the backup {insp.path} ({insp.format}, dumped {when} from {source}, schema "
+            f"state {insp.state}). "
+            f"It is restored into {plan.restore_db} first; only when that copy passes its "
+            f"checks are other sessions on {plan.live_db} terminated and the names swapped. "
+            f"The current {plan.live_db} is kept as {plan.before_db}. Writes made after the "
+            "backup are not in it.")
+
+
+def mono() -> QPlainTextEdit:
+    view = QPlainTextEdit()
+    view.setReadOnly(True)
+    view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+    view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+    return view
+
+
+class RestoreDialog(JobDialog):
+    """Choose a backup (custom, directory or plain), inspect it, confirm, restore."""
+
+    def __init__(self, pg: PgSettings, redis: RedisSettings | None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__("Restore a backup", parent)
+        self.pg, self.redis = pg, redis
+        self.plan: restore.RestorePlan | None = None
+        self.outcome: RestoreOutcome | None = None
+        self.journal: Journal | None = None
+        target = QLabel(f"Database to replace: {pg.describe()}"
+                        + (f"; Redis {redis.describe()}" if redis else "; no Redis"))
+        target.setTextFormat(Qt.TextFormat.PlainText)
+        target.setWordWrap(True)
+        self.path = QLineEdit()
+        self.path.setAccessibleName("backup file or folder")
+        self.path.setPlaceholderText("a pg_dump file (custom or plain SQL) or a directory "
+                                     "backup's folder")
+        self.path.textChanged.connect(self._path_changed)
+        choose_file, choose_dir = QPushButton("Choose &file…"), QPushButton("Choose f&older…")
+        choose_file.clicked.connect(self.choose_file)
+        choose_dir.clicked.connect(self.choose_folder)
+        self.jobs = QSpinBox()
+        self.jobs.setRange(1, 32)
+        self.jobs.setValue(DEFAULT_JOBS)
+        self.jobs.setAccessibleName("parallel pg_restore jobs")
+        self.jobs.setToolTip("pg_restore --jobs (custom and directory backups; plain SQL and "
+                             "tar use one process)")
+        self.inspect_button = QPushButton("&Inspect")
+        self.inspect_button.setToolTip("Read the backup and check the server; changes nothing")
+        self.inspect_button.clicked.connect(self.inspect)
+        self.restore_button = QPushButton("&Restore…")
+        self.restore_button.setEnabled(False)
+        self.restore_button.clicked.connect(self.start_restore)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path, 1)
+        path_row.addWidget(choose_file)
+        path_row.addWidget(choose_dir)
+        form = QFormLayout()
+        path_label = QLabel("&Backup:")
+        path_label.setBuddy(self.path)
+        form.addRow(path_label, path_row)
+        jobs_label = QLabel("&Jobs:")
+        jobs_label.setBuddy(self.jobs)
+        actions = QHBoxLayout()
+        actions.addWidget(self.jobs)
+        actions.addWidget(self.inspect_button)
+        actions.addWidget(self.restore_button)
+        actions.addStretch(1)
+        form.addRow(jobs_label, actions)
+        self.inspection = mono()
+        self.inspection.setAccessibleName("what is inside the backup")
+        self.inspection.setPlaceholderText("Inspect a backup to see what is inside before "
+                                           "anything changes.")
+        self.result_label = QLabel()
+        self.result_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.result_label.setWordWrap(True)
+        self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.body.addWidget(target)
+        self.body.addLayout(form)
+        self.body.addWidget(self.inspection, 1)
+        self.body.addWidget(self.result_label)
+        self.busy_changed.connect(self._update_buttons)
+
+    @classmethod
+    def open_for(cls, window: MigrationWizard) -> RestoreDialog | None:
+        """Open for the window's session or, before the run started, the first page's form."""
+        session = window.session
+        if session is None:
+            form = window.steps[0]
+            try:
+                session = form._session()  # type: ignore[attr-defined]
+            except Exception as exc:  # whatever the form says is wrong
+                QMessageBox.warning(window, "Restore a backup",
+                                    f"Fill in the connection on this page first: {exc}")
+                return None
+        dialog = cls(session.pg, session.redis, window)
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
+        return dialog
+
+    # -- choosing and inspecting ------------------------------------------------------------
+
+    def choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a backup file", self.path.text(),
+                                              "Backups (*.dump *.backup *.sql *.tar);;"
+                                              "All files (*)")
+        if path:
+            self.path.setText(path)
+
+    def choose_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Choose a directory backup",
+                                                self.path.text())
+        if path:
+            self.path.setText(path)
+
+    def _path_changed(self) -> None:
+        self.plan = None
+        self._update_buttons()
+
+    def _update_buttons(self, *_args: object) -> None:
+        self.inspect_button.setEnabled(not self.busy and bool(self.path.text().strip()))
+        self.restore_button.setEnabled(not self.busy and self.plan is not None)
+
+    def inspect(self) -> None:
+        text = self.path.text().strip()
+        if not text or self.busy:
+            return
+        self.plan = None
+        self.inspection.clear()
+        self.result_label.clear()
+        self.run_job("Reading the backup", restore.prepare, self.pg, Path(text),
+                     restore.RestoreOptions(jobs=self.jobs.value()),
+                     on_done=self._inspected, on_failed=self._refused,
+                     advice="Choose another copy of the backup, or fix what the message "
+                     "names. Nothing was changed.")
+
+    def _inspected(self, plan: restore.RestorePlan) -> None:
+        self.plan = plan
+        self.inspection.setPlainText(inspection_text(plan))
+        self.log.append("info", f"{plan.inspection.path}: {plan.inspection.format}, "
+                        f"{plan.inspection.toc_entries} entries; ready to restore")
+        self._update_buttons()
+
+    def _refused(self, message: str) -> None:
+        self.inspection.setPlainText(f"✘ Not restorable: {message}")
+        self._update_buttons()
+
+    # -- restoring --------------------------------------------------------------------------
+
+    def start_restore(self) -> None:
+        plan = self.plan
+        if plan is None or self.busy:
+            return
+        typed = confirm_typed(self, "Restore from backup", confirm_consequence(plan),
+                              plan.live_db, "&Restore")
+        if typed is None:
+            self.log.append("info", "restore not confirmed; nothing was changed")
+            return
+        self.journal = Journal.create(self.pg, "restore")
+        self.log.set_log_file(self.journal.folder / LOG_FILE)
+        self.log.append("info", f"run journal {self.journal.folder}")
+        self.plan = None  # a plan is used once: its database names are taken by then
+        self.run_job("Restoring from the backup", restore_then_clear, plan, typed, self.redis,
+                     journal=self.journal, on_done=self._restored,
+                     advice="Read the log; the live database is untouched unless the log "
+                     "says the names were swapped.")
+
+    def _restored(self, outcome: RestoreOutcome) -> None:
+        self.outcome = outcome
+        lines = outcome.lines()
+        self.result_label.setText("\n".join(lines))
+        if not outcome.result.ok:
+            self.show_error(outcome.result.error or "the restore failed", "Restore",
+                            "Read the log above; fix the cause and inspect the backup again.")
+        elif outcome.cache_error:
+            self.show_error(outcome.cache_error, "Clearing the Redis cache after the restore",
+                            "The database is restored. Clear the cache keys on the Cache page "
+                            "or with enerlink-migrate cache.")
+        self._update_buttons()
