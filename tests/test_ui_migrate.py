@@ -16,6 +16,7 @@ from wizard.core import jobs
 from wizard.core.connection import PgSettings
 from wizard.core.execute import RunResult
 from wizard.core.fingerprint import schema_fingerprint
+from wizard.core.plan import PlanRefused
 from wizard.ui.pages import migrate
 from wizard.ui.pages.migrate import MigratePage
 from wizard.ui.window import MigrationWizard
@@ -201,3 +202,28 @@ def test_lock_never_released_shows_the_error_and_the_blocker(
     assert jobs.inspect(pg_db).state == "pre"
     assert not next_enabled(wizard_window)
     assert page.run_button.isEnabled()  # once the session is gone, run again
+
+
+def test_a_refused_run_shows_the_refusal(wizard_window: MigrationWizard, qtbot: QtBot,
+                                         open_session: Any, pg_db: PgSettings,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stand-in: the core's gate (no verified backup in this run's journal) raises before
+    anything runs; the page must show that refusal, not a traceback."""
+    before = fingerprint(pg_db)
+    page = open_page(wizard_window, qtbot, open_session, pg_db)
+    reason = ("refused: this run's journal holds no verified backup of "
+              f"{pg_db.describe()}; take one on the Backup page")
+
+    def refuse(*_a: Any, **_k: Any) -> Any:
+        raise PlanRefused(reason)
+    monkeypatch.setattr(jobs, "run", refuse)
+    monkeypatch.setattr(migrate, "ask", lambda *_a: True)
+    page.run_button.click()
+    qtbot.waitUntil(lambda: page.errors.isVisible() and not page.busy, timeout=WAIT)
+    assert page.errors.message.text() == reason
+    assert "schema is unchanged" in page.errors.action.text()
+    assert page.result is None
+    assert "migrate" not in page.session.results
+    assert page.run_button.isEnabled()
+    assert not next_enabled(wizard_window)
+    assert fingerprint(pg_db) == before

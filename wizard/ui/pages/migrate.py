@@ -305,7 +305,9 @@ class MigratePage(StepPage):
             name, jobs.run, pg, UP, options=self.options(rehearse=rehearse),
             journal=self.session.ensure_journal(), on_done=self.show_result,
             on_failed=lambda _m: self._after_failure(rehearse),
-            advice=f"{UNCHANGED} Fix the cause named above, then run it again.")
+            advice="Nothing was committed: the schema is unchanged. Fix the cause named "
+            "above (a refusal names what is missing, e.g. the verified backup or the orphans: "
+            "go Back to that page), then run it again.")
         job.log.connect(self._on_line)
 
     def _on_line(self, level: str, message: str) -> None:
