@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
+import shutil
 import stat
 import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from wizard.core import pgtools
+from wizard.core import backup, pgtools
+from wizard.core.archive import ArchiveError, archive_sha256, check_complete, read_archive
+from wizard.core.backup import BackupOptions, BackupRefused
 from wizard.core.connection import PgSettings
+from wizard.core.journal import Journal
 from wizard.core.pgenv import conninfo_arg, libpq_env, pgpass_line
 from wizard.core.pgtools import ToolNotFound, find_tool, server_major
+from wizard.core.reporting import Cancelled
+from wizard.sandbox.servers import PostgresServer
 
 # --- finding the tools -------------------------------------------------------------------
 
@@ -182,3 +198,379 @@ def test_psql_connects_through_the_temporary_pgpass(pg_db: PgSettings,
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == pg_db.user
     assert os.environ.get("PGPASSFILE") != env["PGPASSFILE"]
+
+
+# --- the backup job against the test server ----------------------------------------------
+
+
+def _children_named(name: str) -> list[int]:
+    """PIDs of this process's children called `name`, read from /proc."""
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat_file.read_text()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1:text.rindex(")")]
+        ppid = int(text.rsplit(")", 1)[1].split()[1])
+        if comm == name and ppid == os.getpid():
+            found.append(int(stat_file.parent.name))
+    return found
+
+
+class Log:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+        self.fractions: list[float] = []
+
+    def report(self, level: str, message: str) -> None:
+        self.lines.append((level, message))
+
+    def progress(self, fraction: float, _detail: str) -> None:
+        self.fractions.append(fraction)
+
+    def text(self) -> str:
+        return "\n".join(m for _, m in self.lines)
+
+
+class Locker:
+    """Another session holds an ACCESS EXCLUSIVE lock, so pg_dump waits (and stays alive)
+    until the test lets go."""
+
+    def __init__(self, pg_server: PostgresServer, dbname: str) -> None:
+        self.conn = pg_server.admin_connect(dbname)  # autocommit: explicit BEGIN/ROLLBACK
+        self.held = False
+
+    def lock(self, table: str) -> None:
+        self.conn.execute("BEGIN")
+        self.conn.execute(f"LOCK TABLE public.{table} IN ACCESS EXCLUSIVE MODE")
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.conn.execute("ROLLBACK")
+            self.held = False
+
+
+@contextmanager
+def table_locked(pg_server: PostgresServer, dbname: str,
+                 table: str = "wallet") -> Iterator[Locker]:
+    locker = Locker(pg_server, dbname)
+    try:
+        locker.lock(table)
+        yield locker
+    finally:
+        locker.release()
+        locker.conn.close()
+
+
+def test_backup_is_private_verified_and_journaled(pg_db: PgSettings, tmp_path: Path) -> None:
+    out = tmp_path / "backups" / "new"
+    journal = Journal.create(pg_db, "backup")
+    log = Log()
+    plan = backup.prepare(pg_db, BackupOptions(out_dir=out))
+    assert re.fullmatch(rf"enerlink_{pg_db.dbname}_\d{{8}}T\d{{6}}Z_pre-user-rename\.dump",
+                        plan.path.name)
+    result = backup.run(plan, report=log.report, progress=log.progress, journal=journal)
+    assert result.verified, result.error
+    path = Path(result.path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    assert result.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert result.size_bytes == path.stat().st_size
+    listing = subprocess.run(["pg_restore", "--list", str(path)], capture_output=True,
+                             text=True, check=True).stdout
+    assert "TABLE DATA public prosumer" in listing
+    assert result.toc_entries == sum(1 for ln in listing.splitlines()
+                                     if ln.strip() and not ln.startswith(";"))
+    assert result.compression == "gzip:1"
+    assert "--lock-wait-timeout=30000" in plan.argv
+    assert "--no-password" in plan.argv
+    # Every pg_dump line went to the log; progress only moved forward and ended at 1.
+    assert 'pg_dump: dumping contents of table "public.prosumer"' in log.text()
+    assert log.fractions == sorted(log.fractions)
+    assert log.fractions[-1] == 1.0
+    event = journal.events("backup")[-1]
+    assert event["verified"] is True
+    assert event["sha256"] == result.sha256
+    assert event["toc_entries"] == result.toc_entries
+    assert event["path"] == str(path)
+    assert event["tool"]["version"]
+    assert event["server_version"]
+    assert event["dbname"] == pg_db.dbname
+    assert event["size_bytes"] == path.stat().st_size
+    assert backup.latest_verified_backup(pg_db, [journal])["sha256"] == result.sha256
+    assert backup.latest_verified_backup(pg_db.with_dbname("other"), [journal]) is None
+    # The password is nowhere in what we wrote down.
+    assert pg_db.password
+    assert pg_db.password not in journal.path.read_text()
+    assert pg_db.password not in log.text()
+
+
+def test_directory_format_with_two_jobs(pg_db: PgSettings, tmp_path: Path) -> None:
+    journal = Journal.create(pg_db, "backup")
+    result = backup.backup(pg_db, BackupOptions(out_dir=tmp_path / "out", format="directory",
+                                                jobs=2), journal=journal)
+    assert result.verified, result.error
+    folder = Path(result.path)
+    assert folder.name.endswith("_pre-user-rename.dir")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    files = list(folder.iterdir())
+    assert any(f.name == "toc.dat" for f in files)
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
+    assert result.sha256 == archive_sha256(folder)
+    assert journal.events("backup")[-1]["jobs"] == 2
+    restore_list = subprocess.run(["pg_restore", "--list", str(folder)], capture_output=True,
+                                  text=True, check=True).stdout
+    assert "TABLE DATA public wallet" in restore_list
+
+
+def test_no_secret_in_the_running_pg_dumps_cmdline_or_environ(
+        pg_server: PostgresServer, pg_db: PgSettings, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """pg_dump is kept waiting on a table lock while /proc is read, then let go."""
+    monkeypatch.setenv("PGPASSWORD", "an-exported-secret")
+    monkeypatch.setenv("REDIS_PASSWORD", "another-secret")
+    password = pg_db.password or ""
+    seen: dict[str, Any] = {}
+    with table_locked(pg_server, pg_db.dbname) as holder:
+
+        def report(_level: str, message: str) -> None:
+            if seen or "reading user-defined tables" not in message:
+                return
+            (pid,) = _children_named("pg_dump")
+            seen["cmdline"] = Path(f"/proc/{pid}/cmdline").read_bytes()
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            seen["environ"] = environ
+            env = dict(item.split(b"=", 1) for item in environ.split(b"\0") if b"=" in item)
+            passfile = Path(env[b"PGPASSFILE"].decode())
+            seen["passfile"] = passfile
+            seen["mode"] = stat.S_IMODE(passfile.stat().st_mode)
+            seen["dir_mode"] = stat.S_IMODE(passfile.parent.stat().st_mode)
+            seen["passfile_text"] = passfile.read_text()
+            holder.release()  # let pg_dump take its lock and finish
+
+        result = backup.backup(pg_db, BackupOptions(out_dir=tmp_path / "out",
+                                                    lock_wait_timeout_s=120), report=report)
+    assert result.verified, result.error
+    assert seen, "pg_dump was never seen running"
+    for secret in (password, "an-exported-secret", "another-secret"):
+        assert secret.encode() not in seen["cmdline"]
+        assert secret.encode() not in seen["environ"]
+    assert b"PGPASSWORD=" not in seen["environ"]
+    assert b"--no-password" in seen["cmdline"]
+    assert seen["mode"] == 0o600
+    assert seen["dir_mode"] == 0o700
+    assert seen["passfile_text"].rstrip("\n").endswith(":" + password.replace(":", "\\:"))
+    assert not seen["passfile"].exists()
+    assert not seen["passfile"].parent.exists()
+
+
+def test_wrong_password_is_explained_and_leaves_nothing(
+        pg_db: PgSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    wrong = pg_db.with_password("not-the-password")
+    with pytest.raises(BackupRefused, match="password authentication failed"):
+        backup.prepare(wrong, BackupOptions(out_dir=tmp_path / "out"))
+    # The password changed between prepare and run: pg_dump itself is refused.
+    plan = backup.prepare(pg_db, BackupOptions(out_dir=tmp_path / "out"))
+    journal = Journal.create(pg_db, "backup")
+    log = Log()
+    result = backup.run(replace(plan, settings=wrong), report=log.report, journal=journal)
+    assert not result.verified
+    assert result.error is not None
+    assert "password authentication failed" in result.error
+    assert f"wrong password for role {pg_db.user}" in result.error
+    assert "removed" in result.error
+    assert not plan.path.exists()
+    assert list(private_tmp.iterdir()) == []  # the temporary pgpass folder is gone
+    assert ("error", result.error) in log.lines
+    assert journal.events("backup")[-1]["verified"] is False
+    assert "not-the-password" not in journal.path.read_text()
+
+
+def test_cancel_mid_backup_leaves_no_partial_file(pg_server: PostgresServer, pg_db: PgSettings,
+                                                  tmp_path: Path) -> None:
+    cancel = threading.Event()
+    journal = Journal.create(pg_db, "backup")
+    plan = backup.prepare(pg_db, BackupOptions(out_dir=tmp_path / "out",
+                                               lock_wait_timeout_s=120))
+    existed: list[bool] = []
+
+    def report(_level: str, message: str) -> None:
+        if "reading user-defined tables" in message and not cancel.is_set():
+            existed.append(plan.path.exists())
+            cancel.set()
+
+    with table_locked(pg_server, pg_db.dbname), \
+            pytest.raises(Cancelled, match=r"partial .* was removed"):
+        backup.run(plan, report=report, cancel=cancel, journal=journal)
+    assert existed == [True]  # the file was there while pg_dump ran
+    assert not plan.path.exists()
+    assert list(plan.path.parent.iterdir()) == []
+    assert _children_named("pg_dump") == []
+    assert journal.events("backup_cancelled")[-1]["removed"] is True
+    assert journal.events("backup") == []
+
+
+def test_cancel_of_a_directory_backup_removes_the_folder(
+        pg_server: PostgresServer, pg_db: PgSettings, tmp_path: Path) -> None:
+    cancel = threading.Event()
+    plan = backup.prepare(pg_db, BackupOptions(out_dir=tmp_path / "out", format="directory",
+                                               jobs=2, lock_wait_timeout_s=120))
+
+    def report(_level: str, message: str) -> None:
+        if "reading user-defined tables" in message:
+            cancel.set()
+
+    with table_locked(pg_server, pg_db.dbname), pytest.raises(Cancelled):
+        backup.run(plan, report=report, cancel=cancel)
+    assert not plan.path.exists()
+
+
+def test_lock_wait_timeout_is_explained(pg_server: PostgresServer, pg_db: PgSettings,
+                                        tmp_path: Path) -> None:
+    plan = backup.prepare(pg_db, BackupOptions(out_dir=tmp_path / "out",
+                                               lock_wait_timeout_s=0.5))
+    with table_locked(pg_server, pg_db.dbname):
+        result = backup.run(plan)
+    assert not result.verified
+    assert result.error is not None
+    assert "another session holds a lock" in result.error
+    assert not plan.path.exists()
+
+
+def test_a_truncated_backup_fails_verification(pg_db: PgSettings, tmp_path: Path) -> None:
+    journal = Journal.create(pg_db, "backup")
+    plan = backup.prepare(pg_db, BackupOptions(out_dir=tmp_path / "out"))
+    good = backup.run(plan, journal=journal)
+    assert good.verified
+    path = Path(good.path)
+    data = path.read_bytes()
+    info = read_archive(path)
+    for cut in (len(data) - 1, len(data) // 2, info.toc_end + 3, info.toc_end - 10):
+        path.write_bytes(data[:cut])
+        if cut >= info.toc_end:
+            # The TOC sits at the start: pg_restore --list alone still reads the file.
+            listed = subprocess.run(["pg_restore", "--list", str(path)],
+                                    capture_output=True, check=False)
+            assert listed.returncode == 0
+        fresh = backup._result(plan)
+        with pytest.raises(ArchiveError, match=r"truncated|ends early"):
+            backup.verify(plan, fresh)
+    assert backup.latest_verified_backup(pg_db, [journal]) is None  # sha256 differs
+    path.write_bytes(data)
+    assert backup.latest_verified_backup(pg_db, [journal]) is not None
+    path.write_bytes(b"not a dump at all")
+    with pytest.raises(ArchiveError, match="not a pg_dump"):
+        backup.verify(plan, backup._result(plan))
+
+
+def test_a_directory_backup_missing_a_data_file_fails_verification(
+        pg_db: PgSettings, tmp_path: Path) -> None:
+    result = backup.backup(pg_db, BackupOptions(out_dir=tmp_path / "out", format="directory"))
+    assert result.verified
+    folder = Path(result.path)
+    next(p for p in folder.iterdir() if p.name != "toc.dat").unlink()
+    with pytest.raises(ArchiveError, match="data files missing"):
+        check_complete(read_archive(folder))
+
+
+def test_not_enough_free_space_is_refused_with_both_numbers(
+        pg_db: PgSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """disk_usage is a stand-in here: a real full disk cannot be made in a test."""
+    monkeypatch.setattr(backup.shutil, "disk_usage",
+                        lambda _p: shutil._ntuple_diskusage(10**12, 10**12 - 4096, 4096))
+    with pg_db.connect() as conn:
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    size = int(row[0]) if row else 0
+    out = tmp_path / "out"
+    with pytest.raises(BackupRefused) as info:
+        backup.prepare(pg_db, BackupOptions(out_dir=out))
+    text = str(info.value)
+    assert "not enough free space" in text
+    assert "(4096 bytes) free" in text
+    assert f"({size} bytes, pg_database_size)" in text
+    assert not out.exists()
+
+
+def test_options_are_checked_before_anything_runs(pg_db: PgSettings, tmp_path: Path,
+                                                  fake_installs: Path) -> None:
+    with pytest.raises(BackupRefused, match="needs --format directory"):
+        backup.prepare(pg_db, BackupOptions(out_dir=tmp_path, jobs=2))
+    with pytest.raises(BackupRefused, match="unknown format"):
+        backup.prepare(pg_db, BackupOptions(out_dir=tmp_path, format="tar"))
+    old = _fake_tool(tmp_path / "old", "pg_dump", "12.1")
+    with pytest.raises(BackupRefused, match=r"pg_dump \d+ or newer is needed"):
+        backup.prepare(pg_db, BackupOptions(out_dir=tmp_path, pg_dump=old))
+
+
+def test_compression_arguments_follow_the_pg_dump_version() -> None:
+    v15 = pgtools.Tool(Path("/x/pg_dump"), 15, "15.18")
+    v17 = pgtools.Tool(Path("/y/pg_dump"), 17, "17.2")
+    assert backup.compression_args("gzip:1", v15) == (["-Z1"], "gzip:1")
+    assert backup.compression_args("1", v15) == (["-Z1"], "gzip:1")
+    assert backup.compression_args("none", v15) == (["-Z0"], "none")
+    assert backup.compression_args(None, v15) == ([], "default (gzip:6)")
+    assert backup.compression_args("gzip:1", v17) == (["--compress=gzip:1"], "gzip:1")
+    assert backup.compression_args("zstd:3", v17) == (["--compress=zstd:3"], "zstd:3")
+    assert backup.compression_args("lz4", v17) == (["--compress=lz4"], "lz4")
+    with pytest.raises(BackupRefused, match="lz4 compression needs pg_dump 16 or newer"):
+        backup.compression_args("lz4", v15)
+    with pytest.raises(BackupRefused, match="unknown compression"):
+        backup.compression_args("brotli", v17)
+
+
+def test_progress_moves_smoothly_between_tables() -> None:
+    seen: list[tuple[float, str]] = []
+    tracker = backup.DumpProgress({"public.a": 100, "public.b": 300, "public.c": 600}, 1,
+                                  lambda f, d: seen.append((f, d)))
+    tracker.line('pg_dump: dumping contents of table "public.a"')
+    tracker.line('pg_dump: dumping contents of table "public.b"')
+    after_a = seen[-1][0]
+    assert after_a >= backup.DATA_START + (backup.DATA_END - backup.DATA_START) * 0.1
+    assert "public.b" in seen[-1][1]
+    tracker.line('pg_dump: dumping contents of table "public.c"')
+    tracker.data_done()
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions)
+    assert fractions[-1] == backup.DATA_END
+
+
+def test_the_cli_backs_up_end_to_end(pg_db: PgSettings, tmp_path: Path,
+                                     journal_dir: Path) -> None:
+    out = _cli(pg_db, "backup", "--out", str(tmp_path / "bk"), "--json", tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["verified"] is True
+    path = Path(data["path"])
+    assert path.is_file()
+    assert data["sha256"] == archive_sha256(path)
+    assert "dumping contents of table" in out.stderr
+    assert pg_db.password not in out.stdout + out.stderr
+    events = Journal(Path(data["journal"])).events("backup")
+    assert events[-1]["sha256"] == data["sha256"]
+    text = _cli(pg_db, "backup", "--out", str(tmp_path / "bk2"), "--format", "directory",
+                "--jobs", "2", "--compress", "gzip:3", tmp_path=tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert "backup verified" in text.stdout
+    refused = _cli(pg_db, "backup", "--out", str(tmp_path / "bk3"), "--jobs", "2",
+                   tmp_path=tmp_path)
+    assert refused.returncode == 3
+    assert "needs --format directory" in refused.stderr
+
+
+def _cli(settings: PgSettings, *args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run enerlink-migrate as a DBA would: the password in a 0600 pgpass file."""
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"{settings.host}:{settings.port}:*:{settings.user}:"
+                        f"{settings.password}\n")
+    passfile.chmod(0o600)
+    env = {**os.environ, "PGPASSFILE": str(passfile)}
+    env.pop("PGPASSWORD", None)
+    dsn = f"postgresql://{settings.user}@{settings.host}:{settings.port}/{settings.dbname}"
+    return subprocess.run([sys.executable, "-m", "wizard", *args, "--dsn", dsn], env=env,
+                          capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)

@@ -90,12 +90,14 @@ def _signal_group(pid: int, sig: int) -> None:
 def run_program(argv: Sequence[str], *, env: Mapping[str, str], on_line: OnLine,
                 cancel: threading.Event | None = None, stdin_path: Path | None = None,
                 cwd: Path | None = None, poll_s: float = 0.1,
-                grace_s: float = GRACE_S) -> Outcome:
+                grace_s: float = GRACE_S,
+                on_tick: Callable[[], None] | None = None) -> Outcome:
     """Run `argv` in its own session and stream its output to `on_line`.
 
     Lines are delivered on the calling thread, one at a time, in the order they were read.
     When `cancel` is set the whole process group gets SIGTERM, then SIGKILL after
-    `grace_s`. Reader threads are joined before returning, whatever happens.
+    `grace_s`. `on_tick` is called about every `poll_s` on the calling thread (for a
+    progress estimate between lines). Reader threads are joined before returning.
     """
     args = [resolve(argv[0], env), *argv[1:]]
     started = time.monotonic()
@@ -121,8 +123,12 @@ def run_program(argv: Sequence[str], *, env: Mapping[str, str], on_line: OnLine,
     cancelled = False
     killed_at: float | None = None
     open_streams = 2
+    last_tick = time.monotonic()
     try:
         while open_streams or proc.poll() is None:
+            if on_tick is not None and time.monotonic() - last_tick >= poll_s:
+                last_tick = time.monotonic()
+                on_tick()
             if cancel is not None and cancel.is_set() and not cancelled:
                 cancelled = True
                 _signal_group(proc.pid, signal.SIGTERM)

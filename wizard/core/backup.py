@@ -1,0 +1,539 @@
+"""The verified backup: pg_dump into a private file with progress and cancel, then verify it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import stat
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from wizard.core import sqlfiles
+from wizard.core.archive import (
+    ArchiveError,
+    archive_sha256,
+    archive_size,
+    check_complete,
+    read_archive,
+)
+from wizard.core.connection import PgSettings
+from wizard.core.journal import Journal, target_of
+from wizard.core.pgenv import conninfo_arg, libpq_env
+from wizard.core.pgtools import Tool, ToolNotFound, find_tool
+from wizard.core.procs import Outcome, ProgramNotFound, run_program
+from wizard.core.reporting import Cancelled, Progress, Report, check_cancel, no_progress, no_report
+
+FORMATS = ("custom", "directory")
+# Measured by tests/bench/bench_backup.py: zlib level 1 keeps pg_dump close to the plain
+# dump's time at a fraction of its size; pg_dump's default (level 6) is ~3.5x slower.
+DEFAULT_COMPRESSION = "gzip:1"
+DEFAULT_LOCK_WAIT_S = 30.0
+SQL = "catalog/backup.sql"
+DATA_START, DATA_END = 0.02, 0.90  # progress: catalog reading, table data, verification
+PRIOR_BYTES_PER_S = 100e6  # table bytes per second until the first table is done
+DUMPING = re.compile(r'dumping contents of table "(.+)"\s*$')
+FINISHED = re.compile(r"finished item \d+ TABLE DATA (.+?)\s*$")
+
+
+class BackupRefused(RuntimeError):
+    """The backup cannot start (options, tools, free space); nothing was written."""
+
+
+@dataclass(frozen=True)
+class BackupOptions:
+    out_dir: Path
+    format: str = "custom"  # custom | directory
+    jobs: int = 1  # directory format only
+    compression: str | None = DEFAULT_COMPRESSION  # None: pg_dump's own default
+    lock_wait_timeout_s: float = DEFAULT_LOCK_WAIT_S
+    pg_dump: str | Path | None = None  # a configured program or folder, else searched
+    pg_restore: str | Path | None = None
+
+
+@dataclass(frozen=True)
+class BackupPlan:
+    settings: PgSettings
+    options: BackupOptions
+    pg_dump: Tool
+    pg_restore: Tool
+    server_version: str
+    path: Path
+    argv: list[str]
+    compression: str
+    db_size_bytes: int
+    free_bytes: int
+    table_bytes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class BackupResult:
+    verified: bool
+    path: str
+    format: str
+    dbname: str
+    host: str
+    port: int
+    user: str
+    compression: str
+    jobs: int
+    tool: dict[str, str]
+    restore_tool: dict[str, str]
+    server_version: str
+    size_bytes: int = 0
+    sha256: str | None = None
+    toc_entries: int = 0
+    dump_s: float = 0.0
+    verify_s: float = 0.0
+    duration_s: float = 0.0
+    archive: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.verified
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+# --- prepare: validate, find the tools, name the file, check the space -------------------
+
+
+def backup_name(dbname: str, fmt: str, now: datetime) -> str:
+    """enerlink_<db>_<UTC YYYYmmddTHHMMSSZ>_pre-user-rename.dump (.dir for a folder)."""
+    slug = re.sub(r"[^\w.-]+", "_", dbname).strip("._") or "db"
+    stamp = now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"enerlink_{slug}_{stamp}_pre-user-rename" + (".dump" if fmt == "custom" else ".dir")
+
+
+def compression_args(spec: str | None, tool: Tool) -> tuple[list[str], str]:
+    """pg_dump arguments for a method ("gzip:1", "lz4", "zstd:3", "none", "0".."9")."""
+    if spec is None or spec.strip().lower() in ("", "default"):
+        return [], "default (gzip:6)"
+    text = spec.strip().lower()
+    method, _, level = text.partition(":")
+    if method.isdigit() and not level:
+        method, level = ("none", "") if method == "0" else ("gzip", method)
+    if method not in ("none", "gzip", "lz4", "zstd") or (level and not level.isdigit()):
+        raise BackupRefused(f"unknown compression {spec!r}: use none, gzip:1..9, or lz4 / "
+                            f"zstd[:level] with pg_dump 16 or newer")
+    modern = tool.major >= 16
+    if method == "none":
+        return (["--compress=none"] if modern else ["-Z0"]), "none"
+    if method == "gzip":
+        lvl = int(level) if level else 6
+        if not 1 <= lvl <= 9:
+            raise BackupRefused(f"gzip level {lvl} is out of range: use gzip:1 to gzip:9")
+        return ([f"--compress=gzip:{lvl}"] if modern else [f"-Z{lvl}"]), f"gzip:{lvl}"
+    if not modern:
+        raise BackupRefused(f"{method} compression needs pg_dump 16 or newer; {tool.path} is "
+                            f"{tool.version}. Use gzip:1, or point --pg-dump at a newer one")
+    return [f"--compress={text}"], text
+
+
+def _first_error(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return next((ln for ln in lines if "FATAL" in ln or "error" in ln.lower()),
+                lines[0] if lines else text).split("failed: ", 1)[-1]
+
+
+def _existing(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def _catalog(settings: PgSettings) -> tuple[dict[str, Any], dict[str, int]]:
+    try:
+        with settings.connect(autocommit=True) as conn, conn.cursor(row_factory=dict_row) as cur:
+            # Catalog reads only; never wait behind another session's locks here.
+            cur.execute("SET lock_timeout = '5s'")
+            cur.execute("SET statement_timeout = '60s'")
+            cur.execute(sqlfiles.query(SQL, "database"))
+            db = cur.fetchone() or {}
+            cur.execute(sqlfiles.query(SQL, "table_sizes"))
+            tables = {str(r["name"]): int(r["bytes"]) for r in cur.fetchall()}
+            if tables and not any(tables.values()):  # never vacuumed: weigh tables equally
+                tables = dict.fromkeys(tables, 1)
+    except psycopg.Error as exc:
+        raise BackupRefused(f"cannot read {settings.describe()} before the backup: "
+                            f"{_first_error(str(exc))}") from None
+    return db, tables
+
+
+def _find_tools(options: BackupOptions, major: int) -> tuple[Tool, Tool]:
+    try:
+        dump = find_tool("pg_dump", major, options.pg_dump)
+        if options.pg_restore is not None:
+            restore = find_tool("pg_restore", dump.major, options.pg_restore)
+        else:
+            # Read the archive with the pg_restore that came with this pg_dump if there is one.
+            try:
+                restore = find_tool("pg_restore", dump.major, dump.path.parent)
+            except ToolNotFound:
+                restore = find_tool("pg_restore", dump.major)
+    except ToolNotFound as exc:
+        raise BackupRefused(str(exc)) from None
+    return dump, restore
+
+
+def prepare(settings: PgSettings, options: BackupOptions, *,
+            now: datetime | None = None) -> BackupPlan:
+    """Validate, pick pg_dump, name the file and check the free space. Writes nothing."""
+    if options.format not in FORMATS:
+        raise BackupRefused(f"unknown format {options.format!r}: use custom or directory")
+    if options.jobs < 1:
+        raise BackupRefused("--jobs must be 1 or more")
+    if options.jobs > 1 and options.format != "directory":
+        raise BackupRefused(f"--jobs {options.jobs} needs --format directory (pg_dump writes "
+                            f"a custom-format file with one process)")
+    if options.lock_wait_timeout_s <= 0:
+        raise BackupRefused("the lock wait timeout must be positive")
+    out_dir = Path(options.out_dir).expanduser().absolute()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BackupRefused(f"{out_dir} exists and is not a folder; choose a folder for --out")
+    db, tables = _catalog(settings)
+    major = int(db["server_version_num"]) // 10000
+    dump, restore = _find_tools(options, major)
+    compress, compression = compression_args(options.compression, dump)
+    path = out_dir / backup_name(settings.dbname, options.format, now or
+                                 datetime.now(timezone.utc))
+    if path.exists():
+        raise BackupRefused(f"{path} already exists; wait a second or choose another folder")
+    size = int(db["size_bytes"])
+    free = shutil.disk_usage(_existing(out_dir)).free
+    if free < size:
+        raise BackupRefused(
+            f"not enough free space for the backup: {human(free)} ({free} bytes) free in "
+            f"{_existing(out_dir)}, the database {settings.dbname} is about {human(size)} "
+            f"({size} bytes, pg_database_size). Free some space or choose another --out "
+            f"folder")
+    argv = [str(dump.path), "--no-password", f"--dbname={conninfo_arg(settings)}",
+            f"--format={options.format}", f"--file={path}", "--verbose",
+            f"--lock-wait-timeout={int(options.lock_wait_timeout_s * 1000)}", *compress]
+    if options.jobs > 1:
+        argv.append(f"--jobs={options.jobs}")
+    return BackupPlan(settings=settings, options=options, pg_dump=dump, pg_restore=restore,
+                      server_version=str(db["server_version"]), path=path, argv=argv,
+                      compression=compression, db_size_bytes=size, free_bytes=free,
+                      table_bytes=tables)
+
+
+# --- run: dump with progress and cancel, then verify -------------------------------------
+
+
+class DumpProgress:
+    """Turns pg_dump --verbose lines into a smoothly moving fraction and an ETA.
+
+    Each table weighs its catalog size; a table in flight counts as far as the throughput
+    measured on finished tables (a prior before that) says, capped at 95 % of it.
+    """
+
+    def __init__(self, table_bytes: dict[str, int], jobs: int, progress: Progress) -> None:
+        self.sizes = table_bytes
+        self.total = max(1, sum(table_bytes.values()))
+        self.jobs = jobs
+        self.progress = progress
+        self.in_flight: dict[str, float] = {}
+        self.done_bytes = 0
+        self.first: float | None = None
+        self.last_fraction = 0.0
+        self.current = ""
+
+    def line(self, text: str) -> None:
+        now = time.monotonic()
+        if match := DUMPING.search(text):
+            if self.jobs == 1:
+                self._finish_all()
+            name = match.group(1)
+            self.in_flight[name] = now
+            self.current = name
+            if self.first is None:
+                self.first = now
+            self.tick()
+        elif match := FINISHED.search(text):
+            tag = match.group(1)
+            for name in [n for n in self.in_flight if n.split(".", 1)[-1] == tag][:1]:
+                self._finish(name)
+            self.tick()
+
+    def _finish(self, name: str) -> None:
+        self.in_flight.pop(name, None)
+        self.done_bytes += self.sizes.get(name, 0)
+
+    def _finish_all(self) -> None:
+        for name in list(self.in_flight):
+            self._finish(name)
+
+    def data_fraction(self, now: float) -> float:
+        if self.first is None:
+            return 0.0
+        elapsed = max(now - self.first, 1e-6)
+        rate = self.done_bytes / elapsed if self.done_bytes else PRIOR_BYTES_PER_S
+        share = rate / max(1, len(self.in_flight))
+        flying = sum(min(0.95 * self.sizes.get(n, 0), share * (now - t0))
+                     for n, t0 in self.in_flight.items())
+        return min(1.0, (self.done_bytes + flying) / self.total)
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        frac = self.data_fraction(now)
+        overall = max(self.last_fraction, DATA_START + (DATA_END - DATA_START) * frac)
+        self.last_fraction = overall
+        detail = f"{self.current or 'reading the catalog'} · {human(frac * self.total)} of " \
+                 f"{human(self.total)}"
+        if self.first is not None and frac > 0.02:
+            eta = (now - self.first) * (1 - frac) / frac
+            detail += f" · ETA {eta:.0f} s"
+        self.progress(overall, detail)
+
+    def data_done(self) -> None:
+        self._finish_all()
+        self.last_fraction = max(self.last_fraction, DATA_END)
+        self.progress(self.last_fraction, "all table data written; verifying")
+
+
+def _level(line: str) -> str:
+    low = line.lower()
+    if "error:" in low or "fatal:" in low or line.startswith(("FATAL", "ERROR")):
+        return "error"
+    return "warn" if "warning:" in low else "info"
+
+
+def _explain(outcome: Outcome, plan: BackupPlan) -> str:
+    errors = [ln for ln in outcome.stderr_tail if _level(ln) == "error"] or \
+        outcome.stderr_tail[-3:]
+    text = "\n".join(outcome.stderr_tail)
+    first = errors[0].split("failed: ", 1)[-1] if errors else ""
+    s = plan.settings
+    hint = "see the lines above; fix the cause and run the backup again"
+    if "password authentication failed" in text:
+        hint = f"wrong password for role {s.user} on {s.host}:{s.port}; correct it in the " \
+               f"profile or pgpass file and retry"
+    elif "no password supplied" in text:
+        hint = f"the server wants a password for {s.user} and none was given; add it to the " \
+               f"profile or a pgpass file"
+    elif "lock timeout" in text or "statement timeout" in text:
+        hint = (f"another session holds a lock that blocked pg_dump for "
+                f"{plan.options.lock_wait_timeout_s:g} s; find it in the pre-flight session "
+                f"list, end it or wait, then retry (or raise the lock wait timeout)")
+    elif "No space left on device" in text:
+        hint = f"the disk holding {plan.path.parent} is full; free space or choose another " \
+               f"folder"
+    elif "permission denied" in text:
+        hint = f"role {s.user} cannot read everything pg_dump needs; back up as the tables' " \
+               f"owner or a role with SELECT on every table"
+    elif "server version mismatch" in text or "aborting because of server version" in text:
+        hint = f"{plan.pg_dump.path} ({plan.pg_dump.version}) is older than the server " \
+               f"({plan.server_version}); install a newer pg_dump"
+    what = f": {first}" if first else ""
+    return f"pg_dump failed ({outcome.describe()}){what}. {hint}"
+
+
+def _private_folder(folder: Path, report: Report) -> None:
+    if not folder.exists():
+        folder.mkdir(parents=True, mode=0o700)
+        os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
+        return
+    mode = stat.S_IMODE(folder.stat().st_mode)
+    if mode & 0o077:
+        report("warn", f"{folder} is open to other users (mode {mode:o}); the backup itself is "
+                       f"0600, but `chmod 700 {folder}` keeps even its name private")
+
+
+def _create_target(plan: BackupPlan) -> None:
+    """Create the file (0600) or folder (0700) before pg_dump opens it, never reusing one."""
+    try:
+        if plan.options.format == "custom":
+            os.close(os.open(plan.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.chmod(plan.path, 0o600)
+        else:
+            plan.path.mkdir(mode=0o700)
+            os.chmod(plan.path, 0o700)
+    except FileExistsError:
+        raise BackupRefused(f"{plan.path} already exists; nothing was written") from None
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _tighten(path: Path) -> None:
+    """pg_dump creates a directory backup's files with the umask's mode: make them 0600."""
+    if path.is_dir():
+        for file in path.rglob("*"):
+            if file.is_file():
+                os.chmod(file, 0o600)
+
+
+def _result(plan: BackupPlan) -> BackupResult:
+    s = plan.settings
+    return BackupResult(
+        verified=False, path=str(plan.path), format=plan.options.format, dbname=s.dbname,
+        host=s.host, port=s.port, user=s.user, compression=plan.compression,
+        jobs=plan.options.jobs,
+        tool={"path": str(plan.pg_dump.path), "version": plan.pg_dump.version},
+        restore_tool={"path": str(plan.pg_restore.path), "version": plan.pg_restore.version},
+        server_version=plan.server_version)
+
+
+def verify(plan: BackupPlan, result: BackupResult, *, report: Report = no_report,
+           progress: Progress = no_progress, cancel: threading.Event | None = None) -> None:
+    """Fill `result`: the archive is whole, pg_restore --list reads it, its sha256."""
+    path = plan.path
+    report("step", f"verifying {path.name}: archive structure, pg_restore --list, sha256")
+    info = read_archive(path)
+    check_complete(info)
+    result.archive = info.to_dict()
+    listed: list[str] = []
+    errors: list[str] = []
+
+    def on_line(stream: str, line: str) -> None:
+        (listed if stream == "stdout" else errors).append(line)
+
+    with libpq_env(plan.settings) as env:
+        outcome = run_program([str(plan.pg_restore.path), "--list", str(path)], env=env,
+                              on_line=on_line, cancel=cancel)
+    if outcome.cancelled:
+        raise Cancelled("backup cancelled by the operator during verification")
+    if not outcome.ok:
+        raise ArchiveError(f"pg_restore --list cannot read {path} ({outcome.describe()}): "
+                           f"{' '.join(errors[-3:])}")
+    result.toc_entries = sum(1 for ln in listed if ln.strip() and not ln.startswith(";"))
+    if result.toc_entries == 0:
+        raise ArchiveError(f"pg_restore --list shows no entries in {path}")
+    total = max(1, archive_size(path))
+    hashed = 0
+
+    def on_bytes(n: int) -> None:
+        nonlocal hashed
+        hashed += n
+        check_cancel(cancel, "backup")
+        progress(DATA_END + (1 - DATA_END) * 0.95 * hashed / total, "computing sha256")
+
+    result.sha256 = archive_sha256(path, on_bytes)
+    result.size_bytes = archive_size(path)
+
+
+def run(plan: BackupPlan, *, report: Report = no_report, progress: Progress = no_progress,
+        cancel: threading.Event | None = None, journal: Journal | None = None) -> BackupResult:
+    """Dump, then verify. Cancel removes the partial backup and raises Cancelled; a failed
+    dump or verification is returned with `verified` False and the reason in `error`."""
+    check_cancel(cancel, "backup")
+    started = time.monotonic()
+    _private_folder(plan.path.parent, report)
+    _create_target(plan)
+    result = _result(plan)
+    if journal is not None:
+        journal.write("backup_started", path=str(plan.path), format=plan.options.format,
+                      compression=plan.compression, jobs=plan.options.jobs,
+                      tool=result.tool, target=target_of(plan.settings),
+                      db_size_bytes=plan.db_size_bytes, free_bytes=plan.free_bytes)
+    report("step", f"pg_dump {plan.pg_dump.version} ({plan.pg_dump.path}) → {plan.path} "
+                   f"({plan.options.format}, compression {plan.compression})")
+    tracker = DumpProgress(plan.table_bytes, plan.options.jobs, progress)
+    progress(0.0, "starting pg_dump")
+
+    def on_line(_stream: str, line: str) -> None:
+        report(_level(line), line)
+        tracker.line(line)
+
+    try:
+        try:
+            with libpq_env(plan.settings) as env:
+                outcome = run_program(plan.argv, env=env, on_line=on_line, cancel=cancel,
+                                      on_tick=tracker.tick)
+        except ProgramNotFound as exc:
+            raise BackupRefused(str(exc)) from None
+        result.dump_s = round(outcome.duration_s, 3)
+        if outcome.cancelled:
+            raise Cancelled("backup cancelled by the operator")
+        if not outcome.ok:
+            result.error = _explain(outcome, plan)
+        else:
+            tracker.data_done()
+            _tighten(plan.path)
+            t0 = time.monotonic()
+            try:
+                verify(plan, result, report=report, progress=progress, cancel=cancel)
+                result.verified = True
+            except ArchiveError as exc:
+                result.error = f"the backup failed verification: {exc}"
+            result.verify_s = round(time.monotonic() - t0, 3)
+    except Cancelled:
+        _remove(plan.path)
+        if journal is not None:
+            journal.write("backup_cancelled", path=str(plan.path), removed=True)
+        report("warn", f"backup cancelled; the partial {plan.path} was removed")
+        raise Cancelled(f"backup cancelled by the operator; the partial {plan.path} was "
+                        f"removed") from None
+    except BaseException:
+        _remove(plan.path)
+        raise
+    result.duration_s = round(time.monotonic() - started, 3)
+    if result.verified:
+        report("step", f"backup verified: {result.path}, {human(result.size_bytes)}, "
+                       f"{result.toc_entries} TOC entries, sha256 {result.sha256}")
+        progress(1.0, "verified")
+    else:
+        if result.error and result.error.startswith("pg_dump failed"):
+            _remove(plan.path)  # an incomplete dump is of no use to anyone
+            result.error += f" (the incomplete {plan.path.name} was removed)"
+        report("error", result.error or "backup failed")
+    if journal is not None:
+        journal.write("backup", **result.to_dict())
+    return result
+
+
+def backup(settings: PgSettings, options: BackupOptions, *, report: Report = no_report,
+           progress: Progress = no_progress, cancel: threading.Event | None = None,
+           journal: Journal | None = None) -> BackupResult:
+    """prepare() then run()."""
+    return run(prepare(settings, options), report=report, progress=progress, cancel=cancel,
+               journal=journal)
+
+
+# --- the migrate guard -------------------------------------------------------------------
+
+
+def latest_verified_backup(settings: PgSettings,
+                           journals: Iterable[Journal]) -> dict[str, Any] | None:
+    """The newest verified `backup` event for this host, port and database whose file still
+    exists with the recorded sha256 (with its journal folder under "journal"), or None."""
+    found: list[dict[str, Any]] = []
+    for journal in journals:
+        target = journal.target()
+        for event in journal.events("backup"):
+            where = (event.get("host", target.get("host")),
+                     int(event.get("port", target.get("port")) or 0),
+                     event.get("dbname", target.get("dbname")))
+            if event.get("verified") and where == (settings.host, settings.port,
+                                                   settings.dbname):
+                found.append({**event, "journal": str(journal.folder)})
+    for event in sorted(found, key=lambda e: str(e.get("ts", "")), reverse=True):
+        path = Path(str(event.get("path", "")))
+        if event.get("sha256") and path.exists() and archive_sha256(path) == event["sha256"]:
+            return event
+    return None
