@@ -304,6 +304,7 @@ class MigratePage(StepPage):
         job = self.run_job(
             name, jobs.run, pg, UP, options=self.options(rehearse=rehearse),
             journal=self.session.ensure_journal(), on_done=self.show_result,
+            guard=jobs.Guard(),  # the verified backup (or its typed override), no orphans
             on_failed=lambda _m: self._after_failure(rehearse),
             advice="Nothing was committed: the schema is unchanged. Fix the cause named "
             "above (a refusal names what is missing, e.g. the verified backup or the orphans: "
