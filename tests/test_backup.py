@@ -299,7 +299,9 @@ def test_backup_is_private_verified_and_journaled(pg_db: PgSettings, tmp_path: P
     assert event["server_version"]
     assert event["dbname"] == pg_db.dbname
     assert event["size_bytes"] == path.stat().st_size
-    assert backup.latest_verified_backup(pg_db, [journal])["sha256"] == result.sha256
+    latest = backup.latest_verified_backup(pg_db, [journal])
+    assert latest is not None
+    assert latest["sha256"] == result.sha256
     assert backup.latest_verified_backup(pg_db.with_dbname("other"), [journal]) is None
     # The password is nowhere in what we wrote down.
     assert pg_db.password
@@ -482,7 +484,7 @@ def test_a_directory_backup_missing_a_data_file_fails_verification(
 def test_not_enough_free_space_is_refused_with_both_numbers(
         pg_db: PgSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """disk_usage is a stand-in here: a real full disk cannot be made in a test."""
-    monkeypatch.setattr(backup.shutil, "disk_usage",
+    monkeypatch.setattr(shutil, "disk_usage",
                         lambda _p: shutil._ntuple_diskusage(10**12, 10**12 - 4096, 4096))
     with pg_db.connect() as conn:
         row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
@@ -550,6 +552,7 @@ def test_the_cli_backs_up_end_to_end(pg_db: PgSettings, tmp_path: Path,
     assert path.is_file()
     assert data["sha256"] == archive_sha256(path)
     assert "dumping contents of table" in out.stderr
+    assert pg_db.password
     assert pg_db.password not in out.stdout + out.stderr
     events = Journal(Path(data["journal"])).events("backup")
     assert events[-1]["sha256"] == data["sha256"]
