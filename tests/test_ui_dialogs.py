@@ -1,0 +1,249 @@
+"""The restore and previous-runs dialogs on real PostgreSQL, pg_dump and pg_restore."""
+
+from __future__ import annotations
+
+import subprocess
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg import sql
+from PySide6.QtWidgets import QLineEdit, QMessageBox
+from pytestqt.qtbot import QtBot
+
+from wizard.core import jobs
+from wizard.core.checklist import final_checklist
+from wizard.core.connection import PgSettings
+from wizard.core.fingerprint import schema_fingerprint
+from wizard.core.journal import Journal
+from wizard.core.pgenv import conninfo_arg, libpq_env
+from wizard.core.plan import UP
+from wizard.core.report import MANUAL_CHECKS, record_operator
+from wizard.core.session import WizardSession
+from wizard.sandbox.servers import PostgresServer
+from wizard.ui.confirm import TypedConfirmDialog
+from wizard.ui.dialogs import restore as restore_dialog
+from wizard.ui.dialogs.restore import RestoreDialog
+from wizard.ui.dialogs.runs import RunsDialog
+from wizard.ui.pages.profile import ProfilePage
+from wizard.ui.window import MigrationWizard
+
+JOB_MS = 60_000
+
+
+# The same small helpers as test_ui_verify (pytest runs in importlib mode: no shared import).
+def fingerprint(settings: PgSettings) -> list[str]:
+    with settings.connect() as conn:
+        return schema_fingerprint(conn)
+
+
+def databases(server: PostgresServer) -> set[str]:
+    with server.admin_connect() as admin:
+        return {r[0] for r in admin.execute("SELECT datname FROM pg_database").fetchall()}
+
+
+def has_table(settings: PgSettings, table: str) -> bool:
+    with settings.connect() as conn:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                           (f'public."{table}"',)).fetchone()
+        return bool(row and row[0])
+
+
+def pg_dump_custom(server: PostgresServer, settings: PgSettings, out: Path) -> Path:
+    with libpq_env(settings) as env:
+        subprocess.run([str(server.bindir / "pg_dump"), "--no-password", "-Fc", "-f", str(out),
+                        f"--dbname={conninfo_arg(settings)}"],
+                       env=env, check=True, capture_output=True)
+    return out
+
+
+def migrate(session: WizardSession) -> None:
+    _plan, result, _journal = jobs.run(session.pg, UP, journal=session.ensure_journal())
+    assert result.ok, result.error
+
+
+def pdf_text(path: Path) -> str:
+    out = subprocess.run(["pdftotext", str(path), "-"], check=True, capture_output=True,
+                         text=True).stdout
+    return " ".join(unicodedata.normalize("NFKC", out).split())
+
+
+@pytest.fixture
+def live(pg_db: PgSettings, pg_server: PostgresServer) -> Iterator[PgSettings]:
+    """The sample database; the restore's kept and half-made databases are dropped after."""
+    yield pg_db
+    with pg_server.admin_connect() as admin:
+        for name in databases(pg_server):
+            if name.startswith(pg_db.dbname + "_"):
+                admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+                    sql.Identifier(name)))
+
+
+def close(dialog: Any, qtbot: QtBot) -> None:
+    if dialog.job is not None:
+        qtbot.waitUntil(lambda: not dialog.busy, timeout=JOB_MS)
+    dialog.reject()
+
+
+def test_restore_dialog_shows_what_is_inside_then_restores(
+        wizard_window: MigrationWizard, qtbot: QtBot, live: PgSettings,
+        open_session: Any, pg_server: PostgresServer, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    before = fingerprint(live)
+    backup = pg_dump_custom(pg_server, live, tmp_path / "outside.dump")  # not in any journal
+    session = open_session(wizard_window, live)
+    migrate(session)
+    dialog = RestoreDialog.open_for(wizard_window)
+    assert dialog is not None
+    assert not dialog.restore_button.isEnabled()
+    dialog.path.setText(str(backup))
+    dialog.jobs.setValue(2)
+    dbs_before = databases(pg_server)
+    dialog.inspect_button.click()
+    qtbot.waitUntil(lambda: dialog.plan is not None, timeout=JOB_MS)
+    plan = dialog.plan
+    assert plan is not None
+    shown = dialog.inspection.toPlainText()
+    for expected in ("custom", live.dbname, "schema state in the backup: pre", "prosumer",
+                     "wallet", "read completely by pg_restore", plan.before_db,
+                     plan.restore_db):
+        assert expected in shown, expected
+    assert databases(pg_server) == dbs_before  # inspecting changed nothing
+    qtbot.waitUntil(dialog.restore_button.isEnabled, timeout=5_000)
+
+    asked: list[str] = []
+
+    def typed(_parent: Any, _title: str, consequence: str, expected: str,
+              _action: str) -> str:
+        asked.append(expected)
+        assert plan.before_db in consequence
+        return expected
+    monkeypatch.setattr(restore_dialog, "confirm_typed", typed)
+    dialog.restore_button.click()
+    qtbot.waitUntil(lambda: dialog.outcome is not None, timeout=JOB_MS)
+    outcome = dialog.outcome
+    assert outcome is not None
+    assert outcome.result.ok, outcome.result.error
+    assert asked == [live.dbname]
+    assert fingerprint(live) == before
+    assert has_table(live.with_dbname(plan.before_db), "user")
+    text = dialog.result_label.text()
+    assert plan.before_db in text
+    assert "DROP DATABASE" in text
+    assert "no Redis" in text  # the cache part is reported on its own
+    # The dialog's own run journal, with its log file.
+    assert dialog.journal is not None
+    assert [e["result"]["ok"] for e in dialog.journal.events("restore_finished")] == [True]
+    assert (dialog.journal.folder / "wizard.log").read_text().count("swapping") >= 1
+    assert live.password
+    assert live.password not in (dialog.journal.folder / "wizard.log").read_text()
+    close(dialog, qtbot)
+
+
+def test_restore_dialog_refuses_a_truncated_backup(
+        wizard_window: MigrationWizard, qtbot: QtBot, live: PgSettings,
+        open_session: Any, pg_server: PostgresServer, tmp_path: Path) -> None:
+    whole = pg_dump_custom(pg_server, live, tmp_path / "whole.dump")
+    cut = tmp_path / "cut.dump"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    open_session(wizard_window, live)
+    dialog = RestoreDialog.open_for(wizard_window)
+    assert dialog is not None
+    dialog.path.setText(str(cut))
+    dialog.inspect_button.click()
+    qtbot.waitUntil(lambda: dialog.errors.isVisible(), timeout=JOB_MS)
+    message = dialog.errors.message.text()
+    assert str(cut) in message
+    # Cut in the TOC, --list fails; cut in the data, reading it to the end does.
+    assert "cannot read" in message or "damaged" in message
+    assert dialog.plan is None
+    assert "Not restorable" in dialog.inspection.toPlainText()
+    assert not dialog.restore_button.isEnabled()
+    close(dialog, qtbot)
+
+
+def test_restore_dialog_before_a_run_uses_the_first_pages_form(
+        wizard_window: MigrationWizard, qtbot: QtBot, pg_db: PgSettings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    warned: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning",
+                        lambda _p, _t, text, *_a: warned.append(text))
+    page = wizard_window.currentPage()
+    assert isinstance(page, ProfilePage)
+    assert wizard_window.session is None
+    values = {"pg_host": pg_db.host, "pg_port": str(pg_db.port), "pg_dbname": pg_db.dbname,
+              "pg_user": pg_db.user}
+    for key, value in values.items():
+        widget = page.editors[key].widget
+        assert isinstance(widget, QLineEdit)
+        widget.setText(value)
+    page.passwords["postgres"].setText(pg_db.password or "")
+    dialog = RestoreDialog.open_for(wizard_window)
+    assert dialog is not None
+    assert (dialog.pg.host, dialog.pg.port, dialog.pg.dbname) == (pg_db.host, pg_db.port,
+                                                                  pg_db.dbname)
+    assert dialog.pg.password == pg_db.password
+    assert warned == []
+    close(dialog, qtbot)
+    port = page.editors["pg_port"].widget
+    assert isinstance(port, QLineEdit)
+    port.setText("not a port")
+    assert RestoreDialog.open_for(wizard_window) is None
+    assert "whole number" in warned[0]
+
+
+def test_typed_confirmation_enables_its_button_only_for_the_exact_name(qtbot: QtBot) -> None:
+    dialog = TypedConfirmDialog(None, "Restore", "replaces the database", "enerlink_prod",
+                                "&Restore")
+    qtbot.addWidget(dialog)
+    assert not dialog.ok.isEnabled()
+    dialog.entry.setText("enerlink_pro")
+    assert not dialog.ok.isEnabled()
+    dialog.entry.setText("enerlink_prod ")
+    assert not dialog.ok.isEnabled()
+    dialog.entry.setText("enerlink_prod")
+    assert dialog.ok.isEnabled()
+
+
+def test_runs_dialog_lists_the_run_and_exports_its_pdf(
+        wizard_window: MigrationWizard, qtbot: QtBot, pg_db: PgSettings,
+        open_session: Any, tmp_path: Path) -> None:
+    session = open_session(wizard_window, pg_db)
+    migrate(session)
+    journal = session.ensure_journal()
+    final_checklist(pg_db, journal=journal)
+    record_operator(journal, "Sam Reviewer")
+    (journal.folder / "wizard.log").write_text("12:00:00 [step] Migrate…\n")
+    # An older run without a wizard log: its journaled log lines are shown instead.
+    _plan, result, older = jobs.run(pg_db, UP, journal=Journal.create(pg_db, "migrate"))
+    assert result.ok  # nothing left to do: the database is migrated already
+
+    dialog = RunsDialog.open_for(wizard_window)
+    assert dialog.table.rowCount() == 2
+    runs = {dialog.runs[i].journal.folder: i for i in range(2)}
+    assert list(runs) == sorted(runs, reverse=True)  # newest first
+    row = runs[journal.folder]
+    cells = [dialog.table.item(row, j).text() for j in range(5)]  # type: ignore[union-attr]
+    assert cells[1:4] == ["wizard", pg_db.dbname, f"{pg_db.host}:{pg_db.port}"]
+    assert cells[4] == "migration succeeded"
+    dialog.table.setCurrentCell(row, 0)
+    assert dialog.log.toPlainText() == "12:00:00 [step] Migrate…\n"
+    titles = [dialog.checklist.topLevelItem(i).text(1)  # type: ignore[union-attr]
+              for i in range(dialog.checklist.topLevelItemCount())]
+    assert "No orphan rows in the columns that refer to user" in titles
+    assert {m.title for m in MANUAL_CHECKS} <= set(titles)
+    assert dialog.pdf_button.isEnabled()
+    pages = dialog.export_pdf(tmp_path / "previous.pdf")
+    assert pages >= 1
+    text = pdf_text(tmp_path / "previous.pdf")
+    assert pg_db.dbname in text
+    assert "Sam Reviewer" in text
+    assert pg_db.password
+    assert pg_db.password not in text
+
+    dialog.table.setCurrentCell(runs[older.folder], 0)
+    assert "[" in dialog.log.toPlainText()  # the journal's log events, formatted
+    assert str(older.folder) in dialog.where.text()
+    dialog.reject()
