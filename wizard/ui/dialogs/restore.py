@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,7 +106,8 @@ def inspection_text(plan: restore.RestorePlan) -> str:
     insp = plan.inspection
     lines = list(insp.summary())
     tables = insp.tables
-    lines.append(f"  tables ({len(tables)}): {', '.join(tables)}")
+    lines.append(textwrap.fill(f"  tables ({len(tables)}): {', '.join(tables)}", width=100,
+                               subsequent_indent="    ", break_on_hyphens=False))
     lines += ["", f"Restore into a new database {plan.restore_db} on "
               f"{plan.settings.host}:{plan.settings.port}, check it, then swap names:",
               f"  {plan.live_db} → {plan.before_db} (kept, not dropped)",

@@ -140,7 +140,7 @@ class VerifyPage(StepPage):
         header = self.tree.header()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
-        header.resizeSection(1, 380)
+        header.resizeSection(1, 430)
         header.setStretchLastSection(True)
         self.tree.currentItemChanged.connect(self._show_evidence)
         self.evidence = QPlainTextEdit()
