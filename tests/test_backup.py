@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from wizard.core import backup, pgtools
@@ -309,6 +311,23 @@ def test_backup_is_private_verified_and_journaled(pg_db: PgSettings, tmp_path: P
     assert pg_db.password not in log.text()
 
 
+def test_a_database_name_with_spaces_and_umlauts(pg_server: PostgresServer,
+                                                 owner: PgSettings, template_db: Any,
+                                                 tmp_path: Path) -> None:
+    name = "Energie Prüf db"
+    with pg_server.admin_connect() as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE enerlink_template OWNER {}").format(
+            sql.Identifier(name), sql.Identifier(owner.user)))
+    try:
+        result = backup.backup(owner.with_dbname(name), BackupOptions(out_dir=tmp_path))
+        assert result.verified, result.error
+        assert Path(result.path).name.startswith("enerlink_Energie_Prüf_db_")
+        assert result.archive["dbname"] == name
+    finally:
+        with pg_server.admin_connect() as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 def test_directory_format_with_two_jobs(pg_db: PgSettings, tmp_path: Path) -> None:
     journal = Journal.create(pg_db, "backup")
     result = backup.backup(pg_db, BackupOptions(out_dir=tmp_path / "out", format="directory",
@@ -577,3 +596,29 @@ def _cli(settings: PgSettings, *args: str, tmp_path: Path) -> subprocess.Complet
     dsn = f"postgresql://{settings.user}@{settings.host}:{settings.port}/{settings.dbname}"
     return subprocess.run([sys.executable, "-m", "wizard", *args, "--dsn", dsn], env=env,
                           capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+
+
+def test_ctrl_c_in_the_cli_cancels_and_removes_the_partial_file(
+        pg_server: PostgresServer, pg_db: PgSettings, tmp_path: Path) -> None:
+    """SIGINT to the CLI while pg_dump waits on a lock: pg_dump is stopped, nothing is left."""
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"{pg_db.host}:{pg_db.port}:*:{pg_db.user}:{pg_db.password}\n")
+    passfile.chmod(0o600)
+    env = {**os.environ, "PGPASSFILE": str(passfile)}
+    dsn = f"postgresql://{pg_db.user}@{pg_db.host}:{pg_db.port}/{pg_db.dbname}"
+    out = tmp_path / "bk"
+    with table_locked(pg_server, pg_db.dbname):
+        proc = subprocess.Popen([sys.executable, "-m", "wizard", "backup", "--out", str(out),
+                                 "--lock-wait", "120", "--dsn", dsn], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL)
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "reading user-defined tables" in line:
+                assert len(list(out.iterdir())) == 1  # the 0600 file pg_dump is writing
+                proc.send_signal(signal.SIGINT)
+                break
+        stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stdout + stderr
+    assert "cancelled by the operator" in stderr
+    assert list(out.iterdir()) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 import time
@@ -50,17 +51,18 @@ def cmd_backup(args: argparse.Namespace) -> int:
     journal = Journal.create(settings, "backup")
     out = _Stderr()
     cancel = threading.Event()
+    # pg_dump runs in its own session, so Ctrl-C reaches only us: turn it into a cancel,
+    # which stops pg_dump's process group, removes the partial file and journals it.
+    previous = signal.signal(signal.SIGINT, lambda _sig, _frame: cancel.set())
     try:
         result = backup.run(plan, report=out.report, progress=out.progress, cancel=cancel,
                             journal=journal)
-    except KeyboardInterrupt:
-        # Ctrl-C reached us first; pg_dump runs in its own session, so stop it ourselves.
-        raise CliError(f"interrupted; the partial {plan.path} may remain", EXIT_FAILED) \
-            from None
     except Cancelled as exc:
         raise CliError(str(exc), EXIT_FAILED) from None
     except BackupRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
     if result.verified:
         text = (f"backup verified: {result.path}\n  {human(result.size_bytes)}, "
                 f"{result.toc_entries} TOC entries, sha256 {result.sha256}\n"
