@@ -83,6 +83,16 @@ def test_scan_works_after_the_rename_with_the_new_names(pg_server: PostgresServe
     assert _counts(scan) == dict.fromkeys(AFTER, 2)
 
 
+def test_a_scan_taken_before_the_rename_is_not_used_after_it(
+        pg_server: PostgresServer, pg_db: PgSettings, tmp_path: Path) -> None:
+    _inject(pg_server, pg_db, 1)
+    scan = orphans.scan(pg_db)
+    assert jobs.run(pg_db, UP)[1].ok
+    with pytest.raises(orphans.OrphanError, match="(?i)scan again"):
+        orphans.export(pg_db, scan, tmp_path / "x")
+    assert list((tmp_path / "x").iterdir()) == []
+
+
 def test_partial_state_uses_whatever_names_are_there(pg_server: PostgresServer,
                                                      pg_db: PgSettings) -> None:
     _inject(pg_server, pg_db, 1)

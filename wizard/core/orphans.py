@@ -217,6 +217,11 @@ def _timeout_error(exc: psycopg.errors.QueryCanceled, cancel: threading.Event | 
                        f"again with a longer timeout (--statement-timeout).")
 
 
+def _schema_changed(exc: psycopg.Error, what: str) -> OrphanError:
+    return OrphanError(f"{what} stopped, nothing changed: the schema is not what the scan saw "
+                       f"({exc}); the database was migrated or altered since. Scan again.")
+
+
 # ---------------------------------------------------------------------------------------
 # What to scan
 
@@ -483,6 +488,10 @@ def _table_rows(cur: psycopg.Cursor[dict[str, Any]], scan: OrphanScan, schema: s
     parts = []
     for c in cols:
         ref = c.ref_columns or (scan.parent_key,)
+        if not set(ref) <= set(parent_types) or not info:
+            raise OrphanError(f"{scan.parent}({', '.join(ref)}) or {schema}.{table} is not "
+                              f"there any more: the database was migrated or altered since "
+                              f"the scan. Nothing changed; scan again.")
         parts.append(_orphan_predicate(scan.schema, scan.parent, ref,
                                        [parent_types[r] for r in ref], c.columns))
     return _TableRows(schema, table, [c["name"] for c in info],
@@ -538,6 +547,9 @@ def export(settings: PgSettings, scan: OrphanScan, folder: Path, *,
     except psycopg.errors.QueryCanceled as exc:
         _remove(written)
         raise _timeout_error(exc, cancel, "orphan export", statement_timeout_s) from None
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+        _remove(written)
+        raise _schema_changed(exc, "orphan export") from None
     except BaseException:
         _remove(written)
         raise
@@ -645,6 +657,8 @@ def delete(settings: PgSettings, scan: OrphanScan, exported: Sequence[ExportedCs
             raise OrphanError(f"orphan delete rolled back, nothing deleted: another session "
                               f"holds a lock on the rows or table ({exc}); wait for it or "
                               f"end it, then run the delete again") from None
+        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+            raise _schema_changed(exc, "orphan delete") from None
         except psycopg.errors.ForeignKeyViolation as exc:
             raise OrphanError(f"orphan delete rolled back, nothing deleted: {exc}") from None
     say("info", "deleted " + ", ".join(f"{t}: {n} rows" for t, n in deleted.items())
