@@ -26,11 +26,13 @@ from PySide6.QtWidgets import (
 from wizard.core import cache, restore
 from wizard.core.connection import PgSettings
 from wizard.core.journal import Journal
-from wizard.core.redis_conn import RedisSettings
+from wizard.core.profiles import ProfileError
+from wizard.core.redis_conn import RedisSettings, RedisSettingsError
 from wizard.core.reporting import Progress, Report, no_progress, no_report
 from wizard.ui.confirm import confirm_typed
 from wizard.ui.dialogs import JobDialog
 from wizard.ui.pages.base import LOG_FILE
+from wizard.ui.pages.profile import ProfilePage
 
 if TYPE_CHECKING:
     from wizard.ui.window import MigrationWizard
@@ -211,9 +213,10 @@ class RestoreDialog(JobDialog):
         session = window.session
         if session is None:
             form = window.steps[0]
+            assert isinstance(form, ProfilePage)
             try:
-                session = form._session()  # type: ignore[attr-defined]
-            except Exception as exc:  # whatever the form says is wrong
+                session = form.session_from_form()
+            except (ProfileError, RedisSettingsError) as exc:
                 QMessageBox.warning(window, "Restore a backup",
                                     f"Fill in the connection on this page first: {exc}")
                 return None

@@ -320,7 +320,7 @@ class ProfilePage(StepPage):
             self.pg_status.setText("changed since the test: test again")
             self.set_valid(False)
 
-    def _session(self) -> WizardSession:
+    def session_from_form(self) -> WizardSession:
         profile = self.profile_from_form() if self.editors["name"].get() else Profile(
             **{**{k: e.get() for k, e in self.editors.items()}, "name": "unsaved"})
         return WizardSession.from_profile(
@@ -329,7 +329,7 @@ class ProfilePage(StepPage):
 
     def test_postgres(self) -> None:
         try:
-            session = self._session()
+            session = self.session_from_form()
             state = self._form_state()
         except (ProfileError, RedisSettingsError) as exc:
             self.show_error(str(exc), "Reading the form", "Correct the field named above.")
@@ -353,7 +353,7 @@ class ProfilePage(StepPage):
 
     def test_redis(self) -> None:
         try:
-            session = self._session()
+            session = self.session_from_form()
         except (ProfileError, RedisSettingsError) as exc:
             self.show_error(str(exc), "Reading the form", "Correct the Redis URL.")
             return
@@ -376,7 +376,7 @@ class ProfilePage(StepPage):
                 profile = self.save_profile()
                 if profile is None:
                     return False
-            self.shell.set_session(self._session())
+            self.shell.set_session(self.session_from_form())
         except (ProfileError, RedisSettingsError) as exc:
             self.show_error(str(exc), "Starting the run", "Correct the field named above.")
             return False
