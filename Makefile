@@ -2,7 +2,7 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup test lint pytest demo bench clean
+.PHONY: setup test lint pytest demo bench clean package package-test
 
 setup:
 	@bash packaging/bootstrap.sh
@@ -24,3 +24,13 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache
+
+# The executables: dist/enerlink-migrate (one file) and dist/enerlink-migrate-onedir/.
+# PyInstaller comes with the dev extra; the build ends with the frozen app's --self-test.
+package: setup
+	@$(PY) -c "import PyInstaller" 2>/dev/null || $(PY) -m pip install -q -e '.[dev]'
+	$(PY) packaging/build.py
+
+# Builds (minutes), then tests the builds: --self-test on a clean machine, keyring, CLI.
+package-test: package
+	ENERLINK_PACKAGE_TEST=1 QT_QPA_PLATFORM=offscreen $(PY) -m pytest tests/test_package.py $(PYTEST_ARGS)
