@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from wizard.core.reporting import Cancelled
 
 
 def _log(level: str, message: str) -> None:
-    if level in ("step", "warn", "error"):
+    if level in ("step", "error"):  # the per-column warnings are in the table on stdout
         print(("  " if level == "step" else f"[{level}] ") + message, file=sys.stderr,
               flush=True)
 
@@ -36,7 +37,7 @@ def cmd_orphans(args: argparse.Namespace) -> int:
     settings = pg_settings(args)
     if args.delete and args.confirm != settings.dbname:
         raise CliError(f"deleting orphan rows needs the database name typed back: --confirm "
-                       f"{settings.dbname}", EXIT_REFUSED)
+                       f"{shlex.quote(settings.dbname)}", EXIT_REFUSED)
     journal = Journal.create(settings, "orphans")
     report = None if args.json else _log
     timeouts: dict[str, Any] = {"statement_timeout_s": args.statement_timeout,
@@ -65,8 +66,9 @@ def cmd_orphans(args: argparse.Namespace) -> int:
     if scan.clean:
         return EXIT_OK
     print(f"enerlink-migrate orphans: {scan.total} orphan rows remain in {settings.dbname}; "
-          f"export and delete them with --export DIR --delete --confirm {settings.dbname}, "
-          f"or fix their parents by hand", file=sys.stderr)
+          f"export and delete them with --export DIR --delete --confirm "
+          f"{shlex.quote(settings.dbname)}, or give them their parents back by hand",
+          file=sys.stderr)
     return EXIT_FAILED
 
 

@@ -7,6 +7,7 @@ import hashlib
 import math
 import os
 import re
+import shlex
 import stat
 import threading
 import time
@@ -630,7 +631,7 @@ def delete(settings: PgSettings, scan: OrphanScan, exported: Sequence[ExportedCs
     say, move = report or no_report, progress or no_progress
     if confirm != settings.dbname:
         raise OrphanRefused(f"deleting orphan rows needs the database name typed back: "
-                            f"--confirm {settings.dbname}")
+                            f"--confirm {shlex.quote(settings.dbname)}")
     tables = scan.dirty_tables()
     if not tables:
         say("info", "no orphan rows: nothing to delete")
@@ -738,7 +739,8 @@ def blocking_orphans(scan: OrphanScan, plan: Plan) -> list[str]:
         if step.phase == "validate" or change.get("action") == "validate":
             validated.add((change.get("table", ""), change.get("after", "")))
     messages = []
-    fix = f"enerlink-migrate orphans --export DIR --delete --confirm {scan.database}"
+    fix = (f"enerlink-migrate orphans --export DIR --delete --confirm "
+           f"{shlex.quote(scan.database)}")
     for c in scan.columns:
         if not c.count or len(c.columns) != 1:
             continue
