@@ -88,7 +88,7 @@ def test_a_scan_taken_before_the_rename_is_not_used_after_it(
     _inject(pg_server, pg_db, 1)
     scan = orphans.scan(pg_db)
     assert jobs.run(pg_db, UP)[1].ok
-    with pytest.raises(orphans.OrphanError, match="(?i)scan again"):
+    with pytest.raises(orphans.OrphanError, match=r"(?i)scan again"):
         orphans.export(pg_db, scan, tmp_path / "x")
     assert list((tmp_path / "x").iterdir()) == []
 
@@ -287,6 +287,19 @@ def test_delete_refuses_when_other_rows_point_at_an_orphan(
     with pytest.raises(orphans.OrphanRefused, match="rows of energy_settlement refer to"):
         orphans.delete(pg_db, scan, files, confirm=pg_db.dbname)
     assert orphans.scan(pg_db).total == scan.total
+
+
+def test_delete_gives_up_at_lock_timeout_and_deletes_nothing(
+        pg_server: PostgresServer, pg_db: PgSettings, tmp_path: Path) -> None:
+    _inject(pg_server, pg_db, 1)
+    scan = orphans.scan(pg_db)
+    files = orphans.export(pg_db, scan, tmp_path / "x")
+    with pg_db.connect() as holder:  # the application holds one of the orphan rows
+        holder.execute("SELECT * FROM token_blacklist WHERE prosumer_id LIKE "
+                       "'prosumer_ghost_%' FOR UPDATE")
+        with pytest.raises(orphans.OrphanError, match="holds a lock"):
+            orphans.delete(pg_db, scan, files, confirm=pg_db.dbname, lock_timeout_s=0.2)
+    assert _counts(orphans.scan(pg_db)) == dict.fromkeys(SEVEN, 1)
 
 
 def test_statement_timeout_stops_the_scan_with_advice(pg_db: PgSettings) -> None:

@@ -189,12 +189,13 @@ def _cancel_watcher(conn: psycopg.Connection[Any],
         while not cancel.wait(0.05):
             if done.is_set():
                 return
-        # A cancel request that arrives between two statements is lost: repeat it until
-        # the job has stopped.
+        # A cancel request that arrives between two statements is lost: repeat it, while a
+        # statement runs, until the job has stopped.
         while not done.is_set():
-            with contextlib.suppress(psycopg.Error):
-                conn.cancel_safe()
-            done.wait(0.2)
+            if conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
+                with contextlib.suppress(psycopg.Error):
+                    conn.cancel_safe()
+            done.wait(0.1)
 
     watcher = threading.Thread(target=watch, name="orphans-cancel-watcher", daemon=True)
     watcher.start()
