@@ -415,3 +415,28 @@ def test_a_session_we_may_not_terminate_fails_the_swap_cleanly(
         app.close()
         with pg_server.admin_connect() as admin:
             admin.execute("DROP ROLE restore_app")
+
+
+def test_a_database_name_with_spaces_and_non_ascii_letters(
+        pg_server: PostgresServer, owner: PgSettings, template_db: object,
+        tmp_path: Path) -> None:
+    name = "EnerLink prüf-Datenbank ñ"
+    with pg_server.admin_connect() as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE enerlink_template OWNER {}").format(
+            sql.Identifier(name), sql.Identifier(owner.user)))
+    odd = owner.with_dbname(name)
+    try:
+        before = snapshot(odd)
+        backup = pg_dump(pg_server, odd, tmp_path / "odd.dump", "-Fc")
+        migrate(odd)
+        result = restore_now(odd, backup)
+        assert result.ok, result.error
+        assert snapshot(odd) == before
+        assert result.before_db == f"{name}_before_restore_{result.restore_db[-15:]}"
+        assert has_table(odd.with_dbname(result.before_db), "user")
+    finally:
+        with pg_server.admin_connect() as admin:
+            for db in databases(pg_server):
+                if db.startswith(name):
+                    admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+                        sql.Identifier(db)))
