@@ -14,6 +14,7 @@ import pytest
 from psycopg import sql
 
 from wizard.cli import main as cli_main
+from wizard.core import backup as backup_job
 from wizard.core import jobs, restore
 from wizard.core.connection import PgSettings
 from wizard.core.fingerprint import schema_fingerprint
@@ -171,11 +172,16 @@ def test_plain_sql_backup_is_restored_with_psql(live: PgSettings, pg_server: Pos
 def test_directory_backup_with_two_jobs(live: PgSettings, pg_server: PostgresServer,
                                         tmp_path: Path) -> None:
     before = snapshot(live)
-    backup = pg_dump(pg_server, live, tmp_path / "live.dir", "-Fd", "-j", "2")
-    record_backup(live, backup)
+    # The backup step itself (directory format, two jobs), journaled as in a real run.
+    made = backup_job.backup(live, backup_job.BackupOptions(tmp_path / "out", format="directory",
+                                                            jobs=2),
+                             journal=Journal.create(live, "backup"))
+    assert made.verified, made.error
+    backup = Path(made.path)
     migrate(live)
     plan = restore.prepare(live, backup, restore.RestoreOptions(jobs=2))
     assert plan.inspection.format == "directory"
+    assert plan.inspection.sha256 == made.sha256  # the same sum as the backup step's
     assert plan.argv()[-3:] == ["--jobs", "2", str(backup)]
     result = restore.run(plan, confirm=live.dbname)
     assert result.ok, result.error

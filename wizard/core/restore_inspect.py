@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import mmap
 import os
 import re
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from wizard.core import names
+from wizard.core.archive import archive_sha256
 from wizard.core.journal import Journal, runs_root
 from wizard.core.pgenv import child_environ
 from wizard.core.pgtools import Tool
@@ -219,19 +219,12 @@ def scan_plain(path: Path, inspection: Inspection, cancel: threading.Event | Non
 
 
 def sha256_of(path: Path, cancel: threading.Event | None = None) -> str:
-    """The sha256 of a file, or of a directory backup's files (name + content, sorted)."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
-        with open(file, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-                if cancel is not None and cancel.is_set():
-                    raise RestoreRefused("restore cancelled while checking the backup's "
-                                         "sha256; nothing was changed")
-    return digest.hexdigest()
+    """The backup step's sha256 (archive.archive_sha256), cancellable."""
+    def on_bytes(_n: int) -> None:
+        if cancel is not None and cancel.is_set():
+            raise RestoreRefused("restore cancelled while checking the backup's sha256; "
+                                 "nothing was changed")
+    return archive_sha256(path, on_bytes)
 
 
 def journal_backup(path: Path, root: Path | None = None) -> dict[str, Any] | None:
