@@ -18,9 +18,15 @@ PageFactory = Callable[[], StepPage]
 
 def page_factories() -> list[PageFactory]:
     """The steps in the guide's order; each module holds one page."""
+    from wizard.ui.pages.backup import BackupPage
+    from wizard.ui.pages.cache import CachePage
+    from wizard.ui.pages.migrate import MigratePage
+    from wizard.ui.pages.orphans import OrphansPage
     from wizard.ui.pages.preflight import PreflightPage
     from wizard.ui.pages.profile import ProfilePage
-    return [ProfilePage, PreflightPage]
+    from wizard.ui.pages.verify import VerifyPage
+    return [ProfilePage, PreflightPage, BackupPage, OrphansPage, MigratePage, CachePage,
+            VerifyPage]
 
 
 class MigrationWizard(QWizard):
