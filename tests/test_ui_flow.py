@@ -67,7 +67,7 @@ def test_profile_to_pdf(wizard_window: MigrationWizard, qtbot: QtBot, pg_db: PgS
 
     pages: dict[str, Any] = {}
     for _ in range(6):
-        page = _next(window, qtbot)
+        page: Any = _next(window, qtbot)
         pages[type(page).__name__] = page
         name = type(page).__name__
         if name == "BackupPage":
