@@ -2,7 +2,7 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup test lint pytest demo bench clean package package-test
+.PHONY: setup test lint pytest demo bench screenshots clean package package-test
 
 setup:
 	@bash packaging/bootstrap.sh
@@ -21,6 +21,10 @@ demo: setup
 
 bench: setup
 	@set -e; for script in tests/bench/bench_*.py; do $(PY) $$script; done
+
+# PNGs of every page, offscreen, over a fresh sandbox (the README shows them).
+screenshots: setup
+	QT_QPA_PLATFORM=offscreen $(PY) packaging/screenshots.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache

@@ -77,8 +77,12 @@ class StepPage(QWizardPage):
         splitter.addWidget(top)
         splitter.addWidget(self.log)
         splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
+        splitter.setStretchFactor(1, 1)
         splitter.setChildrenCollapsible(False)
+        # The step's own widgets first; the log keeps a readable strip (it can be dragged).
+        self.log.setMinimumHeight(110)
+        splitter.setSizes([520, 180])
+        self.splitter = splitter
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)

@@ -144,7 +144,8 @@ class PreflightPage(StepPage):
         blocking = result.blocking
         self.summary.setText(
             f"{result.target}: PostgreSQL {result.server_version}, state {result.state} "
-            f"({result.explanation}); database {result.database_bytes / 1048576:,.0f} MiB; "
+            f"({result.explanation.rstrip('.')}); "
+            f"database {result.database_bytes / 1048576:,.0f} MiB; "
             + (f"{len(blocking)} blocking problem(s)" if blocking else "nothing blocks the run"))
         self.checks.clear()
         for check in result.checks:

@@ -32,14 +32,17 @@ from wizard.ui.pages.base import StepPage
 
 # Which tab each declared field goes on; the form itself is built from the schema.
 # Mnemonics avoid QWizard's own (&Next, &Back) and the log's (&Copy, Sa&ve).
-TABS = (("Post&greSQL", "pg_"), ("R&edis", "redis_"), ("Bac&kup", "backup_"),
-        ("Bac&kup", "pg_dump_path"), ("Mig&ration", "lock_timeout_s"), ("Mig&ration", "retries"),
+# The first matching prefix wins: pg_dump_path before the other pg_ fields.
+TABS = (("Bac&kup", "pg_dump_path"), ("Post&greSQL", "pg_"), ("R&edis", "redis_"),
+        ("Bac&kup", "backup_"), ("Mig&ration", "lock_timeout_s"), ("Mig&ration", "retries"),
         ("&Application", "app_"), ("&Application", "smoke_"), ("Mig&ration", "operator"))
 PASSWORDS = (("postgres", "PostgreSQL password"), ("redis", "Redis password"),
              ("smoke", "Smoke-check password"))
 
 
 def _label(spec: FieldSpec) -> str:
+    if spec.key == "pg_dump_path":
+        return "pg_dump program:"
     words = spec.key.removeprefix("pg_").removeprefix("redis_").replace("_", " ")
     return words.replace(" s", " (s)").capitalize() + ":"
 
@@ -363,10 +366,14 @@ class ProfilePage(StepPage):
             return
         self.redis_status.setText("testing…")
         self.run_job("Testing Redis", test_redis, session.redis,
-                     on_done=lambda text: self.redis_status.setText(f"✔ {text}"),
+                     on_done=self._redis_ok,
                      on_failed=lambda message: self.redis_status.setText(f"✘ {message}"),
                      advice="Correct the Redis URL, user, db or password, then test again. "
                      "The database steps do not depend on it.")
+
+    def _redis_ok(self, text: str) -> None:
+        self.redis_status.setText(f"✔ {text}")
+        self.log.append("info", text)
 
     # -- leaving the page -------------------------------------------------------------------
 
