@@ -327,7 +327,7 @@ def _orphan_predicate(schema: str, parent: str, ref: tuple[str, ...], types: lis
 
 
 def _scan_query(schema: str, parent: str, ref: tuple[str, ...], types: list[str],
-                targets: list[_Target], limit: int) -> sql.Composed:
+                targets: list[_Target], limit: int | None) -> sql.Composed:
     """One statement for all columns that refer to the same parent columns.
 
     The children's values are appended into one stream and anti-joined once, so the
@@ -350,11 +350,51 @@ def _scan_query(schema: str, parent: str, ref: tuple[str, ...], types: list[str]
             sql.Literal(tag), values, _q(t.schema, t.table), where))
     anti = _missing_parent(schema, parent, ref, types,
                            [sql.SQL("c.{}").format(_q(f"v{k}")) for k in range(len(ref))])
+    tids = (sql.SQL("(array_agg(tid ORDER BY tid))[1:{}]").format(sql.Literal(limit))
+            if limit is not None else sql.SQL("array_agg(tid)"))
     return sql.SQL(
-        "SELECT tag, count(*) AS orphans, "
-        "(array_agg(tid ORDER BY tid))[1:{}]::text[] AS tids "
+        "SELECT tag, count(*) AS orphans, {}::text[] AS tids "
         "FROM ({}) c WHERE {} GROUP BY tag").format(
-        sql.Literal(limit), sql.SQL(" UNION ALL ").join(branches), anti)
+        tids, sql.SQL(" UNION ALL ").join(branches), anti)
+
+
+def _tune(cur: psycopg.Cursor[Any], work_mem_mb: int) -> None:
+    """Settings for the one-pass anti-join, for this transaction only.
+
+    JIT compilation at these plan costs takes longer than it saves; a hash that spills to
+    disk doubles the time, so work_mem is sized for it. Few rows leave the anti-join, but
+    the planner cannot know it (it guesses half of them) and so shuns a parallel plan:
+    tell it the rows are cheap to gather.
+    """
+    _set_local(cur, {"work_mem": f"{work_mem_mb}MB", "jit": "off",
+                     "parallel_tuple_cost": "0"})
+
+
+def _find(cur: psycopg.Cursor[dict[str, Any]], schema: str, parent: str,
+          targets: list[_Target], work_mem_mb: int | None, limit: int | None,
+          say: Report = no_report) -> tuple[dict[_Target, tuple[int, list[str]]], int]:
+    """Orphan count and ctids (up to `limit`) of every target, one pass per parent key."""
+    parent_types = {c["name"]: c["type"] for c in _columns(cur, schema, parent)}
+    groups: dict[tuple[str, ...], list[_Target]] = {}
+    for t in targets:
+        groups.setdefault(t.ref_columns, []).append(t)
+    found: dict[_Target, tuple[int, list[str]]] = {}
+    mem = 0
+    for ref, group in groups.items():
+        if not set(ref) <= set(parent_types):
+            raise OrphanError(f"{parent}({', '.join(ref)}) is not there any more: the "
+                              f"database was migrated or altered since the scan. Nothing "
+                              f"changed; scan again.")
+        mem = work_mem_mb or _hash_work_mem_mb(cur, schema, parent, ref)
+        _tune(cur, mem)
+        labels = ", ".join(f"{t.table}.{'+'.join(t.columns)}" for t in group)
+        say("step", f"scanning {len(group)} columns against {parent}({', '.join(ref)}) "
+                    f"in one pass: {labels}")
+        cur.execute(_scan_query(schema, parent, ref, [parent_types[r] for r in ref], group,
+                                limit))
+        for row in cur.fetchall():
+            found[group[row["tag"]]] = (int(row["orphans"]), list(row["tids"]))
+    return found, mem
 
 
 def scan(settings: PgSettings, *, schema: str = "public",
@@ -393,29 +433,10 @@ def _scan(conn: psycopg.Connection[Any], dbname: str, schema: str, timeout_s: fl
         d = discover(conn, schema, text_references=False)
         parent, key = _parent_of(d)
         targets, missing = _targets(cur, d, parent, key)
+        check_cancel(cancel, "orphan scan")
+        move(0.05, f"{len(targets)} columns in one pass")
+        counts, mem = _find(cur, schema, parent, targets, work_mem_mb, limit, say)
         parent_types = {c["name"]: c["type"] for c in _columns(cur, schema, parent)}
-        groups: dict[tuple[str, ...], list[_Target]] = {}
-        for t in targets:
-            groups.setdefault(t.ref_columns, []).append(t)
-        counts: dict[_Target, tuple[int, list[str]]] = {}
-        mem = 0
-        for n, (ref, group) in enumerate(groups.items()):
-            check_cancel(cancel, "orphan scan")
-            mem = work_mem_mb or _hash_work_mem_mb(cur, schema, parent, ref)
-            # JIT compilation at these plan costs takes longer than it saves; a hash that
-            # spills to disk doubles the time, so the work_mem is sized for it (this
-            # transaction only, read-only).
-            # Few rows leave the anti-join, but the planner cannot know it (it guesses half
-            # of them) and so shuns a parallel plan: tell it the rows are cheap to gather.
-            _set_local(cur, {"work_mem": f"{mem}MB", "jit": "off", "parallel_tuple_cost": "0"})
-            labels = ", ".join(f"{t.table}.{'+'.join(t.columns)}" for t in group)
-            say("step", f"scanning {len(group)} columns against {parent}({', '.join(ref)}) "
-                        f"in one pass: {labels}")
-            move(0.05 + 0.75 * n / len(groups), f"{len(group)} columns in one pass")
-            types = [parent_types[r] for r in ref]
-            cur.execute(_scan_query(schema, parent, ref, types, group, limit))
-            for row in cur.fetchall():
-                counts[group[row["tag"]]] = (int(row["orphans"]), list(row["tids"]))
         columns: list[OrphanColumn] = []
         for n, t in enumerate(targets):
             check_cancel(cancel, "orphan scan")
@@ -448,56 +469,82 @@ def _scan(conn: psycopg.Connection[Any], dbname: str, schema: str, timeout_s: fl
 
 @dataclass(frozen=True)
 class _TableRows:
-    """How to select exactly the orphan rows of one table, in a stable order."""
+    """Exactly the orphan rows of one table, in a stable order.
+
+    They are located by the one-pass anti-join (their ctids), then read or deleted by TID;
+    the orphan test is applied again on those few rows (a partitioned table repeats
+    ctids across its partitions, and a row may have changed since).
+    """
 
     schema: str
     table: str
     columns: list[str]
-    order: list[str]  # primary key, or empty: then ctid
+    order: list[str]  # primary key, or empty: then the physical position
     predicate: sql.Composable
+    tids: list[str]
 
     @property
     def label(self) -> str:
         return self.table if self.schema == "public" else f"{self.schema}.{self.table}"
+
+    def _where(self) -> sql.Composed:
+        return sql.SQL("t.ctid = ANY({}::tid[]) AND ({})").format(sql.Literal(self.tids),
+                                                                 self.predicate)
 
     def select(self) -> sql.Composed:
         order = (sql.SQL(", ").join(sql.SQL("t.{}").format(_q(c)) for c in self.order)
                  if self.order else sql.SQL("t.tableoid, t.ctid"))
         return sql.SQL("SELECT {} FROM {} t WHERE {} ORDER BY {}").format(
             sql.SQL(", ").join(sql.SQL("t.{}").format(_q(c)) for c in self.columns),
-            _q(self.schema, self.table), self.predicate, order)
+            _q(self.schema, self.table), self._where(), order)
 
     def delete_returning(self) -> sql.Composed:
-        """DELETE the rows and give them back in the export's order and format.
-
-        Without a primary key the physical position orders them, as in the export.
-        """
+        """DELETE the rows and give them back in the export's order and format."""
         order = (sql.SQL(", ").join(_q(c) for c in self.order) if self.order
                  else sql.SQL('"?rel", "?tid"'))
         return sql.SQL(
             'WITH gone AS (DELETE FROM {} t WHERE {} RETURNING t.tableoid AS "?rel", '
             't.ctid AS "?tid", {}) SELECT {} FROM gone ORDER BY {}').format(
-            _q(self.schema, self.table), self.predicate,
+            _q(self.schema, self.table), self._where(),
             sql.SQL(", ").join(sql.SQL("t.{}").format(_q(c)) for c in self.columns),
             sql.SQL(", ").join(_q(c) for c in self.columns), order)
 
+    def dependents(self, fk: dict[str, Any]) -> sql.Composed:
+        """Rows of another table that point at these rows through the FK `fk`."""
+        cols = sql.SQL(", ").join(sql.SQL("d.{}").format(_q(c)) for c in fk["columns"])
+        refs = sql.SQL(", ").join(sql.SQL("t.{}").format(_q(c)) for c in fk["ref_columns"])
+        return sql.SQL("SELECT count(*) AS n FROM {} d WHERE ({}) IN "
+                       "(SELECT {} FROM {} t WHERE {})").format(
+            _q(fk["table_schema"], fk["table_name"]), cols, refs,
+            _q(self.schema, self.table), self._where())
 
-def _table_rows(cur: psycopg.Cursor[dict[str, Any]], scan: OrphanScan, schema: str,
-                table: str, cols: list[OrphanColumn]) -> _TableRows:
-    """Rows orphaned in any of the table's columns: each row once, however many columns."""
-    info = _columns(cur, schema, table)
+
+def _orphan_rows(cur: psycopg.Cursor[dict[str, Any]], scan: OrphanScan,
+                 say: Report = no_report) -> list[_TableRows]:
+    """Every table's orphan rows as they are now, found in one pass as the scan does."""
+    pairs = [(c, _Target(c.schema, c.table, c.columns, c.ref_columns or (scan.parent_key,),
+                         (), None, c.known))
+             for cols in scan.dirty_tables().values() for c in cols]
+    found, _mem = _find(cur, scan.schema, scan.parent, [t for _c, t in pairs], None, None, say)
     parent_types = {c["name"]: c["type"] for c in _columns(cur, scan.schema, scan.parent)}
-    parts = []
-    for c in cols:
-        ref = c.ref_columns or (scan.parent_key,)
-        if not set(ref) <= set(parent_types) or not info:
-            raise OrphanError(f"{scan.parent}({', '.join(ref)}) or {schema}.{table} is not "
-                              f"there any more: the database was migrated or altered since "
-                              f"the scan. Nothing changed; scan again.")
-        parts.append(_orphan_predicate(scan.schema, scan.parent, ref,
-                                       [parent_types[r] for r in ref], c.columns))
-    return _TableRows(schema, table, [c["name"] for c in info],
-                      list(_primary_key(cur, schema, table)), sql.SQL(" OR ").join(parts))
+    result = []
+    for schema, table in scan.dirty_tables():
+        info = _columns(cur, schema, table)
+        if not info:
+            raise OrphanError(f"{schema}.{table} is not there any more: the database was "
+                              f"altered since the scan. Nothing changed; scan again.")
+        tids: set[str] = set()
+        parts = []
+        for c, t in pairs:
+            if c.schema == schema and c.table == table:
+                tids.update(found.get(t, (0, []))[1])
+                parts.append(_orphan_predicate(scan.schema, scan.parent, t.ref_columns,
+                                               [parent_types[r] for r in t.ref_columns],
+                                               c.columns))
+        result.append(_TableRows(schema, table, [c["name"] for c in info],
+                                 list(_primary_key(cur, schema, table)),
+                                 sql.SQL(" OR ").join(parts), sorted(tids)))
+    return result
 
 
 def _slug(schema: str, table: str) -> str:
@@ -538,10 +585,9 @@ def export(settings: PgSettings, scan: OrphanScan, folder: Path, *,
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             _set_local(cur, {**CSV_SETTINGS,
                              "statement_timeout": f"{int(statement_timeout_s * 1000)}ms"})
-            for n, ((schema, table), cols) in enumerate(tables.items()):
+            for n, rows in enumerate(_orphan_rows(cur, scan, say)):
                 check_cancel(cancel, "orphan export")
-                rows = _table_rows(cur, scan, schema, table, cols)
-                path = _free_name(folder, f"orphans_{_slug(schema, table)}_{stamp}")
+                path = _free_name(folder, f"orphans_{_slug(rows.schema, rows.table)}_{stamp}")
                 move(n / len(tables), f"exporting {rows.label}")
                 written.append(_copy_out(cur, rows, path))
                 say("step", f"exported {written[-1].rows} orphan rows of {rows.label} to "
@@ -646,12 +692,12 @@ def delete(settings: PgSettings, scan: OrphanScan, exported: Sequence[ExportedCs
                 _set_local(cur, {**CSV_SETTINGS,
                                  "lock_timeout": f"{int(lock_timeout_s * 1000)}ms",
                                  "statement_timeout": f"{int(statement_timeout_s * 1000)}ms"})
-                for n, ((schema, table), cols) in enumerate(tables.items()):
+                for n, rows in enumerate(_orphan_rows(cur, scan, say)):
                     check_cancel(cancel, "orphan delete")
-                    rows = _table_rows(cur, scan, schema, table, cols)
                     move(0.8 * n / len(tables), f"deleting from {rows.label}")
                     _refuse_dependents(cur, rows)
-                    deleted[rows.label] = _delete_matching(cur, rows, files[(schema, table)])
+                    deleted[rows.label] = _delete_matching(cur, rows,
+                                                           files[(rows.schema, rows.table)])
                     say("step", f"deleted {deleted[rows.label]} orphan rows from {rows.label}")
         except psycopg.errors.QueryCanceled as exc:
             raise _timeout_error(exc, cancel, "orphan delete", statement_timeout_s) from None
@@ -700,13 +746,7 @@ def _refuse_dependents(cur: psycopg.Cursor[dict[str, Any]], rows: _TableRows) ->
     cur.execute(queries(SQL_FILE)["foreign_keys_to"],
                 {"schema": rows.schema, "table": rows.table})
     for fk in cur.fetchall():
-        match = sql.SQL(" AND ").join(sql.SQL("t.{} = d.{}").format(_q(r), _q(c))
-                                      for c, r in zip(fk["columns"], fk["ref_columns"],
-                                                      strict=True))
-        cur.execute(sql.SQL("SELECT count(*) AS n FROM {} d WHERE EXISTS "
-                            "(SELECT 1 FROM {} t WHERE ({}) AND {})").format(
-            _q(fk["table_schema"], fk["table_name"]), _q(rows.schema, rows.table),
-            rows.predicate, match))
+        cur.execute(rows.dependents(fk))
         row = cur.fetchone()
         if row and row["n"]:
             action = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL",
