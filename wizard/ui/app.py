@@ -13,6 +13,7 @@ from wizard.core.journal import runs_root
 from wizard.core.resources import resource_path
 from wizard.ui import require_sound_binding
 from wizard.ui.error_panel import ErrorHook
+from wizard.ui.startup_probe import arm as arm_startup_probe
 from wizard.ui.window import MigrationWizard
 
 
@@ -45,6 +46,7 @@ def run_gui(profile: str | None = None) -> int:
         return 2
     Path(runs_root()).mkdir(parents=True, exist_ok=True, mode=0o700)
     app, window, hook = build(profile)
+    arm_startup_probe(window)
     window.show()
     try:
         return int(app.exec())
