@@ -14,7 +14,8 @@ lint: setup
 pytest: setup
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest $(PYTEST_ARGS)
 
-test: lint pytest
+# The packaged executables are built and tested last (see package-test below).
+test: lint pytest package-test
 
 demo: setup
 	$(PY) -m wizard.sandbox up $(DEMO_ARGS)
