@@ -45,7 +45,8 @@ def _version_sort_key(folder: str) -> tuple[int, ...]:
 def install_dirs() -> list[str]:
     """The folders where PostgreSQL packages put their client programs."""
     patterns = ["/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin",
-                "/opt/homebrew/opt/postgresql@*/bin", "/usr/local/opt/postgresql@*/bin"]
+                "/opt/homebrew/opt/postgresql@*/bin", "/usr/local/opt/postgresql@*/bin",
+                "/Applications/Postgres.app/Contents/Versions/*/bin"]
     for var in ("ProgramFiles", "ProgramW6432", "ProgramFiles(x86)"):
         root = os.environ.get(var)
         if root:
