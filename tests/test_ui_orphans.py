@@ -44,11 +44,12 @@ def start(wizard_window: MigrationWizard, open_session: Any, pg_db: PgSettings,
     yield go
     for page in shown:  # a test that failed mid-job: end it before the window closes
         page.cancel_job()
-        qtbot.waitUntil(lambda: not any(p.busy for p in shown), timeout=60_000)
+        qtbot.waitUntil(lambda: all(p.settled for p in shown), timeout=60_000)
 
 
 def wait_judged(qtbot: QtBot, page: OrphansPage) -> None:
-    qtbot.waitUntil(lambda: page.blocking is not None and not page.busy, timeout=60_000)
+    qtbot.waitUntil(lambda: page.settled, timeout=60_000)
+    assert page.blocking is not None, page.errors.details()
     assert not page.errors.isVisible() or page.blocking, page.errors.details()
 
 
@@ -101,7 +102,8 @@ def test_orphans_in_a_column_whose_fk_is_added_block_until_exported_and_deleted(
     wallet_row = list(counts(page)).index("wallet.prosumer_id")
     mark = page.table.item(wallet_row, 4)
     assert mark is not None
-    assert mark.text().startswith("✘ blocks")
+    assert mark.text() == "✘ blocks"
+    assert mark.toolTip() == page.blocking[0]
     assert page.table.item(wallet_row, 2).text().startswith("(none")
     # Samples of the selected column: at most 20 of the 25.
     page.table.selectRow(wallet_row)
@@ -116,7 +118,8 @@ def test_orphans_in_a_column_whose_fk_is_added_block_until_exported_and_deleted(
     out = tmp_path / "exports"
     page.folder.setText(str(out))
     page.export_button.click()
-    qtbot.waitUntil(lambda: bool(page.exported) and not page.busy, timeout=60_000)
+    qtbot.waitUntil(lambda: not page.busy, timeout=60_000)
+    assert page.exported, page.errors.details()
     files = {f.table: f for f in page.exported}
     assert set(files) == {"wallet", "smart_meter", "transaction_log", "market_trade",
                           "idrs_conversion", "token_blacklist"}
@@ -171,7 +174,8 @@ def test_orphans_under_existing_foreign_keys_do_not_block(
     # An export belongs to its scan: Re-scan makes Delete wait for a new export.
     page.folder.setText(str(tmp_path / "x"))
     page.export_button.click()
-    qtbot.waitUntil(lambda: bool(page.exported) and not page.busy, timeout=60_000)
+    qtbot.waitUntil(lambda: not page.busy, timeout=60_000)
+    assert page.exported, page.errors.details()
     assert page.delete_button.isEnabled()
     page.rescan_button.click()
     assert not page.delete_button.isEnabled()

@@ -56,6 +56,7 @@ class OrphansPage(StepPage):
         self.scan: OrphanScan | None = None
         self.blocking: list[str] | None = None  # None: not judged yet
         self.exported: list[ExportedCsv] = []  # of self.scan, nothing else
+        self.plan_pending = False  # a scan is shown; the job reading the plan comes next
         self._for_session: WizardSession | None = None
 
         self.summary = QLabel("not scanned yet")
@@ -74,6 +75,7 @@ class OrphansPage(StepPage):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setAccessibleName("orphan rows per referencing column")
         self.table.verticalHeader().setVisible(False)
+        self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
         for n in range(len(COLUMNS) - 1):
             header.setSectionResizeMode(n, QHeaderView.ResizeMode.ResizeToContents)
@@ -96,6 +98,7 @@ class OrphansPage(StepPage):
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
         split.setChildrenCollapsible(False)
+        split.setSizes([700, 380])  # the counts table whole at 1100 px; samples scroll
 
         self.folder = QLineEdit()
         self.folder.setAccessibleName("export folder")
@@ -151,6 +154,7 @@ class OrphansPage(StepPage):
             return
         self.set_valid(False)
         self.blocking = None
+        self.plan_pending = False
         self.summary.setText("scanning…")
         self.run_job("Orphan scan", scan_orphans, self.session.pg,
                      journal=self.session.ensure_journal(), on_done=self._scanned,
@@ -158,11 +162,22 @@ class OrphansPage(StepPage):
 
     def _scanned(self, result: OrphanScan) -> None:
         self.show_scan(result)
+        self._plan_next()
+
+    def _plan_next(self) -> None:
         # The plan is read by a second job once this one has fully ended (its `done`).
+        self.blocking = None
+        self.plan_pending = True
         QTimer.singleShot(0, self._plan)
 
+    @property
+    def settled(self) -> bool:
+        """Nothing runs and nothing is about to: the page shows its final verdict."""
+        return not self.busy and not self.plan_pending
+
     def _plan(self) -> None:
-        if self.busy or self.scan is None:
+        self.plan_pending = False
+        if self.busy or self.scan is None or self.shell is None:
             return
         self.summary.setText(self._counts_text() + " — reading the migration plan…")
         self.run_job("Reading the migration plan", jobs.inspect, self.session.pg,
@@ -220,10 +235,14 @@ class OrphansPage(StepPage):
         if self.scan is None:
             return
         for i, c in enumerate(self.scan.columns):
-            blocks = any(m.startswith(f"{c.label}:") for m in self.blocking or [])
-            text = ("✘ blocks: its foreign key is added or validated" if blocks
-                    else "! does not block (the key exists)" if c.count else "✔ clean")
-            self.table.setItem(i, 4, _item(text))
+            blocks = next((m for m in self.blocking or [] if m.startswith(f"{c.label}:")),
+                          None)
+            text, tip = (("✘ blocks", blocks) if blocks else
+                         ("! does not block", "its foreign key exists and is not validated "
+                          "again by the migration") if c.count else ("✔ clean", ""))
+            item = _item(text)
+            item.setToolTip(tip)
+            self.table.setItem(i, 4, item)
 
     def _counts_text(self) -> str:
         s = self.scan
@@ -330,7 +349,7 @@ class OrphansPage(StepPage):
             "Deleted: " + (", ".join(f"{t}: {n:,} rows" for t, n in again.deleted.items())
                            or "nothing") + ". The scan below was made right after.")
         self.show_scan(again)
-        QTimer.singleShot(0, self._plan)
+        self._plan_next()
 
     def _judge_again(self) -> None:
         # A refused delete leaves the database as it was: the earlier verdict stands.
