@@ -173,10 +173,13 @@ def wizard_window(qtbot: Any, memory_keyring: MemoryKeyring,
     qtbot.addWidget(window)
     window.show()
     yield window
+    # Cancel what still runs and let the GUI thread see it end, so that closing the window
+    # never stops on its "a step is running" question (nobody answers it offscreen).
     for page in window.steps:
         if page.job is not None:
             page.job.cancel()
             page.job.wait()
+    qtbot.waitUntil(lambda: not window.busy_pages(), timeout=30_000)
 
 
 @pytest.fixture
