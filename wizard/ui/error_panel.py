@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import sys
 import threading
 import traceback
@@ -79,7 +80,9 @@ class ErrorPanel(QFrame):
             self._restyle()
         super().changeEvent(event)
 
-    def show_error(self, message: str, step: str = "", action: str = "") -> None:
+    def show_error(self, message: str, step: str = "", action: str = "",
+                   title: str = "This step failed") -> None:
+        self.title.setText(f"<b>{html.escape(title)}</b>")
         self.message.setText(message)
         self.step.setText(step or "—")
         self.action.setText(action or "Read the log above, fix the cause, then run the step "

@@ -149,8 +149,9 @@ class StepPage(QWizardPage):
             self.log.append("warn", f"{self.job.name}: cancelling…")
             self.job.cancel()
 
-    def show_error(self, message: str, step: str = "", action: str = "") -> None:
-        self.errors.show_error(message, step or self.step_name, action)
+    def show_error(self, message: str, step: str = "", action: str = "",
+                   title: str = "This step failed") -> None:
+        self.errors.show_error(message, step or self.step_name, action, title)
         self.log.append("error", message)
 
     def _on_progress(self, fraction: float, detail: str) -> None:

@@ -199,7 +199,7 @@ class OrphansPage(StepPage):
             self.blocking = blocking_orphans(scan, plan)
             if self.blocking:
                 self.show_error("Orphan rows stop the migration:\n" + "\n".join(self.blocking),
-                                STEP, FIX)
+                                STEP, FIX, title="This step needs action")
         self.session.results["orphans"] = scan
         self.session.results["orphans_blocking"] = list(self.blocking)
         self._fill_marks()

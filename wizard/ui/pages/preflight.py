@@ -160,7 +160,7 @@ class PreflightPage(StepPage):
         if blocking:
             self.show_error("; ".join(f"{c.title}: {c.detail}" for c in blocking),
                             "Pre-flight", "Fix what the checks marked ✘, then run the checks "
-                            "again.")
+                            "again.", title="Something blocks the run")
         self.set_valid(not blocking)
 
     def fill_sessions(self, sessions: list[Session]) -> None:
