@@ -58,6 +58,7 @@ class Job(QObject):
         self._thread: threading.Thread | None = None
         self.state = ""
         self.result: Any = None
+        self.failure: tuple[str, str] | None = None  # (message, traceback) when it failed
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._drain)
 
@@ -136,6 +137,7 @@ class Job(QObject):
         elif kind == CANCELLED:
             self.cancelled.emit()
         else:
+            self.failure = value
             self.failed.emit(*value)
         self.done.emit(kind)
 
