@@ -23,6 +23,7 @@ from psycopg import sql
 
 from wizard.core.connection import PgSettings
 from wizard.sandbox.memkeyring import MemoryKeyring
+from wizard.sandbox.probes import databases
 from wizard.sandbox.sandbox import OWNER_ROLE, create_owner_role, create_sample_database
 from wizard.sandbox.seed import SeedReport
 from wizard.sandbox.servers import PostgresServer, RedisServer
@@ -81,6 +82,16 @@ def pg_db(pg_server: PostgresServer, owner: PgSettings,
         yield owner.with_dbname(name)
     finally:
         _drop_db(pg_server, name)
+        # What a restore left: the kept <db>_before_restore_<time>, a half-made copy.
+        for leftover in databases(pg_server):
+            if leftover.startswith(name + "_"):
+                _drop_db(pg_server, leftover)
+
+
+@pytest.fixture
+def live(pg_db: PgSettings) -> PgSettings:
+    """The sample database a restore replaces (pg_db drops what the restore kept)."""
+    return pg_db
 
 
 @pytest.fixture

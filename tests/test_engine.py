@@ -13,8 +13,8 @@ from wizard.core import jobs, names
 from wizard.core.connection import PgSettings
 from wizard.core.discovery import CONFLICT, MIGRATED, PARTIAL, UNKNOWN
 from wizard.core.execute import RunOptions, RunResult
-from wizard.core.fingerprint import schema_fingerprint
 from wizard.core.plan import DOWN, UP, PlanRefused
+from wizard.sandbox.probes import fingerprint
 from wizard.sandbox.seed import user_id
 from wizard.sandbox.servers import PostgresServer
 
@@ -35,11 +35,6 @@ SELECT c.conrelid::regclass::text, a.attname, c.conname, c.confdeltype, c.confup
   FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
  WHERE c.contype = 'f' AND c.confrelid = 'public."user"'::regclass
 """
-
-
-def fingerprint(settings: PgSettings) -> list[str]:
-    with settings.connect() as conn:
-        return schema_fingerprint(conn)
 
 
 def migrate(settings: PgSettings, **kw: object) -> RunResult:

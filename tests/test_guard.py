@@ -9,23 +9,18 @@ import pytest
 from wizard.core import jobs
 from wizard.core.backup import BackupOptions, backup
 from wizard.core.connection import PgSettings
-from wizard.core.fingerprint import schema_fingerprint
 from wizard.core.journal import Journal
 from wizard.core.plan import DOWN, UP
+from wizard.sandbox.probes import fingerprint
 from wizard.sandbox.seed import inject_orphans
 from wizard.sandbox.servers import PostgresServer
 
 
-def _fingerprint(pg: PgSettings) -> list[str]:
-    with pg.connect() as conn:
-        return schema_fingerprint(conn)
-
-
 def test_no_backup_is_refused_and_changes_nothing(pg_db: PgSettings) -> None:
-    before = _fingerprint(pg_db)
+    before = fingerprint(pg_db)
     with pytest.raises(jobs.GuardRefused, match="no verified backup of"):
         jobs.run(pg_db, UP, guard=jobs.Guard())
-    assert _fingerprint(pg_db) == before
+    assert fingerprint(pg_db) == before
 
 
 def test_typed_name_overrides_and_is_journaled(pg_db: PgSettings) -> None:
@@ -62,7 +57,7 @@ def test_orphans_in_a_column_whose_key_must_be_added_are_refused(
         conn.execute('ALTER TABLE wallet DROP CONSTRAINT "FK_62a1a16628b883318e6b443cf52"')
     with pg_server.admin_connect(pg_db.dbname) as admin:
         inject_orphans(admin, 2)
-    before = _fingerprint(pg_db)
+    before = fingerprint(pg_db)
     with pytest.raises(jobs.GuardRefused, match=r"wallet\.prosumer_id: \d+ orphan rows"):
         jobs.run(pg_db, UP, guard=jobs.Guard(without_backup=pg_db.dbname))
-    assert _fingerprint(pg_db) == before
+    assert fingerprint(pg_db) == before

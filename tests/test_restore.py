@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from wizard.core.plan import UP
 from wizard.core.reporting import no_progress
 from wizard.core.restore_db import db_name_with
 from wizard.core.restore_inspect import TocEntry, parse_list_entry, sha256_of
+from wizard.sandbox.probes import databases, has_table
 from wizard.sandbox.servers import PostgresServer
 
 # --- helpers -----------------------------------------------------------------------------
@@ -61,33 +61,10 @@ def snapshot(settings: PgSettings) -> tuple[list[str], dict[str, str]]:
     return fingerprint, sums
 
 
-def databases(server: PostgresServer) -> set[str]:
-    with server.admin_connect() as admin:
-        return {r[0] for r in admin.execute("SELECT datname FROM pg_database").fetchall()}
-
-
-def has_table(settings: PgSettings, table: str) -> bool:
-    with settings.connect() as conn:
-        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                           (f'public."{table}"',)).fetchone()
-        return bool(row and row[0])
-
-
 def migrate(settings: PgSettings) -> None:
     _plan, result, _journal = jobs.run(settings, UP)
     assert result.ok, result.error
     assert has_table(settings, "user")
-
-
-@pytest.fixture
-def live(pg_db: PgSettings, pg_server: PostgresServer) -> Iterator[PgSettings]:
-    """The sample database; the restore's extra databases are dropped afterwards too."""
-    yield pg_db
-    with pg_server.admin_connect() as admin:
-        for name in databases(pg_server):
-            if name.startswith(pg_db.dbname + "_"):
-                admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
-                    sql.Identifier(name)))
 
 
 def restore_now(settings: PgSettings, backup: Path, **options: Any) -> restore.RestoreResult:

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import subprocess
-import unicodedata
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from psycopg import sql
 from PySide6.QtWidgets import QLineEdit, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from wizard.core import jobs
 from wizard.core.checklist import final_checklist
 from wizard.core.connection import PgSettings
-from wizard.core.fingerprint import schema_fingerprint
 from wizard.core.journal import Journal
-from wizard.core.pgenv import conninfo_arg, libpq_env
 from wizard.core.plan import UP
 from wizard.core.report import MANUAL_CHECKS, record_operator
 from wizard.core.session import WizardSession
+from wizard.sandbox.probes import databases, fingerprint, has_table, pdf_text, pg_dump_custom
 from wizard.sandbox.servers import PostgresServer
 from wizard.ui.confirm import TypedConfirmDialog
 from wizard.ui.dialogs import restore as restore_dialog
@@ -33,52 +28,9 @@ from wizard.ui.window import MigrationWizard
 JOB_MS = 60_000
 
 
-# The same small helpers as test_ui_verify (pytest runs in importlib mode: no shared import).
-def fingerprint(settings: PgSettings) -> list[str]:
-    with settings.connect() as conn:
-        return schema_fingerprint(conn)
-
-
-def databases(server: PostgresServer) -> set[str]:
-    with server.admin_connect() as admin:
-        return {r[0] for r in admin.execute("SELECT datname FROM pg_database").fetchall()}
-
-
-def has_table(settings: PgSettings, table: str) -> bool:
-    with settings.connect() as conn:
-        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                           (f'public."{table}"',)).fetchone()
-        return bool(row and row[0])
-
-
-def pg_dump_custom(server: PostgresServer, settings: PgSettings, out: Path) -> Path:
-    with libpq_env(settings) as env:
-        subprocess.run([str(server.bindir / "pg_dump"), "--no-password", "-Fc", "-f", str(out),
-                        f"--dbname={conninfo_arg(settings)}"],
-                       env=env, check=True, capture_output=True)
-    return out
-
-
 def migrate(session: WizardSession) -> None:
     _plan, result, _journal = jobs.run(session.pg, UP, journal=session.ensure_journal())
     assert result.ok, result.error
-
-
-def pdf_text(path: Path) -> str:
-    out = subprocess.run(["pdftotext", str(path), "-"], check=True, capture_output=True,
-                         text=True).stdout
-    return " ".join(unicodedata.normalize("NFKC", out).split())
-
-
-@pytest.fixture
-def live(pg_db: PgSettings, pg_server: PostgresServer) -> Iterator[PgSettings]:
-    """The sample database; the restore's kept and half-made databases are dropped after."""
-    yield pg_db
-    with pg_server.admin_connect() as admin:
-        for name in databases(pg_server):
-            if name.startswith(pg_db.dbname + "_"):
-                admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
-                    sql.Identifier(name)))
 
 
 def close(dialog: Any, qtbot: QtBot) -> None:

@@ -15,18 +15,13 @@ from pytestqt.qtbot import QtBot
 from wizard.core import jobs
 from wizard.core.connection import PgSettings
 from wizard.core.execute import RunResult
-from wizard.core.fingerprint import schema_fingerprint
 from wizard.core.plan import PlanRefused
+from wizard.sandbox.probes import fingerprint
 from wizard.ui.pages import migrate
 from wizard.ui.pages.migrate import MigratePage
 from wizard.ui.window import MigrationWizard
 
 WAIT = 30_000
-
-
-def fingerprint(pg: PgSettings) -> list[str]:
-    with pg.connect() as conn:
-        return schema_fingerprint(conn)
 
 
 def next_enabled(window: QWizard) -> bool:

@@ -4,28 +4,23 @@ items, the report, revert and restore."""
 from __future__ import annotations
 
 import json
-import subprocess
-import unicodedata
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from psycopg import sql
 from PySide6.QtWidgets import QMessageBox, QWizard
 from pytestqt.qtbot import QtBot
 
 from wizard.core import jobs
 from wizard.core.connection import PgSettings
-from wizard.core.fingerprint import schema_fingerprint
-from wizard.core.pgenv import conninfo_arg, libpq_env
 from wizard.core.plan import UP
 from wizard.core.redis_conn import RedisSettings
 from wizard.core.report import MANUAL_CHECKS
 from wizard.core.restore_inspect import sha256_of
 from wizard.core.session import WizardSession
 from wizard.core.verify import FAIL, PASS
+from wizard.sandbox.probes import databases, fingerprint, has_table, pdf_text, pg_dump_custom
 from wizard.sandbox.servers import PostgresServer, RedisServer
 from wizard.ui.pages import verify as verify_module
 from wizard.ui.pages.verify import VerifyPage
@@ -34,44 +29,11 @@ from wizard.ui.window import MigrationWizard
 JOB_MS = 60_000
 
 
-# --- helpers (shared with test_ui_dialogs) -------------------------------------------------
-
-
-def fingerprint(settings: PgSettings) -> list[str]:
-    with settings.connect() as conn:
-        return schema_fingerprint(conn)
-
-
-def databases(server: PostgresServer) -> set[str]:
-    with server.admin_connect() as admin:
-        return {r[0] for r in admin.execute("SELECT datname FROM pg_database").fetchall()}
-
-
-def has_table(settings: PgSettings, table: str) -> bool:
-    with settings.connect() as conn:
-        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                           (f'public."{table}"',)).fetchone()
-        return bool(row and row[0])
-
-
-def pg_dump_custom(server: PostgresServer, settings: PgSettings, out: Path) -> Path:
-    with libpq_env(settings) as env:
-        subprocess.run([str(server.bindir / "pg_dump"), "--no-password", "-Fc", "-f", str(out),
-                        f"--dbname={conninfo_arg(settings)}"],
-                       env=env, check=True, capture_output=True)
-    return out
 
 
 def migrate(session: WizardSession) -> None:
     _plan, result, _journal = jobs.run(session.pg, UP, journal=session.ensure_journal())
     assert result.ok, result.error
-
-
-def pdf_text(path: Path) -> str:
-    out = subprocess.run(["pdftotext", str(path), "-"], check=True,
-                         capture_output=True, text=True).stdout
-    # NFKC: the PDF's font turns "fi" into one ligature glyph.
-    return " ".join(unicodedata.normalize("NFKC", out).split())
 
 
 def open_verify(window: MigrationWizard, qtbot: QtBot) -> VerifyPage:
@@ -88,17 +50,6 @@ def rerun_done(page: VerifyPage, previous: Any) -> bool:
 @pytest.fixture
 def redis_settings(redis_server: RedisServer, redis_client: redis.Redis) -> RedisSettings:
     return RedisSettings(url=redis_server.url, password=redis_server.password, db=1)
-
-
-@pytest.fixture
-def live(pg_db: PgSettings, pg_server: PostgresServer) -> Iterator[PgSettings]:
-    """The sample database; the restore's kept and half-made databases are dropped after."""
-    yield pg_db
-    with pg_server.admin_connect() as admin:
-        for name in databases(pg_server):
-            if name.startswith(pg_db.dbname + "_"):
-                admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
-                    sql.Identifier(name)))
 
 
 # --- the checklist, the operator's part, the report -----------------------------------------
