@@ -31,6 +31,7 @@ from wizard.core.journal import Journal
 from wizard.core.pgenv import conninfo_arg, libpq_env, pgpass_line
 from wizard.core.pgtools import ToolNotFound, find_tool, server_major
 from wizard.core.reporting import Cancelled
+from wizard.sandbox.probes import run_cli
 from wizard.sandbox.servers import PostgresServer
 
 # --- finding the tools -------------------------------------------------------------------
@@ -563,7 +564,7 @@ def test_progress_moves_smoothly_between_tables() -> None:
 
 def test_the_cli_backs_up_end_to_end(pg_db: PgSettings, tmp_path: Path,
                                      journal_dir: Path) -> None:
-    out = _cli(pg_db, "backup", "--out", str(tmp_path / "bk"), "--json", tmp_path=tmp_path)
+    out = run_cli(pg_db, "backup", "--out", str(tmp_path / "bk"), "--json", folder=tmp_path)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["verified"] is True
@@ -575,27 +576,14 @@ def test_the_cli_backs_up_end_to_end(pg_db: PgSettings, tmp_path: Path,
     assert pg_db.password not in out.stdout + out.stderr
     events = Journal(Path(data["journal"])).events("backup")
     assert events[-1]["sha256"] == data["sha256"]
-    text = _cli(pg_db, "backup", "--out", str(tmp_path / "bk2"), "--format", "directory",
-                "--jobs", "2", "--compress", "gzip:3", tmp_path=tmp_path)
+    text = run_cli(pg_db, "backup", "--out", str(tmp_path / "bk2"), "--format", "directory",
+                "--jobs", "2", "--compress", "gzip:3", folder=tmp_path)
     assert text.returncode == 0, text.stderr
     assert "backup verified" in text.stdout
-    refused = _cli(pg_db, "backup", "--out", str(tmp_path / "bk3"), "--jobs", "2",
-                   tmp_path=tmp_path)
+    refused = run_cli(pg_db, "backup", "--out", str(tmp_path / "bk3"), "--jobs", "2",
+                   folder=tmp_path)
     assert refused.returncode == 3
     assert "needs --format directory" in refused.stderr
-
-
-def _cli(settings: PgSettings, *args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Run enerlink-migrate as a DBA would: the password in a 0600 pgpass file."""
-    passfile = tmp_path / "pgpass"
-    passfile.write_text(f"{settings.host}:{settings.port}:*:{settings.user}:"
-                        f"{settings.password}\n")
-    passfile.chmod(0o600)
-    env = {**os.environ, "PGPASSFILE": str(passfile)}
-    env.pop("PGPASSWORD", None)
-    dsn = f"postgresql://{settings.user}@{settings.host}:{settings.port}/{settings.dbname}"
-    return subprocess.run([sys.executable, "-m", "wizard", *args, "--dsn", dsn], env=env,
-                          capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
 
 
 def test_ctrl_c_in_the_cli_cancels_and_removes_the_partial_file(

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import stat
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ from wizard.core.discovery import discover
 from wizard.core.journal import Journal
 from wizard.core.plan import UP, build_up
 from wizard.core.reporting import Cancelled
+from wizard.sandbox.probes import run_cli
 from wizard.sandbox.seed import ORPHAN_INSERTS, inject_orphans
 from wizard.sandbox.servers import PostgresServer
 
@@ -320,49 +318,36 @@ def test_cancel_stops_a_scan_that_waits_on_the_server(pg_db: PgSettings) -> None
                          statement_timeout_s=120)
 
 
-def _cli(settings: PgSettings, *args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """As a DBA runs it: the password in a 0600 pgpass file, never on the command line."""
-    passfile = tmp_path / "pgpass"
-    passfile.write_text(f"{settings.host}:{settings.port}:*:{settings.user}:"
-                        f"{settings.password}\n")
-    passfile.chmod(0o600)
-    env = {**os.environ, "PGPASSFILE": str(passfile)}
-    dsn = f"postgresql://{settings.user}@{settings.host}:{settings.port}/{settings.dbname}"
-    return subprocess.run([sys.executable, "-m", "wizard", "orphans", *args, "--dsn", dsn],
-                          env=env, capture_output=True, text=True, check=False,
-                          stdin=subprocess.DEVNULL)
-
-
 def test_cli_scan_export_delete_end_to_end(pg_server: PostgresServer, pg_db: PgSettings,
                                            tmp_path: Path) -> None:
-    out = _cli(pg_db, tmp_path=tmp_path)
+    out = run_cli(pg_db, "orphans", folder=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "no orphans" in out.stdout
     _inject(pg_server, pg_db, 2)
-    out = _cli(pg_db, "--json", tmp_path=tmp_path)
+    out = run_cli(pg_db, "orphans", "--json", folder=tmp_path)
     assert out.returncode == 1
     assert out.stdout, out.stderr
     data: dict[str, Any] = json.loads(out.stdout)
     assert data["scan"]["total"] == 14
-    out = _cli(pg_db, tmp_path=tmp_path)
+    out = run_cli(pg_db, "orphans", folder=tmp_path)
     assert out.returncode == 1
     assert "orphan rows remain" in out.stderr
     assert "wallet.prosumer_id" in out.stdout
     assert "prosumer_ghost_" in out.stdout
-    out = _cli(pg_db, "--delete", "--confirm", pg_db.dbname, tmp_path=tmp_path)
+    out = run_cli(pg_db, "orphans", "--delete", "--confirm", pg_db.dbname, folder=tmp_path)
     assert out.returncode == 2
     assert "export first" in out.stderr
-    out = _cli(pg_db, "--export", str(tmp_path / "out"), "--delete", "--confirm", "nope",
-               tmp_path=tmp_path)
+    out = run_cli(pg_db, "orphans", "--export", str(tmp_path / "out"), "--delete",
+                  "--confirm", "nope", folder=tmp_path)
     assert out.returncode == 3
     assert f"--confirm {pg_db.dbname}" in out.stderr
     assert not (tmp_path / "out").exists()  # refused before anything was written
-    out = _cli(pg_db, "--export", str(tmp_path / "out"), "--delete", "--confirm",
-               pg_db.dbname, tmp_path=tmp_path)
+    out = run_cli(pg_db, "orphans", "--export", str(tmp_path / "out"), "--delete", "--confirm",
+               pg_db.dbname, folder=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "deleted from market_trade: 4 rows" in out.stdout
     assert len(list((tmp_path / "out").glob("orphans_*.csv"))) == 6
-    assert _cli(pg_db, tmp_path=tmp_path).returncode == 0
+    assert run_cli(pg_db, "orphans", folder=tmp_path).returncode == 0
     assert pg_db.password
     assert pg_db.password not in out.stdout + out.stderr
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -45,3 +47,18 @@ def pdf_text(path: Path) -> str:
                          text=True).stdout
     # NFKC: the PDF's font turns "fi" into one ligature glyph.
     return " ".join(unicodedata.normalize("NFKC", out).split())
+
+
+def run_cli(settings: PgSettings, *args: str, folder: Path, password: str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `enerlink-migrate ARGS --dsn ...` as a DBA would: the password in a 0600 pgpass
+    file in `folder`, never on the command line or in PGPASSWORD."""
+    passfile = folder / "pgpass"
+    passfile.write_text(f"{settings.host}:{settings.port}:*:{settings.user}:"
+                        f"{password or settings.password}\n")
+    passfile.chmod(0o600)
+    child = {**(os.environ if env is None else env), "PGPASSFILE": str(passfile)}
+    child.pop("PGPASSWORD", None)
+    dsn = f"postgresql://{settings.user}@{settings.host}:{settings.port}/{settings.dbname}"
+    return subprocess.run([sys.executable, "-m", "wizard", *args, "--dsn", dsn], env=child,
+                          capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
