@@ -13,29 +13,17 @@ import keyring.errors
 import pytest
 
 from wizard.core import secrets
+from wizard.sandbox.memkeyring import MemoryKeyring
 
 Install = Callable[[Any], Any]
 UNUSABLE = "No usable keyring backend"
 NO_PLAINTEXT = "nothing is stored in plaintext"
 
 
-class _StandIn(keyring.backend.KeyringBackend):
+class _StandIn(MemoryKeyring):
     """Base of this file's stand-in backends: a dict, counting what reached it."""
 
     priority: float = 1
-
-    def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self.secrets: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.secrets.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.secrets[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self.secrets.pop((service, username))
 
 
 class PlaintextKeyring(_StandIn):

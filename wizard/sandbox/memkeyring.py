@@ -9,7 +9,7 @@ import keyring.errors
 class MemoryKeyring(keyring.backend.KeyringBackend):
     """Secrets in a dict: never written anywhere, gone when the process ends."""
 
-    priority = 1
+    priority: float = 1
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
