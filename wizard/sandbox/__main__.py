@@ -42,7 +42,11 @@ def _describe(box: Sandbox) -> str:
         f"  .venv/bin/enerlink-migrate inspect --dsn {dsn}",
         f"  .venv/bin/enerlink-migrate plan --sql --dsn {dsn}",
         f"  .venv/bin/enerlink-migrate migrate --rehearse --dsn {dsn}",
+        f"  .venv/bin/enerlink-migrate backup --out {box.folder / 'backups'} --dsn {dsn}",
+        f"  .venv/bin/enerlink-migrate orphans --dsn {dsn}",
         f"  .venv/bin/enerlink-migrate migrate --dsn {dsn}",
+        f"  .venv/bin/enerlink-migrate cache --redis-url {r.url}/0 --dry-run  "
+        f"# REDISCLI_AUTH=$(cat {box.redis_password_file})",
         f"  .venv/bin/enerlink-migrate verify --dsn {dsn}",
         f"  .venv/bin/enerlink-migrate revert --dsn {dsn}",
         "",
