@@ -282,7 +282,24 @@ def test_delete_refuses_when_other_rows_point_at_an_orphan(
                       "'PERIODIC' FROM smart_meter WHERE prosumer_id LIKE 'prosumer_ghost_%'")
     scan = orphans.scan(pg_db)
     files = orphans.export(pg_db, scan, tmp_path / "x")
-    with pytest.raises(orphans.OrphanRefused, match="rows of energy_settlement refer to"):
+    with pytest.raises(orphans.OrphanRefused, match="is still referenced from table "
+                                                    '"energy_settlement"'):
+        orphans.delete(pg_db, scan, files, confirm=pg_db.dbname)
+    assert orphans.scan(pg_db).total == scan.total
+
+
+def test_delete_refuses_when_a_cascade_would_change_other_rows(
+        pg_server: PostgresServer, pg_db: PgSettings, tmp_path: Path) -> None:
+    _inject(pg_server, pg_db, 1)
+    with pg_db.connect() as conn:
+        conn.execute("CREATE TABLE meter_note (meter_id varchar REFERENCES smart_meter "
+                     "ON DELETE CASCADE, note text)")
+        conn.execute("INSERT INTO meter_note SELECT meter_id, 'x' FROM smart_meter "
+                     "WHERE prosumer_id LIKE 'prosumer_ghost_%'")
+    scan = orphans.scan(pg_db)
+    files = orphans.export(pg_db, scan, tmp_path / "x")
+    with pytest.raises(orphans.OrphanRefused, match=r"1 rows of meter_note refer to orphan "
+                                                    r"rows of smart_meter .*CASCADE"):
         orphans.delete(pg_db, scan, files, confirm=pg_db.dbname)
     assert orphans.scan(pg_db).total == scan.total
 

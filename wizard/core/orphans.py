@@ -708,7 +708,10 @@ def delete(settings: PgSettings, scan: OrphanScan, exported: Sequence[ExportedCs
         except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
             raise _schema_changed(exc, "orphan delete") from None
         except psycopg.errors.ForeignKeyViolation as exc:
-            raise OrphanError(f"orphan delete rolled back, nothing deleted: {exc}") from None
+            raise OrphanRefused(
+                f"orphan delete rolled back, nothing deleted: {exc.diag.message_primary} "
+                f"({exc.diag.message_detail}). Deal with those rows first (export and delete "
+                f"them, or point them elsewhere), then delete again") from None
     say("info", "deleted " + ", ".join(f"{t}: {n} rows" for t, n in deleted.items())
         + "; scanning again")
     if journal is not None:
@@ -742,10 +745,12 @@ def _delete_matching(cur: psycopg.Cursor[Any], rows: _TableRows, export_file: Pa
 
 
 def _refuse_dependents(cur: psycopg.Cursor[dict[str, Any]], rows: _TableRows) -> None:
-    """Rows of other tables that point at the orphan rows would block or cascade."""
+    """Rows of other tables that a cascading FK would change along with the orphans."""
     cur.execute(queries(SQL_FILE)["foreign_keys_to"],
                 {"schema": rows.schema, "table": rows.table})
     for fk in cur.fetchall():
+        if fk["on_delete"] in ("a", "r"):
+            continue  # the DELETE itself fails on those rows; that error is reported
         cur.execute(rows.dependents(fk))
         row = cur.fetchone()
         if row and row["n"]:
@@ -754,9 +759,8 @@ def _refuse_dependents(cur: psycopg.Cursor[dict[str, Any]], rows: _TableRows) ->
             raise OrphanRefused(
                 f"{row['n']} rows of {fk['table_name']} refer to orphan rows of "
                 f"{rows.label} through {fk['name']} (ON DELETE {action}); deleting would "
-                + ("fail" if fk["on_delete"] in ("a", "r") else "change them too")
-                + f". Nothing was deleted: deal with those rows of {fk['table_name']} "
-                  f"first, then delete again")
+                f"change them too. Nothing was deleted: deal with those rows of "
+                f"{fk['table_name']} first, then delete again")
 
 
 # ---------------------------------------------------------------------------------------
