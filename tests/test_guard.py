@@ -61,3 +61,14 @@ def test_orphans_in_a_column_whose_key_must_be_added_are_refused(
     with pytest.raises(jobs.GuardRefused, match=r"wallet\.prosumer_id: \d+ orphan rows"):
         jobs.run(pg_db, UP, guard=jobs.Guard(without_backup=pg_db.dbname))
     assert fingerprint(pg_db) == before
+
+
+def test_a_rehearsal_is_refused_too_when_orphans_would_stop_the_real_run(
+        pg_db: PgSettings, pg_server: PostgresServer) -> None:
+    from wizard.core.execute import RunOptions
+    with pg_db.connect() as conn:
+        conn.execute('ALTER TABLE wallet DROP CONSTRAINT "FK_62a1a16628b883318e6b443cf52"')
+    with pg_server.admin_connect(pg_db.dbname) as admin:
+        inject_orphans(admin, 1)
+    with pytest.raises(jobs.GuardRefused, match=r"wallet\.prosumer_id: \d+ orphan rows"):
+        jobs.run(pg_db, UP, options=RunOptions(rehearse=True), guard=jobs.Guard())

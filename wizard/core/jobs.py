@@ -116,9 +116,10 @@ def run(settings: PgSettings, direction: str, *, options: RunOptions | None = No
                   server_version=before.server_version)
     plan = make_plan(before, direction, settings, migration)
     journal.write("plan", **_plan_record(plan))
-    if guard is not None and direction == UP and not opts.rehearse and plan.steps:
+    if guard is not None and direction == UP and plan.steps:
         try:
-            check_guard(settings, plan, journal, guard, report or no_report)
+            check_guard(settings, plan, journal, guard, report or no_report,
+                        rehearse=opts.rehearse)
         except GuardRefused as exc:
             journal.write("refused", reason=str(exc))
             raise
@@ -148,11 +149,14 @@ def _last_change(settings: PgSettings) -> str:
 
 
 def check_guard(settings: PgSettings, plan: Plan, journal: Journal, guard: Guard,
-                report: Report) -> None:
-    """Refuse a real migration without a fresh verified backup, or with orphans in its way."""
+                report: Report, *, rehearse: bool = False) -> None:
+    """Refuse a real migration without a fresh verified backup, and any run (a rehearsal
+    too: its VALIDATE would pass only because it never commits) with orphans in its way."""
     db = settings.dbname
     skipped = journal.events("backup_skipped")
-    if guard.without_backup is not None:
+    if rehearse:
+        pass  # a rehearsal changes nothing: no backup needed
+    elif guard.without_backup is not None:
         if guard.without_backup != db:
             raise GuardRefused(f"--confirm {guard.without_backup!r} does not match the "
                                f"database {db!r}: type its exact name to migrate without "
@@ -172,9 +176,7 @@ def check_guard(settings: PgSettings, plan: Plan, journal: Journal, guard: Guard
                 f"`migrate --without-backup --confirm {db}`)")
         report("info", f"verified backup: {backup.get('path')} (sha256 "
                        f"{str(backup.get('sha256', ''))[:12]}…)")
-    needs_clean = any(s.change.get("action") == "add_fk" or s.phase == "validate"
-                      for s in plan.steps)
-    if guard.check_orphans and needs_clean:
+    if guard.check_orphans and orphans.needs_orphan_check(plan):
         report("info", "the plan adds or validates a foreign key: scanning for orphans")
         blocking = orphans.blocking_orphans(orphans.scan(settings, journal=journal), plan)
         if blocking:
