@@ -15,6 +15,7 @@ from wizard.core.journal import Journal
 from wizard.core.plan import UP
 from wizard.core.preflight import run_preflight
 from wizard.core.profiles import Profile
+from wizard.core.report import record_operator
 from wizard.core.session import WizardSession
 from wizard.sandbox.memkeyring import MemoryKeyring
 from wizard.sandbox.sandbox import Sandbox
@@ -102,6 +103,8 @@ def run_headless(box: Sandbox, say: Say) -> DemoOutcome:
     checks = checklist.final_checklist(session.pg, session.redis, report=report,
                                        journal=journal)
     failed = [f"{c.title}: {c.detail}" for c in checks if c.status == "fail"]
+    if session.operator:
+        record_operator(journal, session.operator)
     say("7/7 Report")
     pdf = journal.folder / "enerlink-migration-report.pdf"
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
