@@ -130,6 +130,8 @@ def test_libpq_env_writes_a_private_pgpass_and_removes_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PGPASSWORD", "from-env")
     monkeypatch.setenv("REDIS_PASSWORD", "redis-secret")
+    monkeypatch.setenv("REDISCLI_AUTH", "redis-cli-secret")
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/run/user/1000/agent.sock")
     monkeypatch.setenv("ENERLINK_API_TOKEN", "tok")
     monkeypatch.setenv("LANG", "C.UTF-8")
     settings = PgSettings(host="db", port=5432, user="enerlink", password="s3:cret")
@@ -137,6 +139,8 @@ def test_libpq_env_writes_a_private_pgpass_and_removes_it(
         passfile = Path(env["PGPASSFILE"])
         assert "PGPASSWORD" not in env
         assert "REDIS_PASSWORD" not in env
+        assert "REDISCLI_AUTH" not in env
+        assert env["SSH_AUTH_SOCK"] == "/run/user/1000/agent.sock"  # a socket path, not a secret
         assert "ENERLINK_API_TOKEN" not in env
         assert env["LANG"] == "C.UTF-8"
         assert not any("s3" in v for v in env.values())

@@ -15,7 +15,10 @@ from psycopg.conninfo import make_conninfo
 from wizard.core.connection import PgSettings
 
 # Whatever might carry a secret stays out of the child's environment (pg_dump needs none).
-SECRET_NAME = re.compile(r"PASSW|SECRET|TOKEN|CREDENTIAL|PRIVATE_?KEY|API_?KEY", re.IGNORECASE)
+# ...AUTH$: REDISCLI_AUTH, redis-cli's (and our cache command's) password variable; not
+# SSH_AUTH_SOCK or XAUTHORITY, which a stop/start command over ssh may need.
+SECRET_NAME = re.compile(r"PASSW|SECRET|TOKEN|CREDENTIAL|PRIVATE_?KEY|API_?KEY|AUTH$",
+                         re.IGNORECASE)
 PASSFILE_NAME = "pgpass"
 
 
