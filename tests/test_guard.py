@@ -72,3 +72,17 @@ def test_a_rehearsal_is_refused_too_when_orphans_would_stop_the_real_run(
         inject_orphans(admin, 1)
     with pytest.raises(jobs.GuardRefused, match=r"wallet\.prosumer_id: \d+ orphan rows"):
         jobs.run(pg_db, UP, options=RunOptions(rehearse=True), guard=jobs.Guard())
+
+
+def test_an_old_backup_or_a_committed_failed_run_needs_a_new_backup(pg_db: PgSettings,
+                                                                  tmp_path: Path) -> None:
+    journal = Journal.create(pg_db, "wizard")
+    assert backup(pg_db, BackupOptions(out_dir=tmp_path / "backups"), journal=journal).verified
+    with pytest.raises(jobs.GuardRefused, match=r"from the last 0 h \(the newest is from"):
+        jobs.run(pg_db, UP, guard=jobs.Guard(max_backup_age_h=0), journal=journal)
+    # A run that committed, then failed a check after commit, changed the schema.
+    later = Journal.create(pg_db, "migrate")
+    later.write("run_finished", result={"ok": False, "rehearsal": False, "steps": [{}],
+                                        "state_before": "pre", "state_after": "partial"})
+    with pytest.raises(jobs.GuardRefused, match="taken since the schema last changed"):
+        jobs.run(pg_db, UP, guard=jobs.Guard())

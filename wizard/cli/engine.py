@@ -93,7 +93,7 @@ def _guard(args: argparse.Namespace, direction: str) -> jobs.Guard | None:
         if not args.confirm:
             raise CliError("--without-backup needs --confirm <database name>", EXIT_USAGE)
         return jobs.Guard(without_backup=args.confirm)
-    return jobs.Guard()
+    return jobs.Guard(max_backup_age_h=args.max_backup_age)
 
 
 def _run(args: argparse.Namespace, settings: PgSettings, direction: str) -> int:
@@ -188,6 +188,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--without-backup", action="store_true",
                    help="migrate although no verified backup was taken (needs --confirm DB)")
     p.add_argument("--confirm", metavar="DB", help="the database name, typed back")
+    p.add_argument("--max-backup-age", type=float, default=jobs.Guard.max_backup_age_h,
+                   metavar="H", help="refuse a backup older than H hours (default "
+                   "%(default)g)")
     p.set_defaults(handler=_with_db(cmd_migrate))
     p = sub.add_parser("revert", parents=[opts], help="rename user back to prosumer")
     p.set_defaults(handler=_with_db(cmd_revert))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from wizard.core import names, orphans
@@ -40,6 +41,8 @@ class Guard:
 
     without_backup: str | None = None
     check_orphans: bool = True
+    # A backup older than this would lose too much if it had to be restored: take a new one.
+    max_backup_age_h: float = 24.0
 
 
 @dataclass
@@ -140,7 +143,11 @@ def _last_change(settings: PgSettings) -> str:
     for journal in runs_for(settings):
         for event in journal.events("run_finished"):
             result = event.get("result", {})
-            if result.get("ok") and not result.get("rehearsal") and result.get("steps"):
+            # A run that committed and then failed a check after commit changed the schema
+            # too: its state after differs from its state before.
+            committed = result.get("ok") or (result.get("state_after") not in (
+                None, result.get("state_before")))
+            if committed and not result.get("rehearsal") and result.get("steps"):
                 newest = max(newest, str(event.get("ts", "")))
         for event in journal.events("restore_finished"):
             if event.get("result", {}).get("ok"):
@@ -168,8 +175,15 @@ def check_guard(settings: PgSettings, plan: Plan, journal: Journal, guard: Guard
     else:
         backup = latest_verified_backup(settings, [journal, *runs_for(settings)])
         changed = _last_change(settings)
-        if backup is None or str(backup.get("ts", "")) < changed:
-            stale = " taken since the schema last changed" if backup else ""
+        oldest = (datetime.now(timezone.utc) - timedelta(hours=guard.max_backup_age_h)
+                  ).isoformat(timespec="milliseconds")
+        stale = ""
+        if backup is not None and str(backup.get("ts", "")) < changed:
+            stale = " taken since the schema last changed"
+        elif backup is not None and str(backup.get("ts", "")) < oldest:
+            stale = (f" from the last {guard.max_backup_age_h:g} h (the newest is from "
+                     f"{backup.get('ts')}; restoring it would lose the writes made since)")
+        if backup is None or stale:
             raise GuardRefused(
                 f"no verified backup of {settings.describe()}{stale} in the run journals: "
                 f"run `enerlink-migrate backup --out DIR` first (or, knowingly, "
