@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import redis
-from PySide6.QtWidgets import QMessageBox, QWizard
+from PySide6.QtWidgets import QWizard
 from pytestqt.qtbot import QtBot
 
 from wizard.core import jobs
@@ -153,15 +153,18 @@ def test_revert_from_the_page_brings_the_schema_back(
     session = open_session(wizard_window, pg_db)
     migrate(session)
     page = open_verify(wizard_window, qtbot)
-    asked: list[str] = []
+    asked: list[tuple[str, str]] = []
 
-    def answer(_parent: Any, _title: str, text: str, *_a: Any) -> QMessageBox.StandardButton:
-        asked.append(text)
-        return QMessageBox.StandardButton.Yes
-    monkeypatch.setattr(QMessageBox, "question", answer)
+    def typed(_parent: Any, _title: str, text: str, expected: str, _action: str) -> str | None:
+        asked.append((text, expected))
+        return None if len(asked) == 1 else expected  # first declined, then typed
+    monkeypatch.setattr(verify_module, "confirm_typed", typed)
+    page.revert_button.click()
+    assert not page.busy  # declined: nothing runs
+    assert "user" in asked[0][0]
     first = page.checks
     page.revert_button.click()
-    assert pg_db.dbname in asked[0]
+    assert asked[1][1] == pg_db.dbname
     qtbot.waitUntil(lambda: "revert" in session.results and rerun_done(page, first),
                     timeout=JOB_MS)
     assert session.results["revert"].ok

@@ -119,7 +119,6 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 
 
-
 def connection_parser() -> argparse.ArgumentParser:
     """The options every command that talks to PostgreSQL takes (a parent parser)."""
     common = argparse.ArgumentParser(add_help=False)

@@ -67,8 +67,10 @@ class JobDialog(QDialog):
             return True
         answer = QMessageBox.warning(
             self, "A step is running", f"{job.name} is still running. Cancel it and "
-            "close? A cancelled restore drops the half-restored copy; the live database is "
-            "untouched.", QMessageBox.StandardButton.Cancel | QMessageBox.StandardButton.Close,
+            "close? A restore cancelled before the names are swapped drops the half-restored "
+            "copy and leaves the live database untouched; after the swap the restored "
+            "database stays live and closing waits for the last steps (ANALYZE, cache).",
+            QMessageBox.StandardButton.Cancel | QMessageBox.StandardButton.Close,
             QMessageBox.StandardButton.Cancel)
         return answer == QMessageBox.StandardButton.Close
 

@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
-    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
@@ -371,12 +370,14 @@ class VerifyPage(StepPage):
         if self.busy:
             return
         db = self.session.pg.dbname
-        answer = QMessageBox.question(
+        typed = confirm_typed(
             self, "Revert the migration",
-            f"Rename user back to prosumer in {db} ({self.session.pg.describe()})? This is a "
+            f"Rename user back to prosumer in {db} ({self.session.pg.describe()}). This is a "
             "metadata change that takes a moment; rows written since the migration are kept. "
-            "The application must be stopped or on its old version.")
-        if answer != QMessageBox.StandardButton.Yes:
+            "The application must be stopped or on its old version.", db,
+            "Revert the migration")
+        if typed is None:
+            self.log.append("info", "revert: not confirmed")
             return
         self.run_job("Reverting the migration", jobs.run, self.session.pg, DOWN,
                      journal=self.journal, on_done=self._reverted,
