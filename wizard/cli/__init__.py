@@ -48,3 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DiscoveryError as exc:
         print(f"enerlink-migrate {args.command}: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except KeyboardInterrupt:
+        print(f"enerlink-migrate {args.command}: interrupted; check the database's state "
+              f"with `enerlink-migrate inspect` before going on", file=sys.stderr)
+        return 130
