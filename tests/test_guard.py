@@ -86,3 +86,14 @@ def test_an_old_backup_or_a_committed_failed_run_needs_a_new_backup(pg_db: PgSet
                                         "state_before": "pre", "state_after": "partial"})
     with pytest.raises(jobs.GuardRefused, match="taken since the schema last changed"):
         jobs.run(pg_db, UP, guard=jobs.Guard())
+
+
+def test_a_backup_file_cut_short_since_no_longer_counts(pg_db: PgSettings,
+                                                        tmp_path: Path) -> None:
+    journal = Journal.create(pg_db, "wizard")
+    made = backup(pg_db, BackupOptions(out_dir=tmp_path / "backups"), journal=journal)
+    assert made.verified
+    data = Path(made.path).read_bytes()
+    Path(made.path).write_bytes(data[: len(data) // 2])
+    with pytest.raises(jobs.GuardRefused, match="no verified backup of"):
+        jobs.run(pg_db, UP, guard=jobs.Guard(), journal=journal)

@@ -518,10 +518,14 @@ def backup(settings: PgSettings, options: BackupOptions, *, report: Report = no_
 # --- the migrate guard -------------------------------------------------------------------
 
 
-def latest_verified_backup(settings: PgSettings,
-                           journals: Iterable[Journal]) -> dict[str, Any] | None:
+def latest_verified_backup(settings: PgSettings, journals: Iterable[Journal], *,
+                           rehash: bool = True) -> dict[str, Any] | None:
     """The newest verified `backup` event for this host, port and database whose file still
-    exists with the recorded sha256 (with its journal folder under "journal"), or None."""
+    exists with the recorded sha256 (with its journal folder under "journal"), or None.
+
+    `rehash=False` compares the recorded size instead of reading the whole file again (the
+    migrate guard, inside the change window); a restore always checks the sha256.
+    """
     found: list[dict[str, Any]] = []
     for journal in journals:
         target = journal.target()
@@ -534,6 +538,9 @@ def latest_verified_backup(settings: PgSettings,
                 found.append({**event, "journal": str(journal.folder)})
     for event in sorted(found, key=lambda e: str(e.get("ts", "")), reverse=True):
         path = Path(str(event.get("path", "")))
-        if event.get("sha256") and path.exists() and archive_sha256(path) == event["sha256"]:
+        if not (event.get("sha256") and path.exists()):
+            continue
+        if (archive_sha256(path) == event["sha256"] if rehash
+                else archive_size(path) == event.get("size_bytes")):
             return event
     return None

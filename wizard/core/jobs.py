@@ -173,7 +173,8 @@ def check_guard(settings: PgSettings, plan: Plan, journal: Journal, guard: Guard
     elif skipped:
         report("warn", f"migrating {db} without a backup: {skipped[-1].get('how', 'confirmed')}")
     else:
-        backup = latest_verified_backup(settings, [journal, *runs_for(settings)])
+        backup = latest_verified_backup(settings, [journal, *runs_for(settings)],
+                                        rehash=False)
         changed = _last_change(settings)
         oldest = (datetime.now(timezone.utc) - timedelta(hours=guard.max_backup_age_h)
                   ).isoformat(timespec="milliseconds")
