@@ -42,7 +42,8 @@ class ErrorPanel(QFrame):
         self.message = self._field()
         self.step = self._field()
         self.action = self._field()
-        self.copy_button = QPushButton("Copy &details", self)
+        # No mnemonic: each letter of it is taken on some page (it stays a Tab stop).
+        self.copy_button = QPushButton("Copy details", self)
         self.copy_button.clicked.connect(self.copy_details)
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)

@@ -98,7 +98,7 @@ class CachePage(StepPage):
         self.count_button.clicked.connect(self.count_keys)
         self.delete_button = QPushButton("Delete &matching keys…")
         self.delete_button.clicked.connect(self.delete_keys)
-        self.flush_button = QPushButton("FL&USHDB…")
+        self.flush_button = QPushButton("F&LUSHDB…")
         self.flush_button.setToolTip("Delete every key of this Redis db (typed confirmation)")
         self.flush_button.clicked.connect(self.flush)
         self.skip_button = QPushButton("&Skip the cache step")

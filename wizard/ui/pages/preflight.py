@@ -67,7 +67,7 @@ class PreflightPage(StepPage):
         self.sessions.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.sessions.horizontalHeader().setStretchLastSection(True)
         self.sessions.setAccessibleName("other sessions on the database")
-        refresh, cancel_q, terminate = (QPushButton("&Refresh"), QPushButton("Cancel &query…"),
+        refresh, cancel_q, terminate = (QPushButton("&Refresh"), QPushButton("Cancel q&uery…"),
                                         QPushButton("&Terminate…"))
         refresh.clicked.connect(self.refresh_sessions)
         cancel_q.clicked.connect(lambda: self.signal_selected(terminate=False))
@@ -99,7 +99,7 @@ class PreflightPage(StepPage):
         app_layout.addStretch(1)
 
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.checks, "C&hecks")
+        self.tabs.addTab(self.checks, "Chec&ks")
         self.tabs.addTab(self.rows, "Ro&w counts")
         self.tabs.addTab(sessions_tab, "Sess&ions")
         self.tabs.addTab(app_tab, "A&pplication")
