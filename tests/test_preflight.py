@@ -32,6 +32,8 @@ def test_sample_database_passes_and_nothing_changes(pg_db: PgSettings, tmp_path:
     assert pre.database_bytes > 0
     checks = _by_id(pre)
     assert checks["state"] == checks["privileges"] == checks["disk"] == "pass"
+    assert checks["client_tools"] == "pass"
+    assert "pg_dump 15" in next(c.detail for c in pre.checks if c.id == "client_tools")
     assert checks["createdb"] == "pass"  # the owner role has CREATEDB
     assert not pre.blocking
     assert any("Free space" in msg for _lvl, msg in lines)
@@ -112,3 +114,13 @@ def test_sessions_are_listed_and_can_be_cancelled_then_terminated(pg_db: PgSetti
         with pytest.raises(psycopg.OperationalError):
             app.execute("SELECT 1")
     assert signal_session(pg_db, app_pid, terminate=True) == f"pid {app_pid} is no longer connected"
+
+
+def test_a_pg_dump_path_that_does_not_fit_is_a_warning(pg_db: PgSettings,
+                                                       tmp_path: Path) -> None:
+    pre = run_preflight(pg_db, pg_dump=str(tmp_path / "no-such-pg_dump"))
+    tools = next(c for c in pre.checks if c.id == "client_tools")
+    assert tools.status == "warn"
+    assert "no-such-pg_dump" in tools.detail
+    assert "the backup and restore steps need them" in tools.detail
+    assert not pre.blocking

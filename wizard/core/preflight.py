@@ -24,6 +24,7 @@ from wizard.core.discovery import (
     discover,
 )
 from wizard.core.execute import privilege_problems
+from wizard.core.pgtools import ToolNotFound, find_tool
 from wizard.core.plan import PlanRefused, build_up
 from wizard.core.reporting import Report, no_report
 from wizard.core.verify import FAIL, PASS, WARN, Check
@@ -190,6 +191,22 @@ def _sessions_check(others: list[Session]) -> Check:
                  f"first; the rename waits at most the lock timeout for them, then retries")
 
 
+def _tools_check(server_major: int, pg_dump: str | None) -> Check:
+    """The client programs the backup and restore steps will run, and their versions."""
+    title = f"pg_dump and pg_restore {server_major} or newer"
+    found, missing = [], []
+    for name, override in (("pg_dump", pg_dump), ("pg_restore", None)):
+        try:
+            tool = find_tool(name, server_major, override)
+            found.append(f"{name} {tool.version} ({tool.path})")
+        except ToolNotFound as exc:
+            missing.append(str(exc))
+    if missing:
+        return Check("client_tools", title, WARN, "; ".join(missing) + ": the backup and "
+                     "restore steps need them")
+    return Check("client_tools", title, PASS, ", ".join(found))
+
+
 def _mib(n: int) -> str:
     return f"{n / 1048576:,.0f} MiB"
 
@@ -200,7 +217,7 @@ def _unreadable(settings: PgSettings, why: str) -> Preflight:
 
 
 def run_preflight(settings: PgSettings, backup_folder: Path | None = None,
-                  report: Report = no_report) -> Preflight:
+                  report: Report = no_report, pg_dump: str | None = None) -> Preflight:
     """Read-only checks against the database: nothing here changes anything."""
     report("info", f"pre-flight checks on {settings.describe()}")
     with settings.connect(autocommit=True) as conn:
@@ -219,6 +236,7 @@ def run_preflight(settings: PgSettings, backup_folder: Path | None = None,
             "server_version", f"PostgreSQL {OLDEST_SUPPORTED} or newer",
             PASS if version_num >= OLDEST_SUPPORTED * 10000 else FAIL,
             f"server {d.server_version}"))
+        checks.append(_tools_check(version_num // 10000, pg_dump))
         if d.state not in (CONFLICT, UNKNOWN):
             checks.append(_privilege_check(conn, d))
     checks += [_restore_check(bool(role.get("rolsuper")), bool(role.get("rolcreatedb")),

@@ -131,8 +131,11 @@ class PreflightPage(StepPage):
             return
         self.set_valid(False)
         self.summary.setText("checking…")
+        profile = self.session.profile
         self.run_job("Pre-flight checks", run_preflight, self.session.pg,
-                     self.session.backup_folder, on_done=self.show_result,
+                     self.session.backup_folder,
+                     pg_dump=profile.pg_dump_path if profile else None,
+                     on_done=self.show_result,
                      advice="Check the connection on the first page, then run the checks "
                      "again.")
 
