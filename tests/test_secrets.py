@@ -80,17 +80,6 @@ def use_backend() -> Iterator[Install]:
         keyring.set_keyring(previous)
 
 
-@pytest.fixture
-def no_keyring() -> Iterator[None]:
-    """What keyring picks on a headless host without a Secret Service."""
-    previous = keyring.get_keyring()
-    keyring.set_keyring(keyring.backends.fail.Keyring())  # type: ignore[no-untyped-call]
-    try:
-        yield
-    finally:
-        keyring.set_keyring(previous)
-
-
 def test_round_trip_through_the_facade(memory_keyring: Any) -> None:
     status = secrets.backend_status()
     assert status.usable, status.message

@@ -140,3 +140,32 @@ class JobPanel(QWidget):
                 on_failed(message)
         elif kind == "finished" and on_done is not None:
             on_done(job.result)
+
+
+class PanelHost:
+    """For a page or dialog built around a JobPanel in `self.panel`: its job and runner."""
+
+    panel: JobPanel
+
+    @property
+    def job(self) -> Job | None:
+        return self.panel.job
+
+    @property
+    def busy(self) -> bool:
+        return self.panel.busy
+
+    def run_job(self, name: str, func: Callable[..., Any], *args: Any,
+                on_done: Callable[[Any], None] | None = None,
+                on_failed: Callable[[str], None] | None = None,
+                advice: str = "", **kwargs: Any) -> Job:
+        """Run `func` on a worker thread; its log lands in the panel's log view."""
+        return self.panel.run_job(name, func, *args, on_done=on_done, on_failed=on_failed,
+                                  advice=advice, **kwargs)
+
+    def cancel_job(self) -> None:
+        self.panel.cancel_job()
+
+    def show_error(self, message: str, step: str = "", action: str = "",
+                   title: str = "This step failed") -> None:
+        self.panel.show_error(message, step, action, title)

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMessageBox, QVBoxLayout, QWidget
 
-from wizard.ui.job_panel import JobPanel
-from wizard.ui.worker import Job
+from wizard.ui.job_panel import JobPanel, PanelHost
 
 
-class JobDialog(QDialog):
+class JobDialog(PanelHost, QDialog):
     """A dialog laid out like a step page: body, error panel, progress with Cancel, log.
 
     Closing while a job runs asks first, then cancels and joins it: no worker outlives
@@ -36,28 +32,6 @@ class JobDialog(QDialog):
         layout.addWidget(self.panel, 1)
         layout.addWidget(self.buttons)
         self.resize(1000, 720)
-
-    @property
-    def job(self) -> Job | None:
-        return self.panel.job
-
-    @property
-    def busy(self) -> bool:
-        return self.panel.busy
-
-    def run_job(self, name: str, func: Callable[..., Any], *args: Any,
-                on_done: Callable[[Any], None] | None = None,
-                on_failed: Callable[[str], None] | None = None,
-                advice: str = "", **kwargs: Any) -> Job:
-        """Run `func` on a worker thread (as a step page does); its log lands here."""
-        return self.panel.run_job(name, func, *args, on_done=on_done, on_failed=on_failed,
-                                  advice=advice, **kwargs)
-
-    def cancel_job(self) -> None:
-        self.panel.cancel_job()
-
-    def show_error(self, message: str, step: str, action: str = "") -> None:
-        self.panel.show_error(message, step, action)
 
     # -- closing ----------------------------------------------------------------------------
 

@@ -73,6 +73,17 @@ class RestoreOutcome:
             lines.append(f"! {self.cache_note}")
         return lines
 
+    def problem(self, retry: str) -> tuple[str, str, str] | None:
+        """(what happened, the failed step, what to do) for the error panel, or None."""
+        if not self.result.ok:
+            return (self.result.error or "the restore failed", "Restore",
+                    f"Read the log; fix the cause and {retry}.")
+        if self.cache_error:
+            return (self.cache_error, "Clearing the Redis cache after the restore",
+                    "The database is restored. Clear the cache keys on the Cache page or "
+                    "with enerlink-migrate cache.")
+        return None
+
 
 def restore_then_clear(plan: restore.RestorePlan, confirm: str,
                        redis: RedisSettings | None, *, report: Report = no_report,
@@ -296,11 +307,7 @@ class RestoreDialog(JobDialog):
         self.outcome = outcome
         lines = outcome.lines()
         self.result_label.setText("\n".join(lines))
-        if not outcome.result.ok:
-            self.show_error(outcome.result.error or "the restore failed", "Restore",
-                            "Read the log above; fix the cause and inspect the backup again.")
-        elif outcome.cache_error:
-            self.show_error(outcome.cache_error, "Clearing the Redis cache after the restore",
-                            "The database is restored. Clear the cache keys on the Cache page "
-                            "or with enerlink-migrate cache.")
+        problem = outcome.problem("inspect the backup again")
+        if problem:
+            self.show_error(*problem)
         self._update_buttons()

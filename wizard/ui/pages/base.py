@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget, QWizard, QWizardPage
 
 from wizard.core.session import WizardSession
-from wizard.ui.job_panel import JobPanel
-from wizard.ui.worker import Job
+from wizard.ui.job_panel import JobPanel, PanelHost
 
 if TYPE_CHECKING:
     from wizard.ui.window import MigrationWizard
@@ -18,7 +16,7 @@ if TYPE_CHECKING:
 LOG_FILE = "wizard.log"
 
 
-class StepPage(QWizardPage):
+class StepPage(PanelHost, QWizardPage):
     """A thin view over engine jobs. The page says valid/busy; the shell enables buttons.
 
     Subclasses put their widgets in `self.body` and start work with `run_job`; Next is
@@ -57,14 +55,6 @@ class StepPage(QWizardPage):
             raise RuntimeError("no connection chosen yet: go back to the first page")
         return session
 
-    @property
-    def job(self) -> Job | None:
-        return self.panel.job
-
-    @property
-    def busy(self) -> bool:
-        return self.panel.busy
-
     def set_valid(self, valid: bool) -> None:
         if valid != self._valid:
             self._valid = valid
@@ -79,21 +69,6 @@ class StepPage(QWizardPage):
             self.log.set_log_file(session.ensure_journal().folder / LOG_FILE)
 
     # -- running jobs -----------------------------------------------------------------------
-
-    def run_job(self, name: str, func: Callable[..., Any], *args: Any,
-                on_done: Callable[[Any], None] | None = None,
-                on_failed: Callable[[str], None] | None = None,
-                advice: str = "", **kwargs: Any) -> Job:
-        """Run `func` on a worker thread; its log lands in this page's log view."""
-        return self.panel.run_job(name, func, *args, on_done=on_done, on_failed=on_failed,
-                                  advice=advice, **kwargs)
-
-    def cancel_job(self) -> None:
-        self.panel.cancel_job()
-
-    def show_error(self, message: str, step: str = "", action: str = "",
-                   title: str = "This step failed") -> None:
-        self.panel.show_error(message, step, action, title)
 
     def _busy_changed(self, busy: bool) -> None:
         self.completeChanged.emit()

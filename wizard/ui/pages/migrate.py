@@ -35,8 +35,8 @@ from wizard.core.connection import PgSettings
 from wizard.core.discovery import Discovery
 from wizard.core.execute import RunOptions, RunResult
 from wizard.core.plan import UP, Plan
+from wizard.ui.checks_view import check_item, checks_tree
 from wizard.ui.pages.base import StepPage
-from wizard.ui.pages.preflight import check_item
 
 # The engine reports each step as "[3/20] Renaming … (1.2 ms)".
 STEP_LINE = re.compile(r"^\[(\d+)/(\d+)\] (.*) \(([\d.]+) ms\)$")
@@ -142,12 +142,7 @@ class MigratePage(StepPage):
         self.outcome = QLabel("not run yet")
         self.outcome.setWordWrap(True)
         self.outcome.setTextFormat(Qt.TextFormat.PlainText)
-        self.checks = QTreeWidget()
-        self.checks.setHeaderLabels(["", "Check", "Result"])
-        self.checks.setAccessibleName("checks of the last run")
-        check_header = self.checks.header()
-        check_header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        check_header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        self.checks = checks_tree("checks of the last run")
         result_tab = QWidget()
         result_layout = QVBoxLayout(result_tab)
         result_layout.addWidget(self.outcome)

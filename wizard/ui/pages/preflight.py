@@ -6,37 +6,23 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QMessageBox,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
-    QTreeWidget,
-    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from wizard.core.appctl import AppCommandResult, run_app_command
 from wizard.core.preflight import Preflight, Session, list_sessions, run_preflight, signal_session
-from wizard.core.verify import Check
+from wizard.ui.checks_view import check_item, checks_tree
 from wizard.ui.pages.base import StepPage
 
-MARKS = {"pass": "✔", "warn": "!", "fail": "✘"}
 SESSION_COLUMNS = ("pid", "user", "application", "client", "state", "transaction age s",
                    "waiting on", "query")
-
-
-def check_item(check: Check) -> QTreeWidgetItem:
-    """A checklist row: mark, title, detail; evidence lines as children."""
-    item = QTreeWidgetItem([MARKS.get(check.status, "?"), check.title, check.detail])
-    item.setToolTip(2, check.detail)
-    item.setData(0, Qt.ItemDataRole.UserRole, check.status)
-    for key, value in check.evidence.items():
-        item.addChild(QTreeWidgetItem(["", key, str(value)]))
-    return item
 
 
 class PreflightPage(StepPage):
@@ -48,13 +34,7 @@ class PreflightPage(StepPage):
         self.summary = QLabel("not checked yet")
         self.summary.setWordWrap(True)
         self.summary.setTextFormat(Qt.TextFormat.PlainText)
-        self.checks = QTreeWidget()
-        self.checks.setHeaderLabels(["", "Check", "Result"])
-        self.checks.setRootIsDecorated(True)
-        self.checks.setAccessibleName("pre-flight checks")
-        header = self.checks.header()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        self.checks = checks_tree("pre-flight checks")
         self.rows = QTableWidget(0, 2)
         self.rows.setHorizontalHeaderLabels(["table", "rows (estimate)"])
         self.rows.horizontalHeader().setStretchLastSection(True)

@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSplitter,
     QTabWidget,
-    QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -45,6 +44,7 @@ from wizard.core.report import (
 )
 from wizard.core.smoke import SmokeSettings
 from wizard.core.verify import FAIL, PASS, WARN, Check
+from wizard.ui.checks_view import check_item, checks_tree
 from wizard.ui.confirm import confirm_typed
 from wizard.ui.dialogs.restore import (
     RestoreOutcome,
@@ -55,31 +55,7 @@ from wizard.ui.dialogs.restore import (
 from wizard.ui.pages.base import StepPage
 from wizard.ui.pdf import write_report_pdf
 
-MARKS = {PASS: "✔", FAIL: "✘", WARN: "!"}
 NOTE_SAVE_MS = 1500  # a note is saved this long after the last keystroke (or on leaving it)
-
-
-def _evidence_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, indent=2, default=str,
-                                                           ensure_ascii=False)
-
-
-def check_item(check: Check, mono: Any) -> QTreeWidgetItem:
-    """Mark, title, detail; the evidence (query, result) as monospace children."""
-    item = QTreeWidgetItem([MARKS.get(check.status, "?"), check.title, check.detail])
-    item.setToolTip(1, check.title)
-    item.setToolTip(2, check.detail)
-    item.setData(0, Qt.ItemDataRole.UserRole, check.status)
-    item.setData(1, Qt.ItemDataRole.UserRole, check.id)
-    item.setData(0, Qt.ItemDataRole.AccessibleTextRole, check.status)
-    for key, value in redact(check.evidence).items():
-        text = _evidence_text(value)
-        child = QTreeWidgetItem(["", key, " ".join(text.split())[:300]])
-        child.setFont(2, mono)
-        child.setToolTip(2, text[:4000])
-        child.setData(2, Qt.ItemDataRole.UserRole, text)
-        item.addChild(child)
-    return item
 
 
 class ManualRow:
@@ -132,12 +108,9 @@ class VerifyPage(StepPage):
         top.addWidget(self.summary, 1)
         top.addWidget(self.rerun)
 
-        self.tree = QTreeWidget()
-        self.tree.setHeaderLabels(["", "Check", "Result"])
-        self.tree.setAccessibleName("automated checks")
+        self.tree = checks_tree("automated checks")
         self.tree.setWordWrap(False)
         header = self.tree.header()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
         header.resizeSection(1, 430)
         header.setStretchLastSection(True)
@@ -260,7 +233,7 @@ class VerifyPage(StepPage):
         self.session.results["verify"] = checks
         self.tree.clear()
         for check in checks:
-            self.tree.addTopLevelItem(check_item(check, self.mono))
+            self.tree.addTopLevelItem(check_item(check))
         counts = {s: sum(1 for c in checks if c.status == s) for s in (PASS, FAIL, WARN)}
         self.summary.setText(
             f"{self.session.pg.describe()}: {counts[PASS]} passed, {counts[FAIL]} failed, "
@@ -439,13 +412,9 @@ class VerifyPage(StepPage):
         self.restore_outcome = outcome
         self.session.results["restore"] = outcome.result
         self.show_result("\n".join(outcome.lines()))
-        if not outcome.result.ok:
-            self.show_error(outcome.result.error or "the restore failed", "Restore",
-                            "Read the log; fix the cause and restore again.")
-        elif outcome.cache_error:
-            self.show_error(outcome.cache_error, "Clearing the Redis cache after the restore",
-                            "The database is restored. Clear the cache keys on the Cache "
-                            "page or with enerlink-migrate cache.")
+        problem = outcome.problem("restore again")
+        if problem:
+            self.show_error(*problem)
         if outcome.result.ok:
             QTimer.singleShot(0, self.run_checks)
 
