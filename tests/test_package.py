@@ -13,6 +13,7 @@ import pytest
 
 import wizard
 from wizard.core.connection import PgSettings
+from wizard.core.resources import shipped_files
 
 ROOT = Path(__file__).resolve().parents[1]
 DIST = ROOT / "dist"
@@ -73,11 +74,12 @@ def test_self_test_passes_on_a_clean_machine(exe: Path, clean_env: dict[str, str
     assert out.returncode == 0, out.stdout + out.stderr
     assert "(frozen, Python" in out.stdout
     assert out.stdout.rstrip().endswith("self-test passed")
-    sql_files = len(list((ROOT / "sql").rglob("*.sql")))
-    resources = len([p for p in (ROOT / "resources").rglob("*") if p.is_file()])
+    sql_files = len([p for p in shipped_files("sql") if p.suffix == ".sql"])
+    resources = len(shipped_files("resources"))
     assert f"ok    SQL files: {sql_files} SQL files under " in out.stdout
     assert f"ok    resources: {resources} resource files under " in out.stdout
-    assert f"under {ROOT / 'sql'}\n" not in out.stdout, "the build read the checkout's sql/"
+    assert f"under {ROOT / 'wizard' / 'sql'}\n" not in out.stdout, \
+        "the build read the checkout's sql/"
 
 
 def _activatable_secret_service(tmp_path: Path) -> Path:

@@ -34,8 +34,9 @@ def test_missing_resource_says_reinstall() -> None:
         resources.resource_path("sql", "no-such-file.sql")
 
 
-def test_frozen_runs_look_under_meipass(monkeypatch: pytest.MonkeyPatch,
-                                       tmp_path: Path) -> None:
-    (tmp_path / "sql").mkdir()
-    monkeypatch.setattr("sys._MEIPASS", str(tmp_path), raising=False)
-    assert resources.resource_root() == tmp_path
+def test_shipped_files_are_found_inside_the_package() -> None:
+    """One lookup everywhere: the wizard package's own folder holds sql/ and resources/."""
+    import wizard
+    assert resources.resource_root() == Path(wizard.__file__).parent
+    assert resources.resource_path("sql", "catalog", "discovery.sql").is_file()
+    assert resources.resource_path("resources", "icons", "enerlink-migrate.svg").is_file()

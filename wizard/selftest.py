@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import wizard
-from wizard.core.resources import resource_root
+from wizard.core.resources import resource_root, shipped_files
 
 Check = tuple[str, Callable[[], str]]
 
@@ -20,7 +20,7 @@ Check = tuple[str, Callable[[], str]]
 def _sql_files() -> str:
     from wizard.core.sqlfiles import queries, sections
     root = resource_root() / "sql"
-    files = sorted(root.rglob("*.sql"))
+    files = [p for p in shipped_files("sql") if p.suffix == ".sql"]
     if not files:
         raise RuntimeError(f"no SQL files under {root}")
     for path in files:
@@ -35,7 +35,7 @@ def _sql_files() -> str:
 
 def _resources() -> str:
     root = resource_root() / "resources"
-    files = [p for p in root.rglob("*") if p.is_file()]
+    files = shipped_files("resources")
     if not files:
         raise RuntimeError(f"no files under {root}")
     for path in files:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from wizard import __version__
 from wizard.cli import backup, cache, engine, gui, orphans, profiles, report, restore
-from wizard.cli.common import EXIT_OK, EXIT_REFUSED, CliError, connection_parser
+from wizard.cli.common import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, CliError, connection_parser
 from wizard.core.discovery import DiscoveryError
+from wizard.core.journal import runs_root, write_traceback
+
+CRASH_LOG = "cli-errors.log"
 
 # Each module has register(subparsers, connection_parser); its commands set `handler`.
 COMMAND_MODULES = (engine, backup, orphans, cache, restore, profiles, report, gui)
@@ -32,8 +37,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command. A DBA never sees a traceback: an unexpected error prints one line
+    naming the log that holds it, and a closed pipe (`... | head -1`) ends quietly."""
+    try:
+        parser = build_parser()
+        code = _dispatch(parser, parser.parse_args(argv))
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader went away: nothing more to say. Point stdout at /dev/null so that the
+        # interpreter's own flush at exit does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13  # what a shell reports for SIGPIPE
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.self_test:
         from wizard.selftest import run_self_test
         return run_self_test()
@@ -52,3 +71,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"enerlink-migrate {args.command}: interrupted; check the database's state "
               f"with `enerlink-migrate inspect` before going on", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise
+    except Exception as exc:  # the last line of defence: one line for the DBA, a log for us
+        return _unexpected(args.command, exc)
+
+
+def _unexpected(command: str, exc: Exception) -> int:
+    log = runs_root() / CRASH_LOG
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        write_traceback(log, text, where=f"enerlink-migrate {command}")
+        where = f"the traceback is in {log}"
+    except OSError as err:
+        where = f"the traceback could not be written to {log} ({err.strerror})"
+    first = (str(exc).strip().splitlines() or [""])[0]
+    print(f"enerlink-migrate {command}: unexpected error: {type(exc).__name__}"
+          f"{': ' + first if first else ''}; {where}. Check the database's state with "
+          f"`enerlink-migrate inspect` before going on.", file=sys.stderr)
+    return EXIT_FAILED

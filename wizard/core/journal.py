@@ -26,6 +26,15 @@ def runs_root() -> Path:
     return Path(override) if override else platformdirs.user_data_path(APP) / "runs"
 
 
+def write_traceback(log_file: Path, text: str, where: str = "the wizard") -> None:
+    """Append an unexpected error's traceback to a private log file (0600)."""
+    log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stamp = datetime.now().astimezone().isoformat(timespec="milliseconds")
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as fh:
+        fh.write(f"{stamp} [error] unexpected error in {where}\n{text}\n")
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 

@@ -1,8 +1,13 @@
-"""Finds the files that travel with the program (sql/, resources/) in source and frozen runs."""
+"""Finds the files that travel with the program (sql/, resources/) through importlib.resources.
+
+They live at the top of the repository; `wizard/sql` and `wizard/resources` are symlinks to
+them, so the package holds them in a checkout, and the wheel and the PyInstaller build carry
+them as `wizard/sql/...` and `wizard/resources/...`: one lookup for all three.
+"""
 
 from __future__ import annotations
 
-import sys
+from importlib.resources import files
 from pathlib import Path
 
 
@@ -11,15 +16,8 @@ class ResourceMissing(FileNotFoundError):
 
 
 def resource_root() -> Path:
-    """The folder that holds sql/ and resources/.
-
-    A PyInstaller build unpacks them under sys._MEIPASS; a source checkout or an editable
-    install has them at the top of the repository, one level above the package.
-    """
-    frozen = getattr(sys, "_MEIPASS", None)
-    if frozen:
-        return Path(frozen)
-    return Path(__file__).resolve().parents[2]
+    """The folder that holds sql/ and resources/: the `wizard` package's own folder."""
+    return Path(str(files("wizard")))
 
 
 def resource_path(*parts: str) -> Path:
@@ -30,6 +28,17 @@ def resource_path(*parts: str) -> Path:
             f"{path} is missing: the installation is incomplete; reinstall enerlink-migrate"
         )
     return path
+
+
+# README pictures under resources/: in the checkout, not in the wheel or the build.
+NOT_SHIPPED = ("screenshots",)
+
+
+def shipped_files(folder: str) -> list[Path]:
+    """Every file under sql/ or resources/ that an installation must have, sorted."""
+    root = resource_root() / folder
+    return sorted(p for p in root.rglob("*") if p.is_file()
+                  and not any(part in NOT_SHIPPED for part in p.relative_to(root).parts))
 
 
 def read_text(*parts: str) -> str:

@@ -7,7 +7,6 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -25,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from wizard.core.journal import write_traceback
 from wizard.ui.log_view import is_dark
 
 ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None], None]
@@ -101,13 +101,6 @@ class ErrorPanel(QFrame):
 
     def copy_details(self) -> None:
         QGuiApplication.clipboard().setText(self.details())
-
-
-def write_traceback(log_file: Path, text: str) -> None:
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now().astimezone().isoformat(timespec="milliseconds")
-    with log_file.open("a", encoding="utf-8") as fh:
-        fh.write(f"{stamp} [error] unexpected error in the wizard\n{text}\n")
 
 
 class ErrorHook:

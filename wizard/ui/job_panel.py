@@ -16,7 +16,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from wizard.ui.error_panel import ErrorPanel, write_traceback
+from wizard.core.journal import write_traceback
+from wizard.ui.error_panel import ErrorPanel
 from wizard.ui.log_view import LogView
 from wizard.ui.worker import Job
 
