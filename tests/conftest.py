@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import json
 import os
 import secrets
 import threading
@@ -36,15 +37,78 @@ REALWORLD = Path(__file__).resolve().parents[1].parent / "shared" / "reference" 
 _db_counter = itertools.count(1)
 
 
+MATRIX_STEPS = ("migrate", "realworld", "backup", "restore", "orphans", "verify", "tools")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        marker = item.get_closest_marker("pg_matrix")
+        if marker is not None:
+            step = marker.args[0] if marker.args else None
+            if step not in MATRIX_STEPS:
+                raise pytest.UsageError(f"{item.nodeid}: pg_matrix needs one of "
+                                        f"{', '.join(MATRIX_STEPS)}, not {step!r}")
+            item.stash[_STEP] = step
+
+
+_STEP = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """With ENERLINK_MATRIX_REPORT set (packaging/pg_matrix.py), one line per test outcome."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    path = os.environ.get("ENERLINK_MATRIX_REPORT")
+    step = item.stash.get(_STEP, None)
+    if not path or step is None:
+        return
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"step": step, "test": item.nodeid,
+                                 "outcome": report.outcome}) + "\n")
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
-    """One PostgreSQL cluster for the whole run, stopped by PID even if tests fail."""
+    """One PostgreSQL cluster for the whole run, stopped by PID even if tests fail.
+
+    Its programs come from ENERLINK_PG_BINDIR (server) and ENERLINK_PG_CLIENT_BINDIR
+    (pg_dump, pg_restore, psql), else from `pg_config --bindir`; the client folder goes
+    first on PATH, where the product looks for its tools as on a DBA's machine.
+    """
     server = PostgresServer.start()
     atexit.register(server.stop)  # also when the session is torn down abnormally
-    try:
-        yield server
-    finally:
-        server.stop()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PATH", f"{server.client_bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_major(pg_server: PostgresServer) -> int:
+    """The test server's major version."""
+    return pg_server.major_version
+
+
+@pytest.fixture(scope="session")
+def restore_template(pg_server: PostgresServer) -> str:
+    """The template restores start from. Before 13 the owner role cannot create uuid-ossp
+    (restore refuses and says so): a superuser puts it in template1 once, as the refusal
+    tells a DBA to do."""
+    if pg_server.major_version >= 13:
+        return "template0"
+    with pg_server.admin_connect("template1") as admin:
+        admin.execute('CREATE EXTENSION IF NOT EXISTS "uuid-ossp" WITH SCHEMA public')
+    return "template1"
+
+
+@pytest.fixture(scope="session")
+def pg_restore_bin(pg_server: PostgresServer) -> Path:
+    """The harness's own pg_restore, to read back what the backup step wrote."""
+    return pg_server.client_tool("pg_restore")
 
 
 @pytest.fixture(scope="session")
@@ -68,9 +132,7 @@ def _create_db(pg_server: PostgresServer, name: str, template: str, owner: str) 
 
 
 def _drop_db(pg_server: PostgresServer, name: str) -> None:
-    with pg_server.admin_connect() as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
+    pg_server.drop_database(name)
 
 
 @pytest.fixture

@@ -36,6 +36,8 @@ from wizard.sandbox.servers import PostgresServer
 
 # --- finding the tools -------------------------------------------------------------------
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def _fake_tool(folder: Path, name: str, version: str | None) -> Path:
     """A stand-in for a pg_dump of another version: a script that only answers --version."""
@@ -105,14 +107,47 @@ def test_finder_reads_old_two_part_versions(fake_installs: Path) -> None:
     assert (tool.major, tool.version) == (9, "9.6.24")
 
 
+@pytest.mark.pg_matrix("tools")
 def test_finder_finds_the_real_pg_dump_for_the_test_server(pg_db: PgSettings) -> None:
     with pg_db.connect() as conn:
         major = server_major(conn)
     tool = find_tool("pg_dump", major)
-    assert tool.major == major
+    fitting = [t for t in map(pgtools.probe, pgtools.candidates("pg_dump"))
+               if t is not None and t.major >= major]
+    assert tool.major == min(t.major for t in fitting), "the same major, else the lowest newer"
     out = subprocess.run([str(tool.path), "--version"], capture_output=True, text=True,
                          check=True).stdout
     assert tool.version in out
+
+
+def _real_client_bindirs() -> dict[int, Path]:
+    """Real pg_dump folders on this machine by major: Debian's and the matrix's cache."""
+    found: dict[int, Path] = {}
+    folders = [Path(p) for p in pgtools.install_dirs()]
+    folders += sorted(ROOT.joinpath(".cache", "pg").glob("client-*/*/pginstall/bin"))
+    for folder in folders:
+        tool = pgtools.probe(folder / "pg_dump")
+        if tool is not None:
+            found.setdefault(tool.major, folder)
+    return found
+
+
+@pytest.mark.pg_matrix("tools")
+def test_finder_picks_among_real_client_majors(fake_installs: Path) -> None:
+    real = _real_client_bindirs()
+    if len(real) < 2:
+        pytest.skip("needs pg_dump of two majors (make test-pg fetches them)")
+    for major, folder in real.items():
+        (fake_installs / f"pg{major}").mkdir()
+        (fake_installs / f"pg{major}" / "bin").symlink_to(folder)
+    majors = sorted(real)
+    for server in range(12, max(majors) + 1):
+        expected = min(m for m in majors if m >= server)
+        tool = find_tool("pg_dump", server)
+        assert tool.major == expected, f"server {server}: took {tool.version}"
+        assert tool.path.resolve() == (real[tool.major] / "pg_dump").resolve()
+    with pytest.raises(ToolNotFound, match=rf"pg_dump {max(majors) + 1} or newer"):
+        find_tool("pg_dump", max(majors) + 1)
 
 
 # --- the password: a temporary pgpass file, never argv or environ -------------------------
@@ -271,7 +306,9 @@ def table_locked(pg_server: PostgresServer, dbname: str,
         locker.conn.close()
 
 
-def test_backup_is_private_verified_and_journaled(pg_db: PgSettings, tmp_path: Path) -> None:
+@pytest.mark.pg_matrix("backup")
+def test_backup_is_private_verified_and_journaled(pg_db: PgSettings, tmp_path: Path,
+        pg_restore_bin: Path) -> None:
     out = tmp_path / "backups" / "new"
     journal = Journal.create(pg_db, "backup")
     log = Log()
@@ -285,7 +322,7 @@ def test_backup_is_private_verified_and_journaled(pg_db: PgSettings, tmp_path: P
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
     assert result.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert result.size_bytes == path.stat().st_size
-    listing = subprocess.run(["pg_restore", "--list", str(path)], capture_output=True,
+    listing = subprocess.run([str(pg_restore_bin), "--list", str(path)], capture_output=True,
                              text=True, check=True).stdout
     assert "TABLE DATA public prosumer" in listing
     assert result.toc_entries == sum(1 for ln in listing.splitlines()
@@ -329,11 +366,12 @@ def test_a_database_name_with_spaces_and_umlauts(pg_server: PostgresServer,
         assert Path(result.path).name.startswith("enerlink_Energie_Prüf_db_")
         assert result.archive["dbname"] == name
     finally:
-        with pg_server.admin_connect() as admin:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        pg_server.drop_database(name)
 
 
-def test_directory_format_with_two_jobs(pg_db: PgSettings, tmp_path: Path) -> None:
+@pytest.mark.pg_matrix("backup")
+def test_directory_format_with_two_jobs(pg_db: PgSettings, tmp_path: Path,
+        pg_restore_bin: Path) -> None:
     journal = Journal.create(pg_db, "backup")
     result = backup.backup(pg_db, BackupOptions(out_dir=tmp_path / "out", format="directory",
                                                 jobs=2), journal=journal)
@@ -346,7 +384,7 @@ def test_directory_format_with_two_jobs(pg_db: PgSettings, tmp_path: Path) -> No
     assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
     assert result.sha256 == archive_sha256(folder)
     assert journal.events("backup")[-1]["jobs"] == 2
-    restore_list = subprocess.run(["pg_restore", "--list", str(folder)], capture_output=True,
+    restore_list = subprocess.run([str(pg_restore_bin), "--list", str(folder)], capture_output=True,
                                   text=True, check=True).stdout
     assert "TABLE DATA public wallet" in restore_list
 
@@ -469,7 +507,8 @@ def test_lock_wait_timeout_is_explained(pg_server: PostgresServer, pg_db: PgSett
     assert not plan.path.exists()
 
 
-def test_a_truncated_backup_fails_verification(pg_db: PgSettings, tmp_path: Path) -> None:
+def test_a_truncated_backup_fails_verification(pg_db: PgSettings, tmp_path: Path,
+        pg_restore_bin: Path) -> None:
     journal = Journal.create(pg_db, "backup")
     plan = backup.prepare(pg_db, BackupOptions(out_dir=tmp_path / "out"))
     good = backup.run(plan, journal=journal)
@@ -481,7 +520,7 @@ def test_a_truncated_backup_fails_verification(pg_db: PgSettings, tmp_path: Path
         path.write_bytes(data[:cut])
         if cut >= info.toc_end:
             # The TOC sits at the start: pg_restore --list alone still reads the file.
-            listed = subprocess.run(["pg_restore", "--list", str(path)],
+            listed = subprocess.run([str(pg_restore_bin), "--list", str(path)],
                                     capture_output=True, check=False)
             assert listed.returncode == 0
         fresh = backup._result(plan)
@@ -566,6 +605,7 @@ def test_progress_moves_smoothly_between_tables() -> None:
     assert fractions[-1] == backup.DATA_END
 
 
+@pytest.mark.pg_matrix("backup")
 def test_the_cli_backs_up_end_to_end(pg_db: PgSettings, tmp_path: Path,
                                      journal_dir: Path) -> None:
     out = run_cli(pg_db, "backup", "--out", str(tmp_path / "bk"), "--json", folder=tmp_path)

@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from wizard.core.connection import PgSettings
 from wizard.sandbox.probes import run_cli
 
 
+@pytest.mark.pg_matrix("verify")
 def test_inspect_migrate_verify_revert_through_therun_cli(pg_db: PgSettings,
                                                         tmp_path: Path) -> None:
     out = run_cli(pg_db, "inspect", "--json", folder=tmp_path)

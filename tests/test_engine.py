@@ -65,6 +65,7 @@ def assert_target_schema(settings: PgSettings) -> None:
     assert len(rows) == 1
 
 
+@pytest.mark.pg_matrix("migrate")
 def test_migrate_revert_migrate_on_the_sample(pg_db: PgSettings) -> None:
     original = fingerprint(pg_db)
     result = migrate(pg_db)
@@ -80,6 +81,7 @@ def test_migrate_revert_migrate_on_the_sample(pg_db: PgSettings) -> None:
     assert_target_schema(pg_db)
 
 
+@pytest.mark.pg_matrix("migrate")
 def test_referential_actions_survive_the_rename(pg_db: PgSettings) -> None:
     assert migrate(pg_db).ok
     with pg_db.connect() as conn:
@@ -95,6 +97,7 @@ def test_referential_actions_survive_the_rename(pg_db: PgSettings) -> None:
                             ).fetchone() == (0,)
 
 
+@pytest.mark.pg_matrix("migrate")
 def test_rehearsal_changes_nothing(pg_db: PgSettings) -> None:
     original = fingerprint(pg_db)
     result = migrate(pg_db, rehearse=True)
@@ -104,6 +107,7 @@ def test_rehearsal_changes_nothing(pg_db: PgSettings) -> None:
     assert fingerprint(pg_db) == original
 
 
+@pytest.mark.pg_matrix("migrate")
 def test_partial_database_gets_a_plan_that_finishes(pg_db: PgSettings) -> None:
     with pg_db.connect() as conn:
         conn.execute("ALTER TABLE wallet RENAME COLUMN prosumer_id TO user_id")
@@ -144,6 +148,7 @@ def test_conflict_and_unknown_are_refused(pg_db: PgSettings, empty_db: PgSetting
         jobs.make_plan(d, UP, empty_db)
 
 
+@pytest.mark.pg_matrix("migrate")
 def test_a_missing_foreign_key_is_added_not_valid_then_validated(pg_db: PgSettings) -> None:
     with pg_db.connect() as conn:
         conn.execute('ALTER TABLE smart_meter DROP CONSTRAINT "FK_15c4c55f7a7ac1a93ae9a06a6c4"')
@@ -178,10 +183,10 @@ def odd_db(pg_server: PostgresServer, owner: PgSettings, template_db: object
     try:
         yield owner.with_dbname(name)
     finally:
-        with pg_server.admin_connect() as admin:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        pg_server.drop_database(name)
 
 
+@pytest.mark.pg_matrix("migrate")
 def test_database_name_with_space_quote_and_accents(odd_db: PgSettings) -> None:
     result = migrate(odd_db)
     assert result.ok, result.error
@@ -279,6 +284,7 @@ def test_journal_records_plan_and_results_without_secrets(pg_db: PgSettings,
     assert journal.folder.parent == journal_dir
 
 
+@pytest.mark.pg_matrix("realworld")
 @pytest.mark.realworld
 def test_migrate_and_revert_the_real_schema(pg_server: PostgresServer, realworld_dir: Path,
                                             empty_db: PgSettings) -> None:
@@ -294,6 +300,7 @@ def test_migrate_and_revert_the_real_schema(pg_server: PostgresServer, realworld
     assert fingerprint(superuser) == original
 
 
+@pytest.mark.pg_matrix("verify")
 def test_verify_flags_a_key_left_with_its_old_name(pg_db: PgSettings) -> None:
     assert migrate(pg_db).ok
     assert {c.status for c in jobs.verify(pg_db)} == {"pass"}

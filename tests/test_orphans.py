@@ -54,6 +54,7 @@ def test_clean_sample_database_has_no_orphans(pg_db: PgSettings) -> None:
     assert "no orphans" in scan.lines()[0]
 
 
+@pytest.mark.pg_matrix("orphans")
 def test_injected_orphans_are_counted_per_column_with_at_most_20_samples(
         pg_server: PostgresServer, pg_db: PgSettings) -> None:
     _inject(pg_server, pg_db, 23)
@@ -71,6 +72,7 @@ def test_injected_orphans_are_counted_per_column_with_at_most_20_samples(
     assert "... 3 more" in text
 
 
+@pytest.mark.pg_matrix("orphans")
 def test_scan_works_after_the_rename_with_the_new_names(pg_server: PostgresServer,
                                                         pg_db: PgSettings) -> None:
     _inject(pg_server, pg_db, 2)
@@ -238,6 +240,7 @@ def test_delete_refuses_without_the_typed_name_or_an_export(
     assert _counts(orphans.scan(pg_db)) == dict.fromkeys(SEVEN, 2)
 
 
+@pytest.mark.pg_matrix("orphans")
 def test_delete_removes_exactly_the_exported_rows_then_rescans(
         pg_server: PostgresServer, pg_db: PgSettings, tmp_path: Path) -> None:
     before = _row_counts(pg_db)

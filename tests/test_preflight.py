@@ -13,6 +13,7 @@ from psycopg import sql
 from wizard.core import jobs
 from wizard.core.connection import PgSettings
 from wizard.core.fingerprint import schema_fingerprint
+from wizard.core.pgtools import find_tool, server_major
 from wizard.core.plan import UP
 from wizard.core.preflight import Preflight, list_sessions, run_preflight, signal_session
 from wizard.sandbox.servers import PostgresServer
@@ -22,6 +23,7 @@ def _by_id(pre: Preflight) -> dict[str, str]:
     return {c.id: c.status for c in pre.checks}
 
 
+@pytest.mark.pg_matrix("tools")
 def test_sample_database_passes_and_nothing_changes(pg_db: PgSettings, tmp_path: Path) -> None:
     with pg_db.connect() as conn:
         before = schema_fingerprint(conn)
@@ -33,7 +35,10 @@ def test_sample_database_passes_and_nothing_changes(pg_db: PgSettings, tmp_path:
     checks = _by_id(pre)
     assert checks["state"] == checks["privileges"] == checks["disk"] == "pass"
     assert checks["client_tools"] == "pass"
-    assert "pg_dump 15" in next(c.detail for c in pre.checks if c.id == "client_tools")
+    with pg_db.connect() as conn:
+        chosen = find_tool("pg_dump", server_major(conn))
+    assert f"pg_dump {chosen.version} ({chosen.path})" in next(
+        c.detail for c in pre.checks if c.id == "client_tools")
     assert checks["createdb"] == "pass"  # the owner role has CREATEDB
     assert not pre.blocking
     assert any("Free space" in msg for _lvl, msg in lines)

@@ -29,8 +29,7 @@ def realworld_db(pg_server: PostgresServer, realworld_dir: Path) -> Iterator[str
                   "enerlink_pre_rename_schema.sql")
         yield "realworld_pre_rename"
     finally:
-        with pg_server.admin_connect() as admin:
-            admin.execute("DROP DATABASE realworld_pre_rename WITH (FORCE)")
+        pg_server.drop_database("realworld_pre_rename")
 
 
 def _fingerprint(server: PostgresServer, dbname: str) -> list[str]:
@@ -53,6 +52,7 @@ def test_sample_database_matches_the_real_schema(pg_server: PostgresServer, real
     assert ours == theirs, _diff(ours, theirs)
 
 
+@pytest.mark.pg_matrix("realworld")
 def test_fixture_loads_with_psql_as_a_dba_would(pg_server: PostgresServer, realworld_db: str,
                                                 empty_db: PgSettings) -> None:
     psql_file(pg_server, empty_db.dbname,

@@ -31,7 +31,7 @@ from wizard.sandbox.servers import PostgresServer
 
 def pg_dump(server: PostgresServer, settings: PgSettings, out: Path, *args: str) -> Path:
     with libpq_env(settings) as env:
-        subprocess.run([str(server.bindir / "pg_dump"), "--no-password", *args, "-f", str(out),
+        subprocess.run([str(server.client_tool("pg_dump")), "--no-password", *args, "-f", str(out),
                         f"--dbname={conninfo_arg(settings)}"],
                        env=env, check=True, capture_output=True)
     return out
@@ -77,8 +77,10 @@ def restore_now(settings: PgSettings, backup: Path, **options: Any) -> restore.R
 # --- the round trips ---------------------------------------------------------------------
 
 
+@pytest.mark.pg_matrix("restore")
 def test_custom_backup_then_migrate_then_restore_gives_back_the_exact_database(
-        live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
+        live: PgSettings, pg_server: PostgresServer, pg_major: int, restore_template: str,
+        tmp_path: Path) -> None:
     with live.connect(autocommit=True) as conn:  # database-level state a dump does not carry
         conn.execute(sql.SQL("ALTER DATABASE {} SET work_mem = '8MB'").format(
             sql.Identifier(live.dbname)))
@@ -88,7 +90,7 @@ def test_custom_backup_then_migrate_then_restore_gives_back_the_exact_database(
     migrate(live)
     assert snapshot(live) != before
 
-    plan = restore.prepare(live, backup)
+    plan = restore.prepare(live, backup, restore.RestoreOptions(template=restore_template))
     insp = plan.inspection
     assert (insp.format, insp.dbname, insp.state) == ("custom", live.dbname, "pre")
     assert insp.sha256 == sha256_of(backup)
@@ -99,8 +101,10 @@ def test_custom_backup_then_migrate_then_restore_gives_back_the_exact_database(
     assert "prosumer" in insp.tables
     assert insp.toc_entries > 50
     assert plan.expected_counts == {"prosumer": 40}  # from the migration's journal
-    assert plan.keep_owners
-    assert "--no-owner" not in plan.argv()
+    # Before 15 the public schema belongs to the bootstrap superuser, an owner the owner
+    # role cannot set: pg_restore runs with --no-owner (every other object is the role's).
+    assert plan.keep_owners == (pg_major >= 15)
+    assert ("--no-owner" in plan.argv()) == (pg_major < 15)
     assert live.password
     assert not any(live.password in a for a in plan.argv())
     fractions: list[float] = []
@@ -128,17 +132,26 @@ def test_custom_backup_then_migrate_then_restore_gives_back_the_exact_database(
                            "restore_finished"]
 
 
+@pytest.mark.pg_matrix("restore")
 def test_plain_sql_backup_is_restored_with_psql(live: PgSettings, pg_server: PostgresServer,
-                                                tmp_path: Path) -> None:
+                                                pg_major: int, tmp_path: Path) -> None:
     before = snapshot(live)
     backup = pg_dump(pg_server, live, tmp_path / "live.sql")
     migrate(live)
+    if pg_major < 15:
+        # The dump sets the public schema's owner (the bootstrap superuser before 15), which
+        # psql cannot do as the owner role: refused before anything changes, naming it.
+        refusal = (r"extension\(s\) uuid-ossp, which role enerlink cannot create" if pg_major < 13
+                   else r"owned by postgres \(SCHEMA public\b.*superuser")
+        with pytest.raises(restore.RestoreRefused, match=refusal):
+            restore.prepare(live, backup)
+        live = pg_server.settings(live.dbname)  # a superuser restores it
     plan = restore.prepare(live, backup)
     assert plan.inspection.format == "plain"
     assert plan.tool.path.name == "psql"
     assert "ON_ERROR_STOP=1" in plan.argv()
     assert "prosumer" in plan.inspection.tables
-    assert plan.inspection.owners == ["enerlink"]
+    assert "enerlink" in plan.inspection.owners
     details: list[str] = []
     result = restore.run(plan, confirm=live.dbname, progress=lambda _f, d: details.append(d))
     assert result.ok, result.error
@@ -146,8 +159,9 @@ def test_plain_sql_backup_is_restored_with_psql(live: PgSettings, pg_server: Pos
     assert "public.wallet" in details  # progress named the data loads as psql reached them
 
 
+@pytest.mark.pg_matrix("restore")
 def test_directory_backup_with_two_jobs(live: PgSettings, pg_server: PostgresServer,
-                                        tmp_path: Path) -> None:
+                                        restore_template: str, tmp_path: Path) -> None:
     before = snapshot(live)
     # The backup step itself (directory format, two jobs), journaled as in a real run.
     made = backup_job.backup(live, backup_job.BackupOptions(tmp_path / "out", format="directory",
@@ -156,10 +170,13 @@ def test_directory_backup_with_two_jobs(live: PgSettings, pg_server: PostgresSer
     assert made.verified, made.error
     backup = Path(made.path)
     migrate(live)
-    plan = restore.prepare(live, backup, restore.RestoreOptions(jobs=2))
+    plan = restore.prepare(live, backup, restore.RestoreOptions(jobs=2,
+                                                                template=restore_template))
     assert plan.inspection.format == "directory"
     assert plan.inspection.sha256 == made.sha256  # the same sum as the backup step's
-    assert plan.argv()[-3:] == ["--jobs", "2", str(backup)]
+    argv = plan.argv()
+    assert argv[argv.index("--jobs") + 1] == "2"
+    assert argv[-1] == str(backup)
     result = restore.run(plan, confirm=live.dbname)
     assert result.ok, result.error
     assert snapshot(live) == before
@@ -272,8 +289,10 @@ def test_cli_refuses_a_wrong_confirmation_after_showing_the_inspection(
 # --- the swap, cancel, checks, warnings -------------------------------------------------
 
 
+@pytest.mark.pg_matrix("restore")
 def test_other_sessions_on_the_live_database_are_terminated_and_the_swap_succeeds(
-        live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
+        live: PgSettings, pg_server: PostgresServer, restore_template: str,
+        tmp_path: Path) -> None:
     backup = pg_dump(pg_server, live, tmp_path / "live.dump", "-Fc")
     migrate(live)
     app = live.with_dbname(live.dbname).connect(autocommit=True)  # the application, idle
@@ -281,7 +300,7 @@ def test_other_sessions_on_the_live_database_are_terminated_and_the_swap_succeed
         row = app.execute("SELECT pg_backend_pid()").fetchone()
         assert row is not None
         hooked: list[str | None] = []  # the caller's follow-up (the cache job) runs after
-        plan = restore.prepare(live, backup)
+        plan = restore.prepare(live, backup, restore.RestoreOptions(template=restore_template))
         result = restore.run(plan, confirm=live.dbname,
                              after_swap=lambda r: hooked.append(r.before_db))
         assert result.ok, result.error
@@ -418,8 +437,40 @@ def test_a_database_name_with_spaces_and_non_ascii_letters(
         assert result.before_db == f"{name}_before_restore_{result.restore_db[-15:]}"
         assert has_table(odd.with_dbname(result.before_db), "user")
     finally:
-        with pg_server.admin_connect() as admin:
-            for db in databases(pg_server):
-                if db.startswith(name):
-                    admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
-                        sql.Identifier(db)))
+        for db in databases(pg_server):
+            if db.startswith(name):
+                pg_server.drop_database(db)
+
+
+@pytest.mark.pg_matrix("restore")
+def test_an_extension_the_role_cannot_create_is_refused_first_then_taken_from_a_template(
+        live: PgSettings, pg_server: PostgresServer, pg_major: int, tmp_path: Path) -> None:
+    # Before 13 no extension is trusted (the sample's uuid-ossp was made by a superuser);
+    # from 13 on, file_fdw stands for any untrusted one a superuser installed.
+    ext = "uuid-ossp" if pg_major < 13 else "file_fdw"
+    with pg_server.admin_connect(live.dbname) as admin:
+        admin.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(ext)))
+    backup = pg_dump(pg_server, live, tmp_path / "live.dump", "-Fc")
+    record_backup(live, backup)
+    before = snapshot(live)
+    dbs = databases(pg_server)
+    with pytest.raises(restore.RestoreRefused) as info:
+        restore.prepare(live, backup)
+    text = str(info.value)
+    assert f"needs extension(s) {ext}, which role {live.user} cannot create" in text
+    assert "--template template1" in text
+    assert "Nothing was changed" in text
+    assert databases(pg_server) == dbs
+    # What the message says to do: a superuser pre-creates it in a template.
+    template = f"{live.dbname}_tmpl"
+    with pg_server.admin_connect() as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
+            sql.Identifier(template), sql.Identifier(live.user)))
+    try:
+        with pg_server.admin_connect(template) as admin:
+            admin.execute(sql.SQL("CREATE EXTENSION {}").format(sql.Identifier(ext)))
+        result = restore_now(live, backup, template=template)
+        assert result.ok, result.error
+        assert snapshot(live) == before
+    finally:
+        pg_server.drop_database(template)

@@ -30,7 +30,7 @@ DB = "bench_restore"
 def _dump(server: PostgresServer, settings: PgSettings, out: Path, *args: str) -> float:
     t0 = time.perf_counter()
     with libpq_env(settings) as env:
-        subprocess.run([str(server.bindir / "pg_dump"), "--no-password", *args, "-f", str(out),
+        subprocess.run([str(server.client_tool("pg_dump")), "--no-password", *args, "-f", str(out),
                         f"--dbname={conninfo_arg(settings)}"], env=env, check=True)
     return time.perf_counter() - t0
 
@@ -43,7 +43,7 @@ def _guide(server: PostgresServer, settings: PgSettings, plain: Path) -> float:
         admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
             sql.Identifier(target.dbname), sql.Identifier(OWNER_ROLE)))
     with libpq_env(settings) as env, open(plain, "rb") as stdin:
-        subprocess.run([str(server.bindir / "psql"), "--no-password", "-q",
+        subprocess.run([str(server.client_tool("psql")), "--no-password", "-q",
                         f"--dbname={conninfo_arg(target)}"], env=env, stdin=stdin,
                        stdout=subprocess.DEVNULL, check=True)
     return time.perf_counter() - t0

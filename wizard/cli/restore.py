@@ -57,6 +57,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     settings = pg_settings(args)
     options = restore.RestoreOptions(jobs=args.jobs, pg_restore=args.pg_restore,
                                      psql=args.psql, maintenance_db=args.maintenance_db,
+                                     template=args.template,
                                      check_counts=not args.no_count_check)
     report = _printer(args.verbose) if not args.json else no_report
     try:
@@ -98,6 +99,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--psql", metavar="PATH", help="the psql to use for plain SQL backups")
     p.add_argument("--maintenance-db", default="postgres", metavar="DB",
                    help="the database to connect to for the swap (default postgres)")
+    p.add_argument("--template", default="template0", metavar="DB",
+                   help="create the new database from this template (default template0); "
+                   "template1 where a superuser pre-created extensions the role may not "
+                   "create")
     p.add_argument("--no-count-check", action="store_true",
                    help="do not compare row counts with those the journal took before the "
                    "migration")

@@ -66,6 +66,9 @@ class RestoreOptions:
     pg_restore: str | None = None  # a program or its folder: the DBA's explicit choice
     psql: str | None = None
     maintenance_db: str = "postgres"
+    # The new database is a copy of this one: template0 (clean), or one where a superuser
+    # created the extensions the connecting role may not create itself.
+    template: str = "template0"
     swap_retries: int = 5
     check_counts: bool = True
     analyze: bool = True
@@ -146,9 +149,10 @@ def _stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d_%H%M%S")
 
 
-def _check_owners(conn: psycopg.Connection[Any], owners: list[str], superuser: bool,
+def _check_owners(conn: psycopg.Connection[Any], insp: Inspection, superuser: bool,
                   ) -> tuple[bool, list[str]]:
     """Whether every owner in the backup can be kept (exists and we may act as it)."""
+    owners = insp.owners
     if not owners:
         return True, []
     missing, foreign = [], []
@@ -160,9 +164,53 @@ def _check_owners(conn: psycopg.Connection[Any], owners: list[str], superuser: b
         elif not row[0] and not superuser:
             foreign.append(owner)
     problems = [f"role {o} (owner in the backup) does not exist on this server" for o in missing]
-    problems += [f"objects in the backup are owned by {o}, which the connecting role is not a "
-                 "member of" for o in foreign]
+    problems += [f"objects in the backup are owned by {o} ({insp.owned_by(o)}), which the "
+                 "connecting role is not a member of" for o in foreign]
     return not problems, problems
+
+
+def _check_extensions(settings: PgSettings, conn: psycopg.Connection[Any],
+                      extensions: list[str], template: str, major: int, role: str,
+                      superuser: bool) -> None:
+    """Refuse before anything changes when the restore would need CREATE EXTENSION for an
+    extension the role may not create (every one before 13, untrusted ones after)."""
+    if superuser or not extensions:
+        return
+    present: set[str] = set()
+    if template != "template0":
+        try:
+            with settings.with_dbname(template).connect() as tconn:
+                present = {r[0] for r in tconn.execute("SELECT extname FROM pg_extension")}
+        except psycopg.OperationalError as exc:
+            raise RestoreRefused(f"cannot read template database {template} "
+                                 f"({str(exc).strip()})") from None
+    blocked: list[str] = []
+    for name in extensions:
+        if name in present:
+            continue
+        row = conn.execute(
+            "SELECT " + ("coalesce(bool_or(v.trusted), false)" if major >= 13 else "false")
+            + ", count(*) FROM pg_available_extension_versions v WHERE v.name = %s",
+            (name,)).fetchone()
+        trusted, available = (bool(row[0]), int(row[1])) if row else (False, 0)
+        if not available:
+            raise RestoreRefused(
+                f"the backup needs extension {name}, which is not installed on this server "
+                f"(PostgreSQL {major}): install its package on the server first. Nothing "
+                "was changed")
+        if not trusted:
+            blocked.append(name)
+    if not blocked:
+        return
+    why = ("before PostgreSQL 13 only a superuser can create extensions" if major < 13 else
+           "they are not trusted extensions, so only a superuser can create them")
+    listed = ", ".join(blocked)
+    create = "; ".join(f'CREATE EXTENSION IF NOT EXISTS "{n}"' for n in blocked)
+    raise RestoreRefused(
+        f"the backup needs extension(s) {listed}, which role {role} cannot create ({why}). "
+        f"Either run the restore as a superuser, or have one pre-create them in a template "
+        f"and restore from it: psql -d template1 -c '{create}', then restore with "
+        f"--template template1. Nothing was changed")
 
 
 def expected_counts(settings: PgSettings, since: datetime | None) -> tuple[dict[str, int] | None,
@@ -251,7 +299,9 @@ def prepare(settings: PgSettings, backup: str | Path, options: RestoreOptions | 
         if missing:
             raise RestoreRefused(f"{path} is not a backup of an EnerLink database: no "
                                  f"{', '.join(missing)}; nothing was changed")
-        keep_owners, problems = _check_owners(conn, insp.owners, superuser)
+        _check_extensions(settings, conn, insp.extensions, opts.template, major, role,
+                          superuser)
+        keep_owners, problems = _check_owners(conn, insp, superuser)
         warnings: list[str] = []
         if not keep_owners and fmt == PLAIN:
             raise RestoreRefused(f"{path} is a plain dump that sets owners it cannot set as "

@@ -76,8 +76,9 @@ def db_props(conn: psycopg.Connection[Any], dbname: str) -> dict[str, Any] | Non
 def create_database(conn: psycopg.Connection[Any], plan: RestorePlan) -> list[str]:
     """CREATE DATABASE like the live one (encoding, collation, grants, settings)."""
     p = plan.live_props
-    options = [sql.SQL("TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
-        sql.Literal(p["encoding_name"]), sql.Literal(p["datcollate"]),
+    options = [sql.SQL("TEMPLATE {} ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
+        sql.Identifier(plan.options.template), sql.Literal(p["encoding_name"]),
+        sql.Literal(p["datcollate"]),
         sql.Literal(p["datctype"]))]
     icu = p.get("daticulocale") or p.get("datlocale")
     if p.get("datlocprovider") == "i" and icu:
@@ -146,7 +147,8 @@ def swap(plan: RestorePlan, report: Report, cancel: threading.Event | None,
     """Terminate the live database's sessions and swap the names in one transaction."""
     live, new, old = (sql.Identifier(n) for n in (plan.live_db, plan.restore_db,
                                                    plan.before_db))
-    wait = ", 5000" if plan.server_major >= 13 else ""
+    # pg_terminate_backend(pid, timeout) waits for the session to end; it exists from 14.
+    wait = ", 5000" if plan.server_major >= 14 else ""
     terminate = (f"SELECT a.pid, a.usename, a.application_name, pg_terminate_backend(a.pid"
                  f"{wait}) FROM pg_stat_activity a WHERE a.datname = %s AND "
                  f"a.pid <> pg_backend_pid() AND a.usesysid IS NOT NULL AND "

@@ -75,6 +75,17 @@ class Inspection:
     def tables(self) -> list[str]:
         return sorted({e.tag for e in self.entries if e.desc == "TABLE"})
 
+    def owned_by(self, owner: str, most: int = 3) -> str:
+        """A few of the objects `owner` owns in the backup, e.g. 'SCHEMA public'."""
+        mine = [f"{e.desc} {e.tag}" for e in self.entries if e.owner == owner]
+        return ", ".join(mine[:most]) + (f" and {len(mine) - most} more" if len(mine) > most
+                                         else "")
+
+    @property
+    def extensions(self) -> list[str]:
+        """Extensions the restore will create (pg_dump writes CREATE EXTENSION IF NOT EXISTS)."""
+        return sorted({e.tag.strip('"') for e in self.entries if e.desc == "EXTENSION"})
+
     @property
     def owners(self) -> list[str]:
         return sorted({e.owner for e in self.entries if e.owner not in ("", "-")})

@@ -35,7 +35,7 @@ def has_table(settings: PgSettings, table: str) -> bool:
 def pg_dump_custom(server: PostgresServer, settings: PgSettings, out: Path) -> Path:
     """A plain `pg_dump -Fc` of `settings`' database (not the backup step: a reference)."""
     with libpq_env(settings) as env:
-        subprocess.run([str(server.bindir / "pg_dump"), "--no-password", "-Fc", "-f", str(out),
+        subprocess.run([str(server.client_tool("pg_dump")), "--no-password", "-Fc", "-f", str(out),
                         f"--dbname={conninfo_arg(settings)}"],
                        env=env, check=True, capture_output=True)
     return out

@@ -38,6 +38,11 @@ def create_sample_database(server: PostgresServer, dbname: str, owner: PgSetting
     with server.admin_connect() as admin:
         admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
             sql.Identifier(dbname), sql.Identifier(owner.user)))
+    if server.major_version < 13:
+        # uuid-ossp is a trusted extension from 13 on; before, a superuser creates it, as
+        # production's DBA did.
+        with server.admin_connect(dbname) as admin:
+            admin.execute('CREATE EXTENSION IF NOT EXISTS "uuid-ossp" WITH SCHEMA public')
     with owner.with_dbname(dbname).connect() as conn:
         report = seed(conn, users, progress)
     if orphans:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pwd
 import re
@@ -21,6 +22,7 @@ import psycopg
 import redis
 
 from wizard.core.connection import PgSettings
+from wizard.core.restore_db import drop_database
 
 SUPERUSER = "postgres"
 READY_TIMEOUT = 60.0
@@ -37,21 +39,52 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _version_key(path: Path) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", path.parent.name)) or (0,)
+SERVER_BINDIR_VAR = "ENERLINK_PG_BINDIR"  # initdb + postgres of the server to run
+CLIENT_BINDIR_VAR = "ENERLINK_PG_CLIENT_BINDIR"  # pg_dump, pg_restore, psql beside it
+
+
+def _pg_config_bindir() -> Path | None:
+    """What the installed PostgreSQL says its programs are (Debian: postgresql-common)."""
+    pg_config = shutil.which("pg_config")
+    if pg_config is None:
+        return None
+    out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+    return Path(out.stdout.strip()) if out.returncode == 0 and out.stdout.strip() else None
+
+
+def _setting(var: str, default: Path | None, programs: tuple[str, ...], what: str) -> Path:
+    raw = os.environ.get(var)
+    bindir = Path(raw).expanduser() if raw else default
+    where = f"{var}={raw}" if raw else "pg_config --bindir"
+    if bindir is None:
+        raise ServerError(f"no PostgreSQL found: set {var} to the folder holding "
+                          f"{', '.join(programs)}, or install Debian's postgresql (pg_config)")
+    missing = [p for p in programs if not (bindir / p).is_file()]
+    if missing:
+        raise ServerError(f"{bindir} ({where}) has no {', '.join(missing)}: set {var} to "
+                          f"the folder holding the {what}")
+    return bindir
 
 
 def find_pg_bindir() -> Path:
-    """The bin folder of the newest installed PostgreSQL server (initdb + postgres)."""
-    on_path = [Path(p).resolve().parent for p in filter(None, [shutil.which("initdb")])]
-    candidates = on_path + sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_version_key)
-    for bindir in reversed(candidates):
-        if (bindir / "initdb").exists() and (bindir / "postgres").exists():
-            return bindir
-    raise ServerError(
-        "no PostgreSQL server programs (initdb, postgres) found in /usr/lib/postgresql/*/bin "
-        "or on PATH; on Debian install them with: apt-get install postgresql"
-    )
+    """The server programs (initdb, postgres) to run: ENERLINK_PG_BINDIR, else the folder
+    `pg_config --bindir` names. Never a guess among several installed versions."""
+    return _setting(SERVER_BINDIR_VAR, _pg_config_bindir(), ("initdb", "postgres"),
+                    "server programs")
+
+
+def find_client_bindir(server_bindir: Path | None = None) -> Path:
+    """pg_dump, pg_restore and psql for the harness's own work: ENERLINK_PG_CLIENT_BINDIR,
+    else the server's folder (a server-only package needs the variable)."""
+    return _setting(CLIENT_BINDIR_VAR, server_bindir or find_pg_bindir(),
+                    ("pg_dump", "pg_restore", "psql"), "client programs")
+
+
+def _major(program: Path) -> int:
+    out = subprocess.run([str(program), "--version"], capture_output=True, text=True,
+                         check=True).stdout
+    match = re.search(r"\(PostgreSQL\)\s+(\d+)", out)
+    return int(match.group(1)) if match else 0
 
 
 def _run_user() -> pwd.struct_passwd | None:
@@ -94,6 +127,7 @@ class PostgresServer:
     port: int
     password: str = field(repr=False)
     bindir: Path
+    client_bindir: Path
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     owns_base: bool = True
 
@@ -109,21 +143,24 @@ class PostgresServer:
     def log_path(self) -> Path:
         return self.base / "postgres.log"
 
-    @property
+    @functools.cached_property
     def major_version(self) -> int:
-        out = subprocess.run([str(self.bindir / "postgres"), "--version"], capture_output=True,
-                             text=True, check=True).stdout
-        match = re.search(r"(\d+)", out)
-        return int(match.group(1)) if match else 0
+        return _major(self.bindir / "postgres")
+
+    def client_tool(self, name: str) -> Path:
+        """pg_dump, pg_restore or psql of the harness's client folder."""
+        return self.client_bindir / name
+
 
     @classmethod
     def start(cls, base: Path | None = None, *, port: int | None = None) -> PostgresServer:
         bindir = find_pg_bindir()
+        client_bindir = find_client_bindir(bindir)
         owns_base = base is None
         base = Path(tempfile.mkdtemp(prefix="enerlink-pg-")) if base is None else base
         base.mkdir(parents=True, exist_ok=True)
         server = cls(base, port or free_port(), secrets.token_urlsafe(18), bindir,
-                     owns_base=owns_base)
+                     client_bindir, owns_base=owns_base)
         try:
             server._initdb()
             server._launch()
@@ -207,7 +244,7 @@ class PostgresServer:
     def psql_file(self, dbname: str, path: Path) -> subprocess.CompletedProcess[str]:
         """Run a script the way a DBA would (psql -f, stop at the first error), as superuser."""
         return subprocess.run(
-            [str(self.bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+            [str(self.client_bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
              "-h", str(self.socket_dir), "-p", str(self.port), "-U", SUPERUSER,
              "-d", dbname, "-f", str(path)],
             capture_output=True, text=True, check=False)
@@ -219,6 +256,10 @@ class PostgresServer:
             password = self.password
         return PgSettings(host="127.0.0.1", port=self.port, dbname=dbname, user=user,
                           password=password, sslmode="disable")
+
+    def drop_database(self, name: str) -> None:
+        """Drop a database and its sessions, on any major (WITH (FORCE) exists from 13)."""
+        drop_database(self.settings("postgres"), name, self.major_version)
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT) of the postmaster by PID, then remove the folder."""
