@@ -98,12 +98,14 @@ def test_referential_actions_survive_the_rename(pg_db: PgSettings) -> None:
 
 
 @pytest.mark.pg_matrix("migrate")
-def test_rehearsal_changes_nothing(pg_db: PgSettings) -> None:
+def test_rehearsal_changes_nothing(pg_db: PgSettings, pg_major: int) -> None:
     original = fingerprint(pg_db)
     result = migrate(pg_db, rehearse=True)
     assert result.ok
     assert result.rehearsal
-    assert len(result.steps) == 20
+    # 9 columns and tables, 9 keys and indexes, the trigger, the migrations row; from 18 on
+    # also the 12 named NOT NULL constraints of the renamed table and columns.
+    assert len(result.steps) == 20 + (12 if pg_major >= 18 else 0)
     assert fingerprint(pg_db) == original
 
 
@@ -330,3 +332,66 @@ def test_counts_the_renamed_table_by_default_and_every_table_on_request(
     assert set(result.counts_before) == {"prosumer", *names.CHILD_TABLES}
     assert result.counts_after["user"] == 40
     assert result.counts_after["wallet"] == result.counts_before["wallet"] == 80
+
+
+NOT_NULL_SQL = """
+SELECT c.conrelid::regclass::text, c.conname FROM pg_constraint c
+  JOIN pg_namespace n ON n.oid = c.connamespace
+ WHERE c.contype = 'n' AND n.nspname = 'public' ORDER BY 1, 2
+"""
+
+
+@pytest.mark.pg_matrix("migrate")
+def test_not_null_constraints_follow_the_rename(pg_db: PgSettings, pg_major: int) -> None:
+    if pg_major < 18:
+        pytest.skip("NOT NULL constraints have names in pg_constraint from PostgreSQL 18 on")
+    with pg_db.connect() as conn:
+        before = conn.execute(NOT_NULL_SQL).fetchall()
+    assert ("prosumer", "prosumer_email_not_null") in before
+    assert ("wallet", "wallet_prosumer_id_not_null") in before
+    result = migrate(pg_db)
+    assert result.ok, result.error
+    with pg_db.connect() as conn:
+        after = conn.execute(NOT_NULL_SQL).fetchall()
+    assert ('"user"', "user_email_not_null") in after
+    assert ('"user"', "user_user_id_not_null") in after
+    assert ("wallet", "wallet_user_id_not_null") in after
+    assert not [name for _t, name in after if "prosumer" in name]
+    assert [(t, n) for t, n in after if "user" not in t and "user" not in n] == [
+        (t, n) for t, n in before if "prosumer" not in t and "prosumer" not in n]
+    assert revert(pg_db).ok
+    with pg_db.connect() as conn:
+        assert conn.execute(NOT_NULL_SQL).fetchall() == before
+
+
+@pytest.mark.pg_matrix("migrate")
+def test_a_sequence_owned_by_the_renamed_table_is_renamed_and_back(pg_db: PgSettings) -> None:
+    with pg_db.connect() as conn:
+        conn.execute("ALTER TABLE prosumer ADD COLUMN badge_no serial")
+    original = fingerprint(pg_db)
+    assert "prosumer_badge_no_seq" in "\n".join(original)
+    result = migrate(pg_db)
+    assert result.ok, result.error
+    with pg_db.connect() as conn:
+        seqs = [r[0] for r in conn.execute(
+            "SELECT relname FROM pg_class WHERE relkind = 'S' AND relname LIKE '%badge%'")]
+    assert seqs == ["user_badge_no_seq"]
+    assert {c.status for c in jobs.verify(pg_db)} == {"pass"}
+    assert revert(pg_db).ok
+    assert fingerprint(pg_db) == original
+
+
+@pytest.mark.pg_matrix("verify")
+def test_verify_fails_while_a_name_of_the_renamed_objects_still_says_prosumer(
+        pg_db: PgSettings) -> None:
+    assert migrate(pg_db).ok
+    with pg_db.connect() as conn:
+        conn.execute('ALTER TRIGGER set_timestamp_users ON "user" '
+                     "RENAME TO set_timestamp_prosumers")
+        conn.execute('CREATE INDEX prosumer_email_idx ON "user" (email)')
+        conn.execute('CREATE INDEX wallet_prosumer_idx ON wallet (user_id)')
+        conn.execute("CREATE INDEX prosumer_unrelated_idx ON wallet (wallet_address)")
+    check = {c.id: c for c in jobs.verify(pg_db)}["no_prosumer_names"]
+    assert check.status == "fail"
+    assert check.detail == ('index prosumer_email_idx on "user"; index wallet_prosumer_idx '
+                            'on wallet; trigger set_timestamp_prosumers on "user"')

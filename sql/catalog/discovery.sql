@@ -1,4 +1,4 @@
--- Discovery: what the rename needs to know, read from the catalog (PostgreSQL 12 to 17).
+-- Discovery: what the rename needs to know, read from the catalog (PostgreSQL 12 to 18).
 -- Nothing here depends on constraint or index names; parameters are %(schema)s and
 -- %(tables)s (the candidate table names).
 
@@ -22,8 +22,9 @@ SELECT c.relname AS table_name, a.attname AS column_name
  ORDER BY c.relname, a.attnum;
 
 -- name: constraints
--- Primary keys and foreign keys that touch the candidate tables, from either side, with
--- their columns in key order.
+-- Primary keys and foreign keys that touch the candidate tables, from either side, and
+-- (PostgreSQL 18 names them in pg_constraint) NOT NULL constraints, with their columns in
+-- key order.
 SELECT con.conname AS name, con.contype AS kind,
        t.relname AS table_name,
        ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
@@ -42,7 +43,7 @@ SELECT con.conname AS name, con.contype AS kind,
   JOIN pg_namespace n ON n.oid = t.relnamespace
   LEFT JOIN pg_class rt ON rt.oid = con.confrelid
   LEFT JOIN pg_namespace rn ON rn.oid = rt.relnamespace
- WHERE con.contype IN ('p', 'f')
+ WHERE con.contype IN ('p', 'f', 'n')
    AND ((n.nspname = %(schema)s AND t.relname = ANY(%(tables)s))
         OR (rn.nspname = %(schema)s AND rt.relname = ANY(%(tables)s)))
  ORDER BY t.relname, con.conname;
@@ -78,6 +79,18 @@ SELECT t.tgname AS name, c.relname AS table_name, p.proname AS function_name,
   JOIN pg_proc p ON p.oid = t.tgfoid
  WHERE n.nspname = %(schema)s AND c.relname = ANY(%(tables)s) AND NOT t.tgisinternal
  ORDER BY c.relname, t.tgname;
+
+-- name: sequences
+-- Sequences owned by a column of the candidate tables (serial, identity, OWNED BY).
+SELECT s.relname AS name, t.relname AS table_name, a.attname AS column_name
+  FROM pg_class s
+  JOIN pg_namespace n ON n.oid = s.relnamespace
+  JOIN pg_depend dep ON dep.objid = s.oid AND dep.classid = 'pg_class'::regclass
+                    AND dep.refclassid = 'pg_class'::regclass AND dep.deptype IN ('a', 'i')
+  JOIN pg_class t ON t.oid = dep.refobjid
+  JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = dep.refobjsubid
+ WHERE s.relkind = 'S' AND n.nspname = %(schema)s AND t.relname = ANY(%(tables)s)
+ ORDER BY t.relname, s.relname;
 
 -- name: migrations
 -- TypeORM's history table, if there is one (to_regclass is NULL when it is absent).

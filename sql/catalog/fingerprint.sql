@@ -28,7 +28,7 @@ SELECT concat('constraint ', quote_ident(con.conname), ' on ', con.conrelid::reg
               ' deferrable=', con.condeferrable, ' deferred=', con.condeferred,
               ' validated=', con.convalidated) AS line
   FROM pg_constraint con JOIN pg_namespace n ON n.oid = con.connamespace
- WHERE n.nspname = %(schema)s AND con.contype IN ('p', 'f', 'u', 'c', 'x');
+ WHERE n.nspname = %(schema)s AND con.contype IN ('p', 'f', 'u', 'c', 'x', 'n');
 
 -- name: indexes
 SELECT concat('index ', pg_get_indexdef(i.indexrelid)) AS line

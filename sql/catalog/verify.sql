@@ -49,3 +49,44 @@ SELECT i.relname AS name, t.relname AS table_name, pg_get_indexdef(x.indexrelid)
   JOIN pg_namespace n ON n.oid = t.relnamespace
  WHERE n.nspname = %(schema)s AND t.relname = ANY(%(tables)s || ARRAY['user'])
  ORDER BY t.relname, i.relname;
+
+-- name: prosumer_names
+-- Names that still say prosumer on the renamed objects: every constraint, index, sequence
+-- and trigger of the user table, and the constraints, indexes and sequences on the seven
+-- renamed columns. %(places)s lists those columns as 'table.column'.
+WITH target AS (
+  SELECT to_regclass(quote_ident(%(schema)s) || '.' || quote_ident('user')) AS rel),
+cols AS (
+  SELECT a.attrelid AS rel, a.attnum
+    FROM unnest(%(places)s::text[]) p
+    JOIN pg_attribute a
+      ON a.attrelid = to_regclass(quote_ident(%(schema)s) || '.' || quote_ident(split_part(p, '.', 1)))
+     AND a.attname = split_part(p, '.', 2)
+  UNION
+  SELECT a.attrelid, a.attnum FROM pg_attribute a, target t
+   WHERE a.attrelid = t.rel AND a.attnum > 0 AND NOT a.attisdropped)
+SELECT 'constraint' AS kind, con.conname::text AS name, con.conrelid::regclass::text AS on_table
+  FROM pg_constraint con
+ WHERE con.conname ILIKE '%%prosumer%%'
+   AND (con.conrelid = (SELECT rel FROM target)
+        OR EXISTS (SELECT 1 FROM cols c WHERE c.rel = con.conrelid AND c.attnum = ANY(con.conkey)))
+UNION ALL
+SELECT 'index', i.relname::text, x.indrelid::regclass::text
+  FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+ WHERE i.relname ILIKE '%%prosumer%%'
+   AND (x.indrelid = (SELECT rel FROM target)
+        OR EXISTS (SELECT 1 FROM cols c WHERE c.rel = x.indrelid
+                                         AND c.attnum = ANY(x.indkey::int2[])))
+UNION ALL
+SELECT 'trigger', t.tgname::text, t.tgrelid::regclass::text
+  FROM pg_trigger t
+ WHERE NOT t.tgisinternal AND t.tgname ILIKE '%%prosumer%%'
+   AND t.tgrelid = (SELECT rel FROM target)
+UNION ALL
+SELECT 'sequence', s.relname::text, dep.refobjid::regclass::text
+  FROM pg_class s
+  JOIN pg_depend dep ON dep.objid = s.oid AND dep.classid = 'pg_class'::regclass
+                    AND dep.refclassid = 'pg_class'::regclass AND dep.deptype IN ('a', 'i')
+ WHERE s.relkind = 'S' AND s.relname ILIKE '%%prosumer%%'
+   AND EXISTS (SELECT 1 FROM cols c WHERE c.rel = dep.refobjid AND c.attnum = dep.refobjsubid)
+ ORDER BY 1, 2;

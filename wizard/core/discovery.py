@@ -34,7 +34,7 @@ class TableInfo:
 @dataclass(frozen=True)
 class Constraint:
     name: str
-    kind: str  # 'p' primary key, 'f' foreign key
+    kind: str  # 'p' primary key, 'f' foreign key, 'n' NOT NULL (named from PostgreSQL 18)
     table: str
     columns: tuple[str, ...]
     ref_table: str | None
@@ -58,6 +58,13 @@ class Index:
     constraint_name: str | None
     definition: str
     predicate: str | None
+
+
+@dataclass(frozen=True)
+class Sequence:
+    name: str
+    table: str  # the table whose column owns it
+    column: str
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,7 @@ class Discovery:
     constraints: list[Constraint]
     indexes: list[Index]
     triggers: list[Trigger]
+    sequences: list[Sequence]
     migrations_table: bool
     migration_names: list[str]
     text_references: list[TextReference]
@@ -189,6 +197,9 @@ def discover(conn: psycopg.Connection[Any], schema: str = "public", *,
         cur.execute(q["triggers"], params)
         triggers = [Trigger(r["name"], r["table_name"], r["function_name"], r["definition"])
                     for r in cur.fetchall()]
+        cur.execute(q["sequences"], params)
+        sequences = [Sequence(r["name"], r["table_name"], r["column_name"])
+                     for r in cur.fetchall()]
         cur.execute(q["migrations"], params)
         row = cur.fetchone()
         migrations_table = bool(row and row["present"])
@@ -210,7 +221,7 @@ def discover(conn: psycopg.Connection[Any], schema: str = "public", *,
             text_rows += cur.fetchall()
         cur.execute("SELECT current_setting('server_version') AS v, current_user AS u")
         info = cur.fetchone() or {"v": "?", "u": "?"}
-    found = Discovery(schema, tables, columns, constraints, indexes, triggers,
+    found = Discovery(schema, tables, columns, constraints, indexes, triggers, sequences,
                       migrations_table, migration_names, _text_references(text_rows),
                       info["v"], info["u"])
     classify(found)
@@ -218,7 +229,7 @@ def discover(conn: psycopg.Connection[Any], schema: str = "public", *,
 
 
 def _object_names_done(d: Discovery) -> tuple[list[str], list[str]]:
-    """Which key, foreign-key, index and trigger names already have their final name."""
+    """Which key, constraint, index, sequence and trigger names have their final name."""
     from wizard.core.plan import object_renames  # the plan owns the naming rules
 
     done: list[str] = []

@@ -28,9 +28,9 @@ class PlanRefused(RuntimeError):
 
 @dataclass(frozen=True)
 class ObjectRename:
-    """A key, foreign key, index or trigger whose name follows the rename."""
+    """A key, constraint, index, sequence or trigger whose name follows the rename."""
 
-    kind: str  # pk | fk | idx | trigger
+    kind: str  # pk | fk | nn (NOT NULL, PostgreSQL 18) | idx | seq | trigger
     table: str  # the table it is on, named as it will be after the rename
     table_before: str
     columns_before: tuple[str, ...]
@@ -42,11 +42,14 @@ class ObjectRename:
         return self.name_now != self.name_target
 
     def describe(self) -> str:
-        label = {"pk": "primary key", "fk": "foreign key", "idx": "index",
-                 "trigger": "trigger"}[self.kind]
+        label = KIND_LABELS[self.kind]
         if not self.needed:
             return f"{label} {self.name_now}"
         return f"{label} {self.name_now} → {self.name_target}"
+
+
+KIND_LABELS = {"pk": "primary key", "fk": "foreign key", "nn": "not-null constraint",
+               "idx": "index", "seq": "sequence", "trigger": "trigger"}
 
 
 @dataclass
@@ -155,17 +158,35 @@ def object_renames(d: Discovery) -> list[ObjectRename]:
         cols = _final_columns(fk.table, fk.columns)
         found.append(ObjectRename("fk", fk.table, fk.table, _before_columns(fk.table, cols),
                                   fk.name, names.renamed(fk.name, "fk", fk.table, cols)))
+    for nn in (c for c in d.constraints if c.kind == "n"):
+        # PostgreSQL 18 names them <table>_<column>_not_null: on the renamed table every one
+        # says prosumer; elsewhere those on the renamed columns do.
+        if nn.table == target or _touches_renamed_column(nn.table, nn.columns, target):
+            table_after = names.NEW_TABLE if nn.table == target else nn.table
+            table_before = names.OLD_TABLE if nn.table == target else nn.table
+            found.append(ObjectRename(
+                "nn", table_after, table_before,
+                _before_columns(table_after, _final_columns(table_after, nn.columns)),
+                nn.name, names.swap_word(nn.name, "prosumer", "user")))
     for idx in d.indexes:
         if idx.constraint_name is not None:
             continue  # renamed with its constraint
         table_after = names.NEW_TABLE if idx.table == target else idx.table
-        if not _touches_renamed_column(idx.table, idx.columns, target):
+        if idx.table != target and not _touches_renamed_column(idx.table, idx.columns,
+                                                                target):
             continue
         cols = _final_columns(table_after, idx.columns)
         table_before = names.OLD_TABLE if idx.table == target else idx.table
         found.append(ObjectRename("idx", table_after, table_before,
                                   _before_columns(table_after, cols), idx.name,
                                   names.renamed(idx.name, "idx", table_after, cols)))
+    for seq in d.sequences:
+        if seq.table == target or _is_place(seq.table, seq.column):
+            table_after = names.NEW_TABLE if seq.table == target else seq.table
+            table_before = names.OLD_TABLE if seq.table == target else seq.table
+            found.append(ObjectRename("seq", table_after, table_before,
+                                      (names.column_before(table_after, seq.column),),
+                                      seq.name, names.swap_word(seq.name, "prosumer", "user")))
     for trg in d.triggers:
         if trg.table == target:
             found.append(ObjectRename("trigger", names.NEW_TABLE, names.OLD_TABLE, (),
@@ -174,16 +195,19 @@ def object_renames(d: Discovery) -> list[ObjectRename]:
 
 
 def _rename_step(r: ObjectRename, schema: str, new_name: str, table_now: str) -> Step:
-    if r.kind in ("pk", "fk"):
+    if r.kind in ("pk", "fk", "nn"):
         stmt = sql.SQL("ALTER TABLE {} RENAME CONSTRAINT {} TO {}").format(
             _q(schema, table_now), _q(r.name_now), _q(new_name))
     elif r.kind == "idx":
         stmt = sql.SQL("ALTER INDEX {} RENAME TO {}").format(_q(schema, r.name_now),
                                                              _q(new_name))
+    elif r.kind == "seq":
+        stmt = sql.SQL("ALTER SEQUENCE {} RENAME TO {}").format(_q(schema, r.name_now),
+                                                                _q(new_name))
     else:
         stmt = sql.SQL("ALTER TRIGGER {} ON {} RENAME TO {}").format(
             _q(r.name_now), _q(schema, table_now), _q(new_name))
-    label = {"pk": "primary key", "fk": "foreign key", "idx": "index"}.get(r.kind, r.kind)
+    label = KIND_LABELS[r.kind]
     return Step(f"Renaming {label} {r.name_now} → {new_name} on {table_now}", _render(stmt),
                 change={"action": "rename", "kind": r.kind, "table": table_now,
                         "before": r.name_now, "after": new_name})
@@ -299,7 +323,7 @@ def _original_name(r: ObjectRename, journal_names: dict[str, str]) -> str:
     """The name an object had before the rename: journal first, then production's names."""
     if r.name_now in journal_names:
         return journal_names[r.name_now]
-    if r.kind == "trigger":
+    if r.kind in ("trigger", "nn", "seq"):
         return names.swap_word(r.name_now, "user", "prosumer")
     table = r.table_before
     known = names.ORIGINAL_NAMES.get((r.kind, table, r.columns_before))

@@ -115,6 +115,14 @@ def catalog_checks(conn: psycopg.Connection[Any], exp: Expectations, schema: str
                             (f"{len(exp.index_names)} present: {', '.join(exp.index_names)}"
                              if not missing else f"missing: {', '.join(missing)}"),
                             {"query": q, "result": rows}))
+        q, rows = _rows(cur, "prosumer_names", {**params, "places": [
+            f"{p.table}.{p.new}" for p in names.REFERENCING]})
+        checks.append(Check(
+            "no_prosumer_names", "No constraint, index, sequence or trigger of the renamed "
+            "objects is still named prosumer", PASS if not rows else FAIL,
+            "none left" if not rows else "; ".join(
+                f"{r['kind']} {r['name']} on {r['on_table']}" for r in rows),
+            {"query": q, "result": rows}))
         q = sql.SQL('SELECT "timestamp", name FROM {} WHERE name = ANY(%(names)s)').format(
             sql.Identifier(schema, "migrations")).as_string(None)
         try:
