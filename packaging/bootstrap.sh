@@ -21,6 +21,8 @@ if command -v dpkg-query >/dev/null 2>&1; then
     [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
   done
 fi
+# npm fetches the PostgreSQL servers of the other majors (packaging/pg_matrix.py).
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
     echo "bootstrap: installing Debian packages: ${missing[*]}"
