@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +33,7 @@ class Installed:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     """`pip wheel .` then `pip install THE.whl` into a new virtualenv, as pipx does."""
     base = tmp_path_factory.mktemp("wheel")
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
@@ -50,7 +49,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     assert pip.returncode == 0, pip.stderr
     home = base / "home"
     home.mkdir()
-    yield Installed(wheel, base / "venv" / "bin" / "enerlink-migrate", home)
+    return Installed(wheel, base / "venv" / "bin" / "enerlink-migrate", home)
 
 
 def test_the_wheel_carries_every_sql_and_resource_file(installed: Installed) -> None:
