@@ -458,7 +458,7 @@ def test_an_extension_the_role_cannot_create_is_refused_first_then_taken_from_a_
         restore.prepare(live, backup)
     text = str(info.value)
     assert f"needs extension(s) {ext}, which role {live.user} cannot create" in text
-    assert "--template template1" in text
+    assert "restore with template1 as the template (CLI --template template1" in text
     assert "Nothing was changed" in text
     assert databases(pg_server) == dbs
     # What the message says to do: a superuser pre-creates it in a template.

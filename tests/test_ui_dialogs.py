@@ -116,6 +116,29 @@ def test_restore_dialog_refuses_a_truncated_backup(
     close(dialog, qtbot)
 
 
+def test_restore_dialog_takes_the_template_database_from_its_field(
+        wizard_window: MigrationWizard, qtbot: QtBot, live: PgSettings,
+        open_session: Any, pg_server: PostgresServer, tmp_path: Path) -> None:
+    backup = pg_dump_custom(pg_server, live, tmp_path / "live.dump")
+    open_session(wizard_window, live)
+    dialog = RestoreDialog.open_for(wizard_window)
+    assert dialog is not None
+    assert dialog.template.text() == "template0"
+    dialog.path.setText(str(backup))
+    dialog.template.setText("no_such_template")  # the backup's uuid-ossp is looked up there
+    dialog.inspect_button.click()
+    qtbot.waitUntil(lambda: dialog.errors.isVisible(), timeout=JOB_MS)
+    assert "cannot read template database no_such_template" in dialog.errors.message.text()
+    assert dialog.plan is None
+    dialog.template.setText("template0")
+    dialog.inspect_button.click()
+    qtbot.waitUntil(lambda: dialog.plan is not None, timeout=JOB_MS)
+    plan = dialog.plan
+    assert plan is not None
+    assert plan.options.template == "template0"
+    close(dialog, qtbot)
+
+
 def test_restore_dialog_before_a_run_uses_the_first_pages_form(
         wizard_window: MigrationWizard, qtbot: QtBot, pg_db: PgSettings,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -209,8 +209,9 @@ def _check_extensions(settings: PgSettings, conn: psycopg.Connection[Any],
     raise RestoreRefused(
         f"the backup needs extension(s) {listed}, which role {role} cannot create ({why}). "
         f"Either run the restore as a superuser, or have one pre-create them in a template "
-        f"and restore from it: psql -d template1 -c '{create}', then restore with "
-        f"--template template1. Nothing was changed")
+        f"and restore from it: psql -d template1 -c '{create}', then restore with template1 "
+        f"as the template (CLI --template template1; wizard: the Template field). Nothing "
+        f"was changed")
 
 
 def expected_counts(settings: PgSettings, since: datetime | None) -> tuple[dict[str, int] | None,

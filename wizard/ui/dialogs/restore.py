@@ -182,6 +182,11 @@ class RestoreDialog(JobDialog):
         self.jobs.setAccessibleName("parallel pg_restore jobs")
         self.jobs.setToolTip("pg_restore --jobs (custom and directory backups; plain SQL and "
                              "tar use one process)")
+        self.template = QLineEdit("template0")
+        self.template.setAccessibleName("template database")
+        self.template.setToolTip("The new database is created from this template: template0 "
+                                 "(clean), or one where a superuser pre-created extensions "
+                                 "this role may not create (before PostgreSQL 13: any)")
         self.inspect_button = QPushButton("&Inspect")
         self.inspect_button.setToolTip("Read the backup and check the server; changes nothing")
         self.inspect_button.clicked.connect(self.inspect)
@@ -204,6 +209,9 @@ class RestoreDialog(JobDialog):
         actions.addWidget(self.restore_button)
         actions.addStretch(1)
         form.addRow(jobs_label, actions)
+        template_label = QLabel("&Template:")
+        template_label.setBuddy(self.template)
+        form.addRow(template_label, self.template)
         self.inspection = mono()
         self.inspection.setAccessibleName("what is inside the backup")
         self.inspection.setPlaceholderText("Inspect a backup to see what is inside before "
@@ -267,7 +275,9 @@ class RestoreDialog(JobDialog):
         self.inspection.clear()
         self.result_label.clear()
         self.run_job("Reading the backup", restore.prepare, self.pg, Path(text),
-                     restore.RestoreOptions(jobs=self.jobs.value()),
+                     restore.RestoreOptions(jobs=self.jobs.value(),
+                                            template=self.template.text().strip()
+                                            or "template0"),
                      on_done=self._inspected, on_failed=self._refused,
                      advice="Choose another copy of the backup, or fix what the message "
                      "names. Nothing was changed.")
