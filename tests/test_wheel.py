@@ -78,6 +78,7 @@ def test_self_test_passes_from_the_installed_wheel(installed: Installed,
     out = _run(installed, tmp_path, "--self-test", env={"QT_QPA_PLATFORM": "offscreen"})
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.rstrip().endswith("self-test passed")
+    assert "self-test (installed, Python" in out.stdout
     sql_files = len([p for p in shipped_files("sql") if p.suffix == ".sql"])
     assert f"ok    SQL files: {sql_files} SQL files under " in out.stdout
     assert "site-packages/wizard/sql" in out.stdout, "read from the install, not the checkout"

@@ -113,7 +113,9 @@ def run_self_test() -> int:
         os.environ.setdefault("ENERLINK_MIGRATE_CONFIG", str(Path(tmp) / "config"))
         os.environ.setdefault("ENERLINK_MIGRATE_RUNS", str(Path(tmp) / "runs"))
         failed = 0
-        frozen = "frozen" if getattr(sys, "frozen", False) else "from source"
+        checkout = (resource_root().parent / "pyproject.toml").is_file()
+        frozen = ("frozen" if getattr(sys, "frozen", False)
+                  else "from a checkout" if checkout else "installed")
         print(f"enerlink-migrate {wizard.__version__} self-test ({frozen}, Python "
               f"{sys.version.split()[0]}, {sys.platform})")
         for name, check in CHECKS:

@@ -169,6 +169,30 @@ def _check_owners(conn: psycopg.Connection[Any], insp: Inspection, superuser: bo
     return not problems, problems
 
 
+_SET_LINE = re.compile(rb"^SET ([a-z_][a-z0-9_.]*) = ", re.MULTILINE)
+HEADER_BYTES = 64 * 1024  # pg_dump writes its SET lines before the first object
+
+
+def _check_plain_settings(conn: psycopg.Connection[Any], insp: Inspection,
+                          server: int) -> None:
+    """A plain script sets parameters at its top; a newer pg_dump's may be unknown to an
+    older server (pg_dump 17 writes SET transaction_timeout), and psql stops there."""
+    if insp.format != PLAIN:
+        return
+    with open(insp.path, "rb") as fh:
+        wanted = sorted({m.group(1).decode() for m in _SET_LINE.finditer(fh.read(HEADER_BYTES))})
+    known = {r[0] for r in conn.execute("SELECT name FROM pg_settings WHERE name = ANY(%s)",
+                                        (wanted,))}
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise RestoreRefused(
+            f"{insp.path} is a plain SQL dump (pg_dump {insp.pg_dump_version}) that sets "
+            f"{', '.join(unknown)}, which this PostgreSQL {server} server does not know: "
+            "psql would stop at that line. Restore it into a server of that pg_dump's major "
+            "or newer, or restore a custom-format backup (the backup step writes one), "
+            "which pg_restore adapts to the server. Nothing was changed")
+
+
 def _check_extensions(settings: PgSettings, conn: psycopg.Connection[Any],
                       extensions: list[str], template: str, major: int, role: str,
                       superuser: bool) -> None:
@@ -296,6 +320,7 @@ def prepare(settings: PgSettings, backup: str | Path, options: RestoreOptions | 
                          opts.psql if fmt == PLAIN else opts.pg_restore)
         report("step", f"reading {path} with {tool.path} ({tool.version})")
         insp, scan = inspect_backup(path, tool, report=report, cancel=cancel)
+        _check_plain_settings(conn, insp, major)
         missing = _enerlink_tables_missing(insp.tables)
         if missing:
             raise RestoreRefused(f"{path} is not a backup of an EnerLink database: no "
