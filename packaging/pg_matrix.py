@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import zipfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+
+from wizard.core.pgtools import probe
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "packaging" / "pg-matrix.json"
@@ -45,10 +46,8 @@ class Install:
     client_bindir: Path
 
     def version(self, program: str, bindir: Path) -> str:
-        out = subprocess.run([str(bindir / program), "--version"], capture_output=True,
-                             text=True, check=True).stdout
-        match = re.search(r"\(PostgreSQL\)\s+(\S+)", out)
-        return match.group(1) if match else "?"
+        tool = probe(bindir / program)
+        return tool.version if tool else "?"
 
 
 def _debian_bindir() -> Path:

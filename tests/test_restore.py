@@ -14,7 +14,7 @@ from psycopg import sql
 
 from wizard.cli import main as cli_main
 from wizard.core import backup as backup_job
-from wizard.core import jobs, restore
+from wizard.core import jobs, pgtools, restore
 from wizard.core.connection import PgSettings
 from wizard.core.fingerprint import schema_fingerprint
 from wizard.core.journal import Journal
@@ -24,7 +24,7 @@ from wizard.core.reporting import no_progress
 from wizard.core.restore_db import db_name_with
 from wizard.core.restore_inspect import TocEntry, parse_list_entry, sha256_of
 from wizard.sandbox.probes import databases, has_table
-from wizard.sandbox.servers import PostgresServer, _major
+from wizard.sandbox.servers import PostgresServer
 
 # --- helpers -----------------------------------------------------------------------------
 
@@ -138,7 +138,9 @@ def test_plain_sql_backup_is_restored_with_psql(live: PgSettings, pg_server: Pos
     before = snapshot(live)
     backup = pg_dump(pg_server, live, tmp_path / "live.sql")
     migrate(live)
-    if pg_major < 17 <= _major(pg_server.client_tool("pg_dump")):
+    client = pgtools.probe(pg_server.client_tool("pg_dump"))
+    assert client is not None
+    if pg_major < 17 <= client.major:
         # pg_dump 17's script sets transaction_timeout, which 16 does not know: refused
         # before anything changes, naming the setting.
         with pytest.raises(restore.RestoreRefused,

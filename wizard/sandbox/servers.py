@@ -6,7 +6,6 @@ import contextlib
 import functools
 import os
 import pwd
-import re
 import secrets
 import shutil
 import signal
@@ -22,6 +21,7 @@ import psycopg
 import redis
 
 from wizard.core.connection import PgSettings
+from wizard.core.pgtools import probe
 from wizard.core.restore_db import drop_database
 
 SUPERUSER = "postgres"
@@ -78,13 +78,6 @@ def find_client_bindir(server_bindir: Path | None = None) -> Path:
     else the server's folder (a server-only package needs the variable)."""
     return _setting(CLIENT_BINDIR_VAR, server_bindir or find_pg_bindir(),
                     ("pg_dump", "pg_restore", "psql"), "client programs")
-
-
-def _major(program: Path) -> int:
-    out = subprocess.run([str(program), "--version"], capture_output=True, text=True,
-                         check=True).stdout
-    match = re.search(r"\(PostgreSQL\)\s+(\d+)", out)
-    return int(match.group(1)) if match else 0
 
 
 def _run_user() -> pwd.struct_passwd | None:
@@ -145,7 +138,10 @@ class PostgresServer:
 
     @functools.cached_property
     def major_version(self) -> int:
-        return _major(self.bindir / "postgres")
+        tool = probe(self.bindir / "postgres")
+        if tool is None:
+            raise ServerError(f"{self.bindir / 'postgres'} --version printed no version")
+        return tool.major
 
     def client_tool(self, name: str) -> Path:
         """pg_dump, pg_restore or psql of the harness's client folder."""
