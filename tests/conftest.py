@@ -37,6 +37,7 @@ REALWORLD = Path(__file__).resolve().parents[1].parent / "shared" / "reference" 
 _db_counter = itertools.count(1)
 
 
+_STEP = pytest.StashKey[str]()  # a pg_matrix test's step, for the matrix report
 MATRIX_STEPS = ("migrate", "realworld", "backup", "restore", "orphans", "verify", "tools")
 
 
@@ -50,8 +51,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                                         f"{', '.join(MATRIX_STEPS)}, not {step!r}")
             item.stash[_STEP] = step
 
-
-_STEP = pytest.StashKey[str]()
 
 
 @pytest.hookimpl(hookwrapper=True)
