@@ -250,7 +250,7 @@ def test_redis_going_down_mid_delete_fails_the_step_and_a_retry_finishes() -> No
 def test_wrong_password_missing_password_and_unknown_db_say_so(
         settings: RedisSettings, redis_server: RedisServer) -> None:
     with pytest.raises(RedisUnavailable, match="wrong password or user for Redis") as info:
-        redis_conn.test_connection(settings.with_password("not-the-password"))
+        redis_conn.check_connection(settings.with_password("not-the-password"))
     assert info.value.kind == redis_conn.WRONGPASS
     assert "not-the-password" not in str(info.value)
     assert redis_server.password not in str(info.value)
@@ -260,12 +260,12 @@ def test_wrong_password_missing_password_and_unknown_db_say_so(
     acl_user = RedisSettings.from_url(redis_server.url, username="enerlink",
                                       password=redis_server.password)
     with pytest.raises(RedisUnavailable, match="ACL user 'enerlink'"):
-        redis_conn.test_connection(acl_user)
+        redis_conn.check_connection(acl_user)
     with pytest.raises(RedisUnavailable, match="has no db 99") as info:
-        redis_conn.test_connection(RedisSettings(url=redis_server.url, db=99,
+        redis_conn.check_connection(RedisSettings(url=redis_server.url, db=99,
                                                  password=redis_server.password))
     assert info.value.kind == redis_conn.NO_DB
-    assert redis_conn.test_connection(settings).startswith("Redis ")
+    assert redis_conn.check_connection(settings).startswith("Redis ")
 
 
 @pytest.fixture
@@ -289,7 +289,7 @@ def test_a_narrow_acl_user_can_clear_keys_and_is_told_what_it_lacks(
     redis_client.mset({"prosumer:1": "a", "prosumer:2": "b", "price:current": "1500"})
     acl = RedisSettings.from_url(f"redis://{name}@127.0.0.1:{redis_server.port}/1",
                                  password=password)
-    assert "no INFO permission" in redis_conn.test_connection(acl)
+    assert "no INFO permission" in redis_conn.check_connection(acl)
     assert cache.delete(acl).total == 2
     assert _keys(redis_client) == {"price:current"}
     with pytest.raises(RedisUnavailable, match=f"user '{name}' .* lacks a permission") as info:
@@ -298,13 +298,13 @@ def test_a_narrow_acl_user_can_clear_keys_and_is_told_what_it_lacks(
     assert password not in str(info.value)
     assert redis_client.dbsize() == 1
     with pytest.raises(RedisUnavailable, match="wrong password or user"):
-        redis_conn.test_connection(acl.with_password("nope"))
+        redis_conn.check_connection(acl.with_password("nope"))
 
 
 def test_server_down_names_host_and_port(settings: RedisSettings) -> None:
     port = free_port()
     down = RedisSettings.from_url(f"redis://127.0.0.1:{port}/1", password="pw-not-shown")
-    for job in (redis_conn.test_connection, cache.dry_run, cache.delete):
+    for job in (redis_conn.check_connection, cache.dry_run, cache.delete):
         with pytest.raises(RedisUnavailable, match=f"127.0.0.1:{port}: connection refused") \
                 as info:
             job(down)
@@ -323,7 +323,7 @@ def test_a_server_that_never_answers_is_a_timeout() -> None:
         port = silent.getsockname()[1]
         hung = RedisSettings.from_url(f"redis://127.0.0.1:{port}/0", timeout_s=0.3)
         with pytest.raises(RedisUnavailable, match=r"within 0.3 s \(timeout\)") as info:
-            redis_conn.test_connection(hung)
+            redis_conn.check_connection(hung)
     assert info.value.kind == redis_conn.TIMEOUT
 
 
@@ -399,22 +399,22 @@ def test_rediss_with_the_ca_file_works_and_tls_problems_are_named(
     server.client().mset({"prosumer:1": "a", "price:current": "1500"})
     good = RedisSettings.from_url(f"rediss://127.0.0.1:{tls_port}/0", ca_file=str(ca),
                                   password=server.password)
-    assert "Redis" in redis_conn.test_connection(good)
+    assert "Redis" in redis_conn.check_connection(good)
     assert cache.delete(good).total == 1
     no_ca = RedisSettings.from_url(f"rediss://127.0.0.1:{tls_port}/0", password=server.password)
     with pytest.raises(RedisUnavailable, match=r"TLS with Redis .* failed .*certificate") as info:
-        redis_conn.test_connection(no_ca)
+        redis_conn.check_connection(no_ca)
     assert info.value.kind == redis_conn.TLS
     plain_to_tls = RedisSettings.from_url(f"redis://127.0.0.1:{tls_port}/0", timeout_s=2,
                                           password=server.password)
     with pytest.raises(RedisUnavailable, match="rediss://") as info:
-        redis_conn.test_connection(plain_to_tls)
+        redis_conn.check_connection(plain_to_tls)
     assert server.password not in str(info.value)
     tls_to_plain = RedisSettings.from_url(f"rediss://127.0.0.1:{server.port}/0",
                                           ca_file=str(ca), timeout_s=0.5,
                                           password=server.password)
     with pytest.raises(RedisUnavailable, match=r"timeout|TLS|closed"):
-        redis_conn.test_connection(tls_to_plain)
+        redis_conn.check_connection(tls_to_plain)
 
 
 # --- the CLI -------------------------------------------------------------------------------

@@ -112,14 +112,13 @@ def test_failed_write_leaves_the_old_file(monkeypatch: pytest.MonkeyPatch) -> No
     path = profiles.save(Profile(name="prod", pg_host="old-host"))
     before = path.read_bytes()
 
-    def disk_full(obj: Any, fh: Any, **kwargs: Any) -> None:
-        # Stand-in for a crash or a full disk halfway through writing: a real one cannot be
-        # produced on demand. Half the document reaches the temporary file, then it fails.
-        fh.write('{"schema_version": 1, "profile": {"name": "pr')
+    def disk_full(_fd: int) -> None:
+        # Stand-in for a full disk while the new document is flushed: a real one cannot be
+        # produced on demand. The temporary file holds the new text, unflushed, then it fails.
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as patched:  # undone before the checks below, env kept
-        patched.setattr(json, "dump", disk_full)
+        patched.setattr(os, "fsync", disk_full)
         with pytest.raises(OSError, match="No space left"):
             profiles.save(Profile(name="prod", pg_host="new-host"))
     assert path.read_bytes() == before

@@ -16,10 +16,10 @@ from wizard.core.backup import (
     DEFAULT_LOCK_WAIT_S,
     BackupOptions,
     BackupRefused,
-    human,
 )
 from wizard.core.journal import Journal
 from wizard.core.reporting import Cancelled
+from wizard.core.units import format_bytes
 
 
 class _Stderr:
@@ -64,7 +64,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     if result.verified:
-        text = (f"backup verified: {result.path}\n  {human(result.size_bytes)}, "
+        text = (f"backup verified: {result.path}\n  {format_bytes(result.size_bytes)}, "
                 f"{result.toc_entries} TOC entries, sha256 {result.sha256}\n"
                 f"  {result.format} format, compression {result.compression}, "
                 f"{result.duration_s:.1f} s (pg_dump {result.dump_s:.1f} s, verification "

@@ -31,7 +31,7 @@ from wizard.core.redis_conn import (
     RedisSettings,
     RedisSettingsError,
     RedisUnavailable,
-    test_connection,
+    check_connection,
 )
 from wizard.core.reporting import Cancelled, Report, no_progress, no_report
 
@@ -96,14 +96,14 @@ def redis_settings(args: argparse.Namespace,
 def reachable(settings: RedisSettings, interactive: bool) -> tuple[RedisSettings, str]:
     """PING once; when the server wants a password we lack and a person is there, ask."""
     try:
-        return settings, test_connection(settings)
+        return settings, check_connection(settings)
     except RedisUnavailable as exc:
         if exc.kind != NOAUTH or settings.password is not None or not interactive:
             raise CliError(str(exc), EXIT_USAGE) from None
     with_pw = settings.with_password(getpass.getpass(f"Redis password for "
                                                      f"{settings.describe()}: "))
     try:
-        return with_pw, test_connection(with_pw)
+        return with_pw, check_connection(with_pw)
     except RedisUnavailable as again:
         raise CliError(str(again), EXIT_USAGE) from None
 
@@ -205,7 +205,7 @@ def _dry_run(args: argparse.Namespace, settings: RedisSettings, patterns: tuple[
 def _flushdb(args: argparse.Namespace, settings: RedisSettings, expected: str | None,
              journal: Journal, report: Report) -> int:
     if args.dry_run:
-        info = test_connection(settings)
+        info = check_connection(settings)
         emit(args, {"redis": settings.describe(), "dry_run": True, "flushdb": True,
                     "detail": info},
              f"dry run: FLUSHDB would clear db {settings.effective_db} only ({info}); other "

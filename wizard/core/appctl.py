@@ -13,18 +13,6 @@ from wizard.core.procs import Outcome, ProgramNotFound, run_program
 from wizard.core.reporting import Report, no_report
 
 
-class _Deadline(threading.Event):
-    """Set when the operator cancels or the time limit passes (the runner polls is_set)."""
-
-    def __init__(self, cancel: threading.Event | None, deadline: float) -> None:
-        super().__init__()
-        self._cancel, self._deadline = cancel, deadline
-
-    def is_set(self) -> bool:
-        return (self._cancel is not None and self._cancel.is_set()) \
-            or time.monotonic() > self._deadline
-
-
 @dataclass
 class AppCommandResult:
     what: str  # "stop" or "start"
@@ -51,20 +39,31 @@ def run_app_command(what: str, command: str, *, report: Report = no_report,
     except ValueError as exc:
         return AppCommandResult(what, command, False, f"cannot parse the {what} command: {exc}")
     report("info", f"{what} the application: {command}")
-    limit = _Deadline(cancel, time.monotonic() + timeout_s)
+    stop = threading.Event()  # the runner's cancel: set by the operator or by the clock
+    deadline = time.monotonic() + timeout_s
+    timed_out = False
+
+    def on_tick() -> None:
+        nonlocal timed_out
+        if cancel is not None and cancel.is_set():
+            stop.set()
+        elif time.monotonic() > deadline:
+            timed_out = True
+            stop.set()
+
     try:
         outcome = run_program(argv, env=child_environ(),
                               on_line=lambda _stream, line: report("info", f"  {line}"),
-                              cancel=limit)
+                              cancel=stop, on_tick=on_tick)
     except ProgramNotFound as exc:
         return AppCommandResult(what, command, False,
                                 f"{exc}; fix the {what} command in the profile")
     if outcome.ok:
         detail = f"the {what} command succeeded in {outcome.duration_s:.1f} s"
-    elif outcome.cancelled and cancel is not None and cancel.is_set():
-        detail = f"the {what} command was cancelled"
-    elif outcome.cancelled:
+    elif outcome.cancelled and timed_out:
         detail = f"the {what} command did not finish within {timeout_s:g} s and was stopped"
+    elif outcome.cancelled:
+        detail = f"the {what} command was cancelled"
     else:
         detail = f"the {what} command failed: {outcome.describe()}"
     report("info" if outcome.ok else "error", detail)

@@ -6,7 +6,6 @@ import contextlib
 import os
 import re
 import shutil
-import stat
 import threading
 import time
 from collections.abc import Iterable
@@ -27,11 +26,13 @@ from wizard.core.archive import (
     read_archive,
 )
 from wizard.core.connection import PgSettings
+from wizard.core.files import IfOpen, private_folder
 from wizard.core.journal import Journal, target_of
 from wizard.core.pgenv import conninfo_arg, libpq_env
 from wizard.core.pgtools import Tool, ToolNotFound, find_tool
 from wizard.core.procs import Outcome, ProgramNotFound, run_program
 from wizard.core.reporting import Cancelled, Progress, Report, check_cancel, no_progress, no_report
+from wizard.core.units import format_bytes
 
 FORMATS = ("custom", "directory")
 # Measured by tests/bench/bench_backup.py: zlib level 1 keeps pg_dump close to the plain
@@ -153,14 +154,6 @@ def _existing(folder: Path) -> Path:
     return folder
 
 
-def human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
 def _catalog(settings: PgSettings) -> tuple[dict[str, Any], dict[str, int]]:
     try:
         with settings.connect(autocommit=True) as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -222,10 +215,10 @@ def prepare(settings: PgSettings, options: BackupOptions, *,
     free = shutil.disk_usage(_existing(out_dir)).free
     if free < size:
         raise BackupRefused(
-            f"not enough free space for the backup: {human(free)} ({free} bytes) free in "
-            f"{_existing(out_dir)}, the database {settings.dbname} is about {human(size)} "
-            f"({size} bytes, pg_database_size). Free some space or choose another --out "
-            f"folder")
+            f"not enough free space for the backup: {format_bytes(free)} ({free} bytes) free "
+            f"in {_existing(out_dir)}, the database {settings.dbname} is about "
+            f"{format_bytes(size)} ({size} bytes, pg_database_size). Free some space or "
+            f"choose another --out folder")
     argv = [str(dump.path), "--no-password", f"--dbname={conninfo_arg(settings)}",
             f"--format={options.format}", f"--file={path}", "--verbose",
             f"--lock-wait-timeout={int(options.lock_wait_timeout_s * 1000)}", *compress]
@@ -298,8 +291,8 @@ class DumpProgress:
         frac = self.data_fraction(now)
         overall = max(self.last_fraction, DATA_START + (DATA_END - DATA_START) * frac)
         self.last_fraction = overall
-        detail = f"{self.current or 'reading the catalog'} · {human(frac * self.total)} of " \
-                 f"{human(self.total)}"
+        detail = f"{self.current or 'reading the catalog'} · " \
+                 f"{format_bytes(frac * self.total)} of {format_bytes(self.total)}"
         if self.first is not None and frac > 0.02:
             eta = (now - self.first) * (1 - frac) / frac
             detail += f" · ETA {eta:.0f} s"
@@ -346,17 +339,6 @@ def _explain(outcome: Outcome, plan: BackupPlan) -> str:
                f"({plan.server_version}); install a newer pg_dump"
     what = f": {first}" if first else ""
     return f"pg_dump failed ({outcome.describe()}){what}. {hint}"
-
-
-def _private_folder(folder: Path, report: Report) -> None:
-    if not folder.exists():
-        folder.mkdir(parents=True, mode=0o700)
-        os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
-        return
-    mode = stat.S_IMODE(folder.stat().st_mode)
-    if mode & 0o077:
-        report("warn", f"{folder} is open to other users (mode {mode:o}); the backup itself is "
-                       f"0600, but `chmod 700 {folder}` keeps even its name private")
 
 
 def _create_target(plan: BackupPlan) -> None:
@@ -443,7 +425,9 @@ def run(plan: BackupPlan, *, report: Report = no_report, progress: Progress = no
     dump or verification is returned with `verified` False and the reason in `error`."""
     check_cancel(cancel, "backup")
     started = time.monotonic()
-    _private_folder(plan.path.parent, report)
+    # The DBA chose this folder and may share it with a backup agent: warn, never chmod it.
+    private_folder(plan.path.parent, if_open=IfOpen.WARN,
+                   warn=lambda message: report("warn", message))
     _create_target(plan)
     result = _result(plan)
     if journal is not None:
@@ -494,7 +478,7 @@ def run(plan: BackupPlan, *, report: Report = no_report, progress: Progress = no
         raise
     result.duration_s = round(time.monotonic() - started, 3)
     if result.verified:
-        report("step", f"backup verified: {result.path}, {human(result.size_bytes)}, "
+        report("step", f"backup verified: {result.path}, {format_bytes(result.size_bytes)}, "
                        f"{result.toc_entries} TOC entries, sha256 {result.sha256}")
         progress(1.0, "verified")
     else:

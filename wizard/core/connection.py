@@ -83,7 +83,7 @@ def connect_advice(settings: PgSettings, text: str, hint: str | None = None) -> 
     return f"cannot connect to {settings.describe()}: {first} ({hint or default})"
 
 
-def test_connection(settings: PgSettings) -> str:
+def check_connection(settings: PgSettings) -> str:
     """Connect once: 'PostgreSQL 15.18 as enerlink (owner of …)' or ConnectError."""
     try:
         with settings.connect(autocommit=True) as conn:
@@ -94,5 +94,3 @@ def test_connection(settings: PgSettings) -> str:
     version, user, db = row if row else ("?", settings.user, settings.dbname)
     return f"PostgreSQL {version}: connected to {db} as {user}"
 
-
-test_connection.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

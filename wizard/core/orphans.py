@@ -8,7 +8,6 @@ import math
 import os
 import re
 import shlex
-import stat
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -24,6 +23,7 @@ from psycopg.rows import dict_row
 from wizard.core import names
 from wizard.core.connection import PgSettings
 from wizard.core.discovery import CONFLICT, UNKNOWN, Discovery, discover
+from wizard.core.files import FolderNotPrivate, IfOpen, private_folder
 from wizard.core.journal import Journal
 from wizard.core.reporting import (
     Cancelled,
@@ -553,12 +553,12 @@ def _slug(schema: str, table: str) -> str:
 
 
 def _private_folder(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    mode = stat.S_IMODE(folder.stat().st_mode)
-    if mode & 0o077:
-        raise OrphanError(f"{folder} can be read by other users (mode {mode:o}); the export "
-                          f"holds user data: choose a private folder or run chmod 700 {folder}")
-    return folder
+    """The operator's export folder, refused when others can enter it: the export is the
+    only copy of the rows a delete removes, and the delete checks them against it."""
+    try:
+        return private_folder(folder, if_open=IfOpen.REFUSE)
+    except FolderNotPrivate as exc:
+        raise OrphanError(str(exc)) from None
 
 
 def export(settings: PgSettings, scan: OrphanScan, folder: Path, *,

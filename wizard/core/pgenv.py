@@ -13,6 +13,7 @@ from pathlib import Path
 from psycopg.conninfo import make_conninfo
 
 from wizard.core.connection import PgSettings
+from wizard.core.files import private_folder
 
 # Whatever might carry a secret stays out of the child's environment (pg_dump needs none).
 # ...AUTH$: REDISCLI_AUTH, redis-cli's (and our cache command's) password variable; not
@@ -62,9 +63,9 @@ def libpq_env(settings: PgSettings) -> Iterator[dict[str, str]]:
     if password is None:
         yield env
         return
-    folder = Path(tempfile.mkdtemp(prefix="enerlink-pgpass-"))  # mkdtemp makes it 0700
+    folder = Path(tempfile.mkdtemp(prefix="enerlink-pgpass-"))
     try:
-        os.chmod(folder, 0o700)
+        private_folder(folder)  # mkdtemp asks for 0700, which a umask can still narrow
         passfile = folder / PASSFILE_NAME
         fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -27,6 +27,7 @@ from wizard.core.execute import privilege_problems
 from wizard.core.pgtools import ToolNotFound, find_tool
 from wizard.core.plan import PlanRefused, build_up
 from wizard.core.reporting import Report, no_report
+from wizard.core.units import format_bytes
 from wizard.core.verify import FAIL, PASS, WARN, Check
 
 OLDEST_SUPPORTED = 12
@@ -174,7 +175,7 @@ def _disk_check(folder: Path | None, db_bytes: int) -> Check:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     free = shutil.disk_usage(probe).free
-    detail = f"{_mib(free)} free in {folder}, database is {_mib(db_bytes)}"
+    detail = f"{format_bytes(free)} free in {folder}, database is {format_bytes(db_bytes)}"
     if free < db_bytes:
         return Check("disk", title, FAIL, f"{detail}: free space in {folder} or choose "
                      f"another folder")
@@ -205,10 +206,6 @@ def _tools_check(server_major: int, pg_dump: str | None) -> Check:
         return Check("client_tools", title, WARN, "; ".join(missing) + ": the backup and "
                      "restore steps need them")
     return Check("client_tools", title, PASS, ", ".join(found))
-
-
-def _mib(n: int) -> str:
-    return f"{n / 1048576:,.0f} MiB"
 
 
 def _unreadable(settings: PgSettings, why: str) -> Preflight:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import builtins
-import contextlib
 import getpass
 import json
 import os
 import re
-import tempfile
 import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -20,6 +18,7 @@ import platformdirs
 
 from wizard.core import secrets
 from wizard.core.connection import PgSettings
+from wizard.core.files import FolderNotPrivate, private_folder, write_atomic
 from wizard.core.redis_conn import RedisSettings, RedisSettingsError
 
 APP = "enerlink-migrate"
@@ -272,36 +271,8 @@ def _path(name: str) -> Path:
     return profiles_dir() / f"{name}.json"
 
 
-def _private_dir() -> Path:
-    folder = profiles_dir()
-    folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    folder.mkdir(exist_ok=True, mode=0o700)
-    if os.name == "posix" and folder.stat().st_mode & 0o077:
-        folder.chmod(0o700)  # an older or hand-made folder: only its owner may list profiles
-    return folder
-
-
-def write_json_atomically(path: Path, data: Any) -> None:
-    """Write JSON so that a crash leaves the old file or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)  # mkstemp's mode already; said again because it matters
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    if os.name == "posix":  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+def _json_text(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 # --- versions ------------------------------------------------------------------------------
@@ -371,9 +342,12 @@ def save(profile: Profile) -> Path:
         # Case-insensitive file systems (macOS, Windows) would make these one file.
         raise ProfileError(f"profile {profile.name!r} differs from {same[0]!r} only in case: "
                            "choose another name")
-    _private_dir()
-    write_json_atomically(path, {"schema_version": SCHEMA_VERSION, "kind": KIND,
-                                 "profile": profile.to_dict()})
+    try:
+        private_folder(profiles_dir())  # only its owner may list the profiles
+    except FolderNotPrivate as exc:
+        raise ProfileError(str(exc)) from None
+    write_atomic(path, _json_text({"schema_version": SCHEMA_VERSION, "kind": KIND,
+                                   "profile": profile.to_dict()}))
     return path
 
 
@@ -397,8 +371,8 @@ def export(names: Iterable[str], path: Path) -> list[str]:
     """Write the named profiles (all when none are named) to one file, without secrets."""
     chosen = list(names) or list_profiles()
     profiles = [load(n).to_dict() for n in chosen]
-    write_json_atomically(Path(path), {"schema_version": SCHEMA_VERSION, "kind": EXPORT_KIND,
-                                       "profiles": profiles})
+    write_atomic(Path(path), _json_text({"schema_version": SCHEMA_VERSION,
+                                         "kind": EXPORT_KIND, "profiles": profiles}))
     return chosen
 
 

@@ -10,6 +10,7 @@ from html import escape
 from typing import Any
 
 from wizard.core.journal import Journal
+from wizard.core.units import format_bytes
 
 # Events the report knows how to lay out; anything else is shown generically (redacted).
 KNOWN_EVENTS = frozenset({"run_started", "state_before", "plan", "log", "run_finished",
@@ -194,17 +195,13 @@ def format_ts(ts: str) -> str:
     return parsed.strftime("%Y-%m-%d %H:%M:%S UTC") if parsed else (ts or "—")
 
 
-def format_bytes(n: Any) -> str:
-    if not isinstance(n, int | float):
+def size_text(n: Any) -> str:
+    """A journal's size field for the report: '4.8 MiB (5,033,164 bytes)', '—' if absent."""
+    if not isinstance(n, int | float) or isinstance(n, bool):
         return "—"
-    if n < 1024:
-        return f"{int(n)} bytes"
-    size, unit = float(n), "bytes"
-    for larger in ("KiB", "MiB", "GiB", "TiB"):
-        size, unit = size / 1024, larger
-        if size < 1024:
-            break
-    return f"{size:.1f} {unit} ({int(n):,} bytes)"
+    if abs(n) < 1024:
+        return format_bytes(n)
+    return f"{format_bytes(n)} ({int(n):,} bytes)"
 
 
 def _kind(direction: str, rehearsal: bool) -> str:
@@ -280,7 +277,7 @@ def _automated(events: list[dict[str, Any]]) -> list[ChecklistItem]:
             found["backup_verified"] = ChecklistItem(
                 "backup_verified", "A verified backup of this database was taken",
                 "automated", "Backup", PASS if verified else FAIL,
-                (f"{ev.get('path', '?')}, {format_bytes(ev.get('size_bytes'))}, "
+                (f"{ev.get('path', '?')}, {size_text(ev.get('size_bytes'))}, "
                  f"{ev.get('toc_entries', '?')} entries, sha256 {ev.get('sha256', '?')}")
                 if verified else f"verification failed: {ev.get('error') or ev.get('path', '')}",
                 {"result": redact({k: ev[k] for k in ("path", "format", "toc_entries",
@@ -429,7 +426,7 @@ def _backups(m: ReportModel) -> str:
         verified = b.get("verified")
         rows = [("Path", f'<span class="mono">{_e(b.get("path", "?"))}</span>'),
                 ("Format", _e(b.get("format", "—"))),
-                ("Size", _e(format_bytes(b.get("size_bytes")))),
+                ("Size", _e(size_text(b.get("size_bytes")))),
                 ("sha256", f'<span class="mono">{_e(b.get("sha256", "—"))}</span>'),
                 ("Entries (pg_restore --list)", _e(b.get("toc_entries", "—"))),
                 ("Verified", _status(PASS if verified else FAIL)),

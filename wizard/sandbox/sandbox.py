@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import tempfile
@@ -14,6 +13,7 @@ from pathlib import Path
 from psycopg import sql
 
 from wizard.core.connection import PgSettings
+from wizard.core.files import private_folder, write_atomic
 from wizard.sandbox.redis_seed import seed_redis
 from wizard.sandbox.seed import Progress, SeedReport, inject_orphans, seed
 from wizard.sandbox.servers import PostgresServer, RedisServer
@@ -51,12 +51,6 @@ def create_sample_database(server: PostgresServer, dbname: str, owner: PgSetting
     return report
 
 
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-
-
 def _pgpass_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:")
 
@@ -76,7 +70,7 @@ class Sandbox:
     def start(cls, *, users: int = 2_000, orphans: int = 0,
               progress: Progress | None = None) -> Sandbox:
         say = progress or (lambda _msg: None)
-        folder = Path(tempfile.mkdtemp(prefix="enerlink-sandbox-"))
+        folder = private_folder(Path(tempfile.mkdtemp(prefix="enerlink-sandbox-")))
         pg = PostgresServer.start()
         say(f"PostgreSQL {pg.major_version} started on 127.0.0.1:{pg.port} (pid {pg.pid})")
         try:
@@ -111,17 +105,17 @@ class Sandbox:
 
     def _write_client_files(self) -> None:
         o = self.owner
-        _write_private(self.pgpass, ":".join(
+        write_atomic(self.pgpass, ":".join(
             _pgpass_escape(v) for v in (o.host, str(o.port), "*", o.user, o.password or ""))
             + "\n")
-        _write_private(self.redis_password_file, self.redis.password + "\n")
+        write_atomic(self.redis_password_file, self.redis.password + "\n")
         info = {
             "postgres": {"host": o.host, "port": o.port, "dbname": o.dbname, "user": o.user,
                          "sslmode": o.sslmode, "passfile": str(self.pgpass)},
             "redis": {"url": f"{self.redis.url}/0", "password_file":
                       str(self.redis_password_file)},
         }
-        _write_private(self.folder / "sandbox.json", json.dumps(info, indent=2) + "\n")
+        write_atomic(self.folder / "sandbox.json", json.dumps(info, indent=2) + "\n")
 
     def stop(self) -> None:
         self.redis.stop()

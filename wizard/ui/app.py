@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
+from wizard.core.files import FolderNotPrivate, private_folder
 from wizard.core.journal import runs_root
 from wizard.core.resources import resource_path
 from wizard.ui import require_sound_binding
@@ -44,7 +44,11 @@ def run_gui(profile: str | None = None) -> int:
         print("enerlink-migrate: no display (DISPLAY/WAYLAND_DISPLAY unset). Run the steps "
               "headless instead: enerlink-migrate --help", file=sys.stderr)
         return 2
-    Path(runs_root()).mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        private_folder(runs_root())  # journals hold the target's names and the run's log
+    except FolderNotPrivate as exc:
+        print(f"enerlink-migrate: {exc}", file=sys.stderr)
+        return 2
     app, window, hook = build(profile)
     arm_startup_probe(window)
     window.show()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from PySide6.QtCore import QMarginsF, QRectF, QSizeF, Qt
+from PySide6.QtCore import QBuffer, QIODevice, QMarginsF, QRectF, QSizeF, Qt
 from PySide6.QtGui import (
     QAbstractTextDocumentLayout,
     QFont,
@@ -21,6 +19,7 @@ from PySide6.QtGui import (
     QTextOption,
 )
 
+from wizard.core.files import write_atomic
 from wizard.core.journal import Journal
 from wizard.core.report import build_report, render_html
 
@@ -39,22 +38,26 @@ def ensure_gui_app() -> QGuiApplication:
 
 
 def html_to_pdf(html: str, path: Path, *, title: str = "", footer: str = "") -> int:
-    """Write `html` to `path` (atomically) as an A4 PDF; returns the number of pages."""
+    """Write `html` to `path` (atomically, 0600) as an A4 PDF; returns the number of pages.
+
+    The PDF is laid out in memory and written by write_atomic, so a failed or interrupted
+    export leaves the previous file, never half of one.
+    """
     ensure_gui_app()
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".pdf", dir=path.parent or ".")
-    os.close(fd)
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
     try:
-        pages = _render(html, tmp, title, footer)
-        os.replace(tmp, path)
+        pages = _render(html, buffer, path, title, footer)
+        data = bytes(buffer.data().data())
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        buffer.close()
+    write_atomic(path, data)
     return pages
 
 
-def _render(html: str, filename: str, title: str, footer: str) -> int:
-    writer = QPdfWriter(filename)
+def _render(html: str, device: QBuffer, path: Path, title: str, footer: str) -> int:
+    writer = QPdfWriter(device)
     writer.setResolution(RESOLUTION)
     writer.setTitle(title)
     writer.setCreator("enerlink-migrate")
@@ -93,8 +96,8 @@ def _render(html: str, filename: str, title: str, footer: str) -> int:
     ctx.palette = paper
     painter = QPainter()
     if not painter.begin(writer):
-        raise OSError(f"cannot write the PDF {filename}: check the folder exists and is "
-                      "writable")
+        raise OSError(f"cannot lay out the PDF for {path}: Qt's PDF writer refused to "
+                      "start; run enerlink-migrate --self-test to check the Qt install")
     try:
         for n in range(pages):
             if n:

@@ -21,8 +21,8 @@ from PySide6.QtWidgets import (
 )
 
 from wizard.core.backup import DEFAULT_COMPRESSION, FORMATS, BackupOptions, BackupResult, backup
-from wizard.core.backup import human as human_size
 from wizard.core.session import WizardSession
+from wizard.core.units import format_bytes
 from wizard.ui.confirm import confirm_typed
 from wizard.ui.pages.base import StepPage
 
@@ -209,7 +209,7 @@ class BackupPage(StepPage):
             return
         self.path.setText(result.path)
         self.size_value.setText(
-            f"{human_size(result.size_bytes)} ({result.size_bytes:,} bytes)"
+            f"{format_bytes(result.size_bytes)} ({result.size_bytes:,} bytes)"
             if result.size_bytes else "—")
         self.sha256.setText(result.sha256 or "—")
         if result.verified:

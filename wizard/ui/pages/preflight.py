@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 
 from wizard.core.appctl import AppCommandResult, run_app_command
 from wizard.core.preflight import Preflight, Session, list_sessions, run_preflight, signal_session
+from wizard.core.units import format_bytes
 from wizard.ui.checks_view import check_item, checks_tree
 from wizard.ui.pages.base import StepPage
 
@@ -128,7 +129,7 @@ class PreflightPage(StepPage):
         self.summary.setText(
             f"{result.target}: PostgreSQL {result.server_version}, state {result.state} "
             f"({result.explanation.rstrip('.')}); "
-            f"database {result.database_bytes / 1048576:,.0f} MiB; "
+            f"database {format_bytes(result.database_bytes)}; "
             + (f"{len(blocking)} blocking problem(s)" if blocking else "nothing blocks the run"))
         self.checks.clear()
         for check in result.checks:

@@ -23,10 +23,10 @@ from PySide6.QtWidgets import (
 )
 
 from wizard.core import profiles, secrets
-from wizard.core.connection import test_connection as test_pg
+from wizard.core.connection import check_connection as check_pg
 from wizard.core.profiles import SCHEMA, FieldSpec, Profile, ProfileError
 from wizard.core.redis_conn import RedisSettingsError
-from wizard.core.redis_conn import test_connection as test_redis
+from wizard.core.redis_conn import check_connection as check_redis
 from wizard.core.session import WizardSession
 from wizard.ui.pages.base import StepPage
 
@@ -350,7 +350,7 @@ class ProfilePage(StepPage):
             self.tested = None
             self.set_valid(False)
 
-        self.run_job("Testing PostgreSQL", test_pg, session.pg, on_done=done,
+        self.run_job("Testing PostgreSQL", check_pg, session.pg, on_done=done,
                      on_failed=failed, advice="Correct host, port, database, user or "
                      "password, then test again.")
 
@@ -365,7 +365,7 @@ class ProfilePage(StepPage):
                                       "be skipped")
             return
         self.redis_status.setText("testing…")
-        self.run_job("Testing Redis", test_redis, session.redis,
+        self.run_job("Testing Redis", check_redis, session.redis,
                      on_done=self._redis_ok,
                      on_failed=lambda message: self.redis_status.setText(f"✘ {message}"),
                      advice="Correct the Redis URL, user, db or password, then test again. "
