@@ -10,6 +10,7 @@ setup:
 lint: setup
 	$(VENV)/bin/ruff check wizard tests packaging
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache  # under a second; no cache folder left behind
 
 pytest: setup
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest $(PYTEST_ARGS)

@@ -38,7 +38,9 @@ fi
 
 PYTHON=${PYTHON:-python3}
 stamp=.venv/.installed
-if [[ ! -x .venv/bin/python || ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+# lint-imports too: a venv made before import-linter joined the test extra lacks it.
+if [[ ! -x .venv/bin/python || ! -f $stamp || pyproject.toml -nt $stamp \
+      || ! -x .venv/bin/lint-imports ]]; then
   echo "bootstrap: creating .venv with the package and its test extra"
   "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip

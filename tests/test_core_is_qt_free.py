@@ -1,4 +1,9 @@
-"""wizard/core (and the sandbox) must never import Qt: the CLI and the engine run headless."""
+"""wizard/core (and the sandbox) must never import Qt: the CLI and the engine run headless.
+
+pyproject.toml's import-linter contracts (`make lint`) check the imports written in our
+code; this test imports every module and looks at sys.modules, which also catches Qt
+pulled in by a third-party package or by an import built at run time.
+"""
 
 from __future__ import annotations
 
