@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,7 +136,7 @@ def test_migrated_database_gets_an_empty_plan(pg_db: PgSettings) -> None:
     d = jobs.inspect(pg_db)
     assert d.state == MIGRATED
     steps = jobs.make_plan(d, UP, pg_db).steps
-    assert [s.change["action"] for s in steps] == ["insert_migration"]
+    assert [s.op for s in steps] == ["record_migration"]
 
 
 def test_conflict_and_unknown_are_refused(pg_db: PgSettings, empty_db: PgSettings) -> None:
@@ -155,7 +157,7 @@ def test_a_missing_foreign_key_is_added_not_valid_then_validated(pg_db: PgSettin
     with pg_db.connect() as conn:
         conn.execute('ALTER TABLE smart_meter DROP CONSTRAINT "FK_15c4c55f7a7ac1a93ae9a06a6c4"')
     plan = jobs.make_plan(jobs.inspect(pg_db), UP, pg_db)
-    assert "NOT VALID" in next(s.sql for s in plan.steps if s.change["action"] == "add_fk")
+    assert "NOT VALID" in next(s.sql for s in plan.steps if s.op == "add_foreign_key")
     assert [s.title for s in plan.validate_steps]
     result = migrate(pg_db)
     assert result.ok, result.error
@@ -233,18 +235,33 @@ def test_lock_released_midway_then_succeeds(pg_db: PgSettings,
 
 def test_backend_terminated_mid_plan_leaves_schema_untouched(pg_db: PgSettings,
                                                              pg_server: PostgresServer) -> None:
+    """The plan goes to the server in one pipeline, so "mid-plan" is made real: step 4
+    (smart_meter's column) waits for a lock another session holds, and the migration's
+    session is terminated while it waits."""
     original = fingerprint(pg_db)
-    seen: list[str] = []
+    stop = threading.Event()
 
-    def kill_at_step_3(level: str, message: str) -> None:
-        seen.append(message)
-        if message.startswith("[3/"):
-            with pg_server.admin_connect() as admin:
-                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                              "WHERE datname = %s AND state = 'idle in transaction'",
-                              (pg_db.dbname,))
+    def terminate_when_waiting() -> None:
+        with pg_server.admin_connect() as admin:
+            while not stop.is_set():
+                row = admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                    "AND wait_event_type = 'Lock' AND application_name = %s",
+                    (pg_db.dbname, pg_db.application_name)).fetchone()
+                if row:
+                    return
+                time.sleep(0.02)
 
-    _plan, result, _j = jobs.run(pg_db, UP, report=kill_at_step_3)
+    with pg_db.connect() as blocker:
+        blocker.execute("LOCK TABLE smart_meter IN ACCESS SHARE MODE")
+        killer = threading.Thread(target=terminate_when_waiting)
+        killer.start()
+        try:
+            _plan, result, _j = jobs.run(pg_db, UP, options=RunOptions(lock_timeout_s=30))
+        finally:
+            stop.set()
+            killer.join()
+        blocker.rollback()
     assert not result.ok
     assert "schema is unchanged" in (result.error or "")
     assert result.failed_step

@@ -28,6 +28,13 @@ OPERATOR = "Dewi Anggraini"
 BACKUP_SHA = "9f" * 32
 
 
+def append_raw(journal: Journal, event: str, **fields: Any) -> None:
+    """A record written as it lies on disk, bypassing the declared events (old journals)."""
+    with journal.path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"ts": "2026-01-01T00:00:00.000+00:00", "event": event,
+                             **fields}) + "\n")
+
+
 def _words(text: str) -> str:
     return " ".join(text.split())
 
@@ -54,8 +61,9 @@ def migrated_run(pg_db: PgSettings) -> Journal:
     journal.write("backup", path="/var/backups/enerlink/enerlink_db_pre-user-rename.dump",
                   format="custom", size_bytes=5_432_100, sha256=BACKUP_SHA, toc_entries=87,
                   verified=True)
-    journal.write("cache_delete", url="redis://app:hunter2-redis@cache:6379/0",
-                  patterns=["orders:by_prosumer:*", "prosumer:*"], deleted=12)
+    # An older record's shape, with a secret in it: the report must redact what it reads.
+    append_raw(journal, "cache_delete", url="redis://app:hunter2-redis@cache:6379/0",
+               patterns=["orders:by_prosumer:*", "prosumer:*"], deleted=12)
     record_operator(journal, OPERATOR)
     record_manual_check(journal, "app_starts", True, "pm2 logs clean <b>after</b> 2 min")
     record_manual_check(journal, "login_user_id", True, "userId user_1730534400000_abc123")
@@ -115,8 +123,9 @@ def test_redact_by_key_and_url() -> None:
 
 def test_interrupted_run_is_reported_as_such(pg_db: PgSettings) -> None:
     journal = Journal.create(pg_db, "migrate")
-    journal.write("state_before", state="pre", explanation="ready", server_version="15")
-    journal.write("plan", direction="up", state="pre", steps=[], script="BEGIN;\nCOMMIT;\n")
+    # A journal as an older version left it when the run was killed after planning.
+    append_raw(journal, "state_before", state="pre", explanation="ready", server_version="15")
+    append_raw(journal, "plan", direction="up", state="pre", steps=[], script="BEGIN;\nCOMMIT;\n")
     m = build_report(journal)
     assert not m.outcome_ok
     assert "interrupted" in m.outcome

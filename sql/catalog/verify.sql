@@ -90,3 +90,35 @@ SELECT 'sequence', s.relname::text, dep.refobjid::regclass::text
  WHERE s.relkind = 'S' AND s.relname ILIKE '%%prosumer%%'
    AND EXISTS (SELECT 1 FROM cols c WHERE c.rel = dep.refobjid AND c.attnum = dep.refobjsubid)
  ORDER BY 1, 2;
+
+-- name: objects
+-- Every table, column, constraint (with its validity), index, sequence and trigger in the
+-- schema's EnerLink tables: what the plan's operations expect to find (or not) afterwards.
+SELECT 'table' AS kind, '' AS on_table, c.relname::text AS name, true AS validated
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
+UNION ALL
+SELECT 'column', c.relname::text, a.attname::text, true
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND c.relname = ANY(%(tables)s::text[])
+   AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'constraint', c.relname::text, con.conname::text, con.convalidated
+  FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND c.relname = ANY(%(tables)s::text[])
+UNION ALL
+SELECT 'index', t.relname::text, i.relname::text, true
+  FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+  JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+ WHERE n.nspname = %(schema)s AND t.relname = ANY(%(tables)s::text[])
+UNION ALL
+SELECT 'sequence', '', c.relname::text, true
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND c.relkind = 'S'
+UNION ALL
+SELECT 'trigger', c.relname::text, t.tgname::text, true
+  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND c.relname = ANY(%(tables)s::text[]) AND NOT t.tgisinternal;

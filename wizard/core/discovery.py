@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psycopg
@@ -11,146 +10,34 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from wizard.core import names
+from wizard.core.catalog import (
+    CONFLICT,
+    MIGRATED,
+    PARTIAL,
+    PRE,
+    UNKNOWN,
+    Constraint,
+    Discovery,
+    Index,
+    Sequence,
+    TableInfo,
+    TextReference,
+    Trigger,
+)
+from wizard.core.ops import object_renames, plan_blockers
 from wizard.core.sqlfiles import queries
+
+__all__ = ["CONFLICT", "MIGRATED", "PARTIAL", "PRE", "UNKNOWN", "Constraint", "Discovery",
+           "DiscoveryError", "Index", "Sequence", "TableInfo", "TextReference", "Trigger",
+           "classify", "discover"]
 
 DISCOVERY_SQL = "catalog/discovery.sql"
 CANDIDATE_TABLES = [names.OLD_TABLE, names.NEW_TABLE, *names.CHILD_TABLES]
 
-PRE, MIGRATED, PARTIAL, CONFLICT, UNKNOWN = "pre", "migrated", "partial", "conflict", "unknown"
 
 
 class DiscoveryError(RuntimeError):
     """The catalog could not be read well enough to say what state the database is in."""
-
-
-@dataclass(frozen=True)
-class TableInfo:
-    name: str
-    owner: str
-    can_alter: bool
-    estimated_rows: int
-
-
-@dataclass(frozen=True)
-class Constraint:
-    name: str
-    kind: str  # 'p' primary key, 'f' foreign key, 'n' NOT NULL (named from PostgreSQL 18)
-    table: str
-    columns: tuple[str, ...]
-    ref_table: str | None
-    ref_schema: str | None
-    ref_columns: tuple[str, ...]
-    on_delete: str
-    on_update: str
-    deferrable: bool
-    deferred: bool
-    validated: bool
-    definition: str
-
-
-@dataclass(frozen=True)
-class Index:
-    name: str
-    table: str
-    columns: tuple[str, ...]
-    is_primary: bool
-    is_unique: bool
-    constraint_name: str | None
-    definition: str
-    predicate: str | None
-
-
-@dataclass(frozen=True)
-class Sequence:
-    name: str
-    table: str  # the table whose column owns it
-    column: str
-
-
-@dataclass(frozen=True)
-class Trigger:
-    name: str
-    table: str
-    function_name: str
-    definition: str
-
-
-@dataclass(frozen=True)
-class TextReference:
-    """A line of stored text (function body, view, policy) that still says prosumer."""
-
-    kind: str
-    object: str
-    line_no: int
-    line: str
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.object}, line {self.line_no}: {self.line}"
-
-
-@dataclass
-class Discovery:
-    schema: str
-    tables: dict[str, TableInfo]
-    columns: dict[str, list[str]]
-    constraints: list[Constraint]
-    indexes: list[Index]
-    triggers: list[Trigger]
-    sequences: list[Sequence]
-    migrations_table: bool
-    migration_names: list[str]
-    text_references: list[TextReference]
-    server_version: str
-    current_user: str
-    state: str = UNKNOWN
-    explanation: str = ""
-    done: list[str] = field(default_factory=list)
-    pending: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-
-    @property
-    def target_table(self) -> str | None:
-        """The prosumer/user table as it is named now (None when not exactly one exists)."""
-        present = [t for t in (names.OLD_TABLE, names.NEW_TABLE) if t in self.tables]
-        return present[0] if len(present) == 1 else None
-
-    @property
-    def key_column(self) -> str | None:
-        target = self.target_table
-        cols = self.columns.get(target or "", [])
-        for candidate in (names.NEW_KEY, names.OLD_KEY):
-            if candidate in cols:
-                return candidate
-        return None
-
-    def has_column(self, table: str, column: str) -> bool:
-        return column in self.columns.get(table, [])
-
-    def place_column(self, place: names.Place) -> str | None:
-        """The column's current name (old or new), or None when it is not there."""
-        for candidate in (place.new, place.old):
-            if self.has_column(place.table, candidate):
-                return candidate
-        return None
-
-    def foreign_keys_to_target(self) -> list[Constraint]:
-        target = self.target_table
-        return [c for c in self.constraints if c.kind == "f" and c.ref_table == target
-                and c.ref_schema == self.schema]
-
-    def primary_key(self) -> Constraint | None:
-        target = self.target_table
-        return next((c for c in self.constraints if c.kind == "p" and c.table == target), None)
-
-    @property
-    def migration_recorded(self) -> bool:
-        return any(n in (names.MIGRATION_NAME, *names.ALSO_APPLIED)
-                   for n in self.migration_names)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["target_table"] = self.target_table
-        return data
 
 
 def _text_references(rows: list[dict[str, Any]]) -> list[TextReference]:
@@ -230,8 +117,6 @@ def discover(conn: psycopg.Connection[Any], schema: str = "public", *,
 
 def _object_names_done(d: Discovery) -> tuple[list[str], list[str]]:
     """Which key, constraint, index, sequence and trigger names have their final name."""
-    from wizard.core.plan import object_renames  # the plan owns the naming rules
-
     done: list[str] = []
     pending: list[str] = []
     for rename in object_renames(d):
@@ -240,7 +125,18 @@ def _object_names_done(d: Discovery) -> tuple[list[str], list[str]]:
 
 
 def classify(d: Discovery) -> None:
-    """Set d.state (pre, migrated, partial, conflict, unknown) and say why."""
+    """Set d.state (pre, migrated, partial, conflict, unknown), say why, and list what
+    stops a plan (d.blockers: `plan` refuses exactly when there are some)."""
+    _classify(d)
+    if d.state in (CONFLICT, UNKNOWN):
+        return
+    d.blockers = plan_blockers(d)
+    if d.blockers:
+        d.explanation = (d.explanation.replace(" The plan finishes the job.", "")
+                         + " No plan can run until: " + " ".join(d.blockers))
+
+
+def _classify(d: Discovery) -> None:
     old, new = names.OLD_TABLE, names.NEW_TABLE
     if old in d.tables and new in d.tables:
         d.state = CONFLICT

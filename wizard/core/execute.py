@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -12,9 +14,19 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from wizard.core import names
+from wizard.core.catalog import catalog_facts
 from wizard.core.connection import PgSettings
 from wizard.core.discovery import Discovery, discover
+from wizard.core.events import (
+    AttemptStarted,
+    Event,
+    LockTimedOut,
+    LogLine,
+    RunFinished,
+    StepDone,
+)
 from wizard.core.journal import Journal
+from wizard.core.ops import Operation
 from wizard.core.plan import UP, Plan
 from wizard.core.reporting import Cancelled, Report
 from wizard.core.verify import (
@@ -22,11 +34,17 @@ from wizard.core.verify import (
     Check,
     Expectations,
     catalog_checks,
+    catalog_queries,
     count_rows,
     down_checks,
+    evaluate_catalog,
+    receive,
     row_count_check,
+    send,
     text_reference_check,
 )
+
+EventSink = Callable[[Event], None]  # structured progress for a live view (GUI thread-safe)
 
 # One key for every enerlink-migrate run on a database: two runs cannot overlap.
 ADVISORY_KEY = 0x454E45524C4E4B  # "ENERLNK"
@@ -43,6 +61,10 @@ SELECT DISTINCT a.pid, a.application_name, coalesce(a.client_addr::text, 'local'
 
 
 RunCancelled = Cancelled
+
+
+class PlanStale(RuntimeError):
+    """The catalog changed since the plan was shown: the approved plan would not fit."""
 
 
 @dataclass
@@ -65,6 +87,7 @@ class StepResult:
     sql: str
     ms: float
     status: str = "done"
+    op: str = ""  # Operation.op
 
 
 @dataclass
@@ -84,6 +107,7 @@ class RunResult:
     checks: list[Check] = field(default_factory=list)
     lock_waits: list[list[dict[str, Any]]] = field(default_factory=list)
     failed_step: str | None = None
+    failed_index: int | None = None  # the step (1-based) that failed, when one did
     error: str | None = None
     # The catalog as the commit left it, for the caller's next plan; not journaled.
     discovery_after: Discovery | None = field(default=None, repr=False, compare=False)
@@ -99,33 +123,46 @@ def _noop(_level: str, _msg: str) -> None:
 
 
 def privilege_problems(conn: psycopg.Connection[Any], d: Discovery, plan: Plan) -> list[str]:
-    """What the connected role lacks for this plan, checked before anything changes."""
-    problems = []
-    # Steps name the prosumer/user table as it is after them; the check needs it as it is now.
+    """What the connected role lacks for this plan (Operation.privilege), checked before
+    anything changes."""
+    problems = set()
+    # Operations name the prosumer/user table as it is when they run; the check needs it as
+    # it is now.
     as_now = dict.fromkeys((names.OLD_TABLE, names.NEW_TABLE), d.target_table)
-    for table in {str(s.change.get("table", "")) for s in plan.steps}:
-        info = d.tables.get(as_now.get(table, table) or "")
-        if info is not None and not info.can_alter:
-            problems.append(
-                f'role {d.current_user} cannot ALTER table {d.schema}.{info.name} (owner: '
-                f'{info.owner}); renaming needs the owner or a member of its role: connect '
-                f'as {info.owner}, or run GRANT {info.owner} TO {d.current_user}')
-    kinds = {s.change.get("action") for s in plan.steps}
+    needs = {op.privilege() for op in plan.ops}
     with conn.cursor() as cur:
-        if "insert_migration" in kinds and d.migrations_table:
-            cur.execute("SELECT has_table_privilege(%s, 'INSERT')", (f"{d.schema}.migrations",))
-            row = cur.fetchone()
-            if not (row and row[0]):
-                problems.append(f"role {d.current_user} lacks INSERT on {d.schema}.migrations: "
-                                f"GRANT INSERT ON {d.schema}.migrations TO {d.current_user}")
-        if "create_table" in kinds:
-            cur.execute("SELECT has_schema_privilege(%s, 'CREATE')", (d.schema,))
-            row = cur.fetchone()
-            if not (row and row[0]):
-                problems.append(f"role {d.current_user} lacks CREATE on schema {d.schema} "
-                                f"(needed to create TypeORM's migrations table)")
+        for need in sorted(needs, key=lambda n: (n.kind, n.target)):
+            problem = _lacks(cur, d, need.kind, as_now.get(need.target) or need.target)
+            if problem:
+                problems.add(problem)
     conn.rollback()
     return sorted(problems)
+
+
+def _lacks(cur: psycopg.Cursor[Any], d: Discovery, kind: str, target: str) -> str | None:
+    """Why the connected role may not do `kind` on `target`, or None when it may."""
+    if kind == "owner":
+        info = d.tables.get(target)
+        if info is None or info.can_alter:
+            return None
+        return (f'role {d.current_user} cannot ALTER table {d.schema}.{info.name} (owner: '
+                f'{info.owner}); renaming needs the owner or a member of its role: connect '
+                f'as {info.owner}, or run GRANT {info.owner} TO {d.current_user}')
+    if kind in ("insert", "delete"):
+        if not d.migrations_table:
+            return None  # the plan creates it, and its creator may write to it
+        cur.execute("SELECT has_table_privilege(%s, %s)", (f"{d.schema}.{target}", kind.upper()))
+        row = cur.fetchone()
+        if row and row[0]:
+            return None
+        return (f"role {d.current_user} lacks {kind.upper()} on {d.schema}.{target}: "
+                f"GRANT {kind.upper()} ON {d.schema}.{target} TO {d.current_user}")
+    cur.execute("SELECT has_schema_privilege(%s, 'CREATE')", (target,))
+    row = cur.fetchone()
+    if row and row[0]:
+        return None
+    return (f"role {d.current_user} lacks CREATE on schema {target} (needed to create "
+            f"TypeORM's migrations table)")
 
 
 def _blockers(settings: PgSettings, oids: list[int]) -> list[dict[str, Any]]:
@@ -154,14 +191,50 @@ def _describe_error(err: psycopg.Error) -> str:
     return msg + detail
 
 
+def _facts_difference(before: tuple[str, ...], now: tuple[str, ...]) -> str:
+    gone = [f for f in before if f not in set(now)]
+    new = [f for f in now if f not in set(before)]
+    parts = [f"gone: {'; '.join(gone[:8])}" + (f" (+{len(gone) - 8} more)" if len(gone) > 8
+                                                 else "")] if gone else []
+    if new:
+        parts.append(f"new: {'; '.join(new[:8])}" + (f" (+{len(new) - 8} more)"
+                                                     if len(new) > 8 else ""))
+    return "; ".join(parts) or "the catalog facts differ"
+
+
 class _Attempt:
-    """One try of the transaction on an open connection."""
+    """One try of the transaction on an open connection.
+
+    The catalog is read again first (no strong lock is held yet) and must match the facts
+    the plan was built from. Then the operations, a server timestamp after each, and the
+    in-transaction checks go to the server in one pipeline: the application waits for the
+    catalog work and one round trip, not one round trip per statement.
+    """
 
     def __init__(self, conn: psycopg.Connection[Any], plan: Plan, opts: RunOptions,
-                 report: Report, cancel: threading.Event) -> None:
+                 report: Report, cancel: threading.Event, emit: EventSink,
+                 attempt: int = 1) -> None:
         self.conn, self.plan, self.opts, self.report, self.cancel = conn, plan, opts, report, cancel
+        self.emit, self.attempt = emit, attempt
         self.steps: list[StepResult] = []
         self.current: str | None = None
+        self.index: int | None = None  # the step running, 1-based
+        self.started_at = 0.0  # epoch seconds of the server's clock before the first step
+
+    def _label(self, n: int) -> str:
+        steps = self.plan.catalog_steps
+        return f"[{n}/{len(steps)}] {steps[n - 1].title}"
+
+    def _check_catalog(self, schema: str) -> None:
+        if not self.plan.facts:
+            return  # a plan made by hand (tests): nothing recorded to compare with
+        self.current = "re-reading the catalog before the first statement"
+        now = catalog_facts(discover(self.conn, schema, text_references=False))
+        if now != self.plan.facts:
+            raise PlanStale(
+                f"the catalog changed since the plan was made (plan digest "
+                f"{self.plan.digest[:12]}): {_facts_difference(self.plan.facts, now)}. "
+                f"Nothing was changed; make the plan again, review it, then run it.")
 
     def run(self, exp: Expectations, schema: str) -> tuple[list[Check], float]:
         steps = self.plan.catalog_steps
@@ -170,42 +243,87 @@ class _Attempt:
                 sql.Literal(f"{int(self.opts.lock_timeout_s * 1000)}ms")))
             cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
                 sql.Literal(f"{int(self.opts.statement_timeout_s * 1000)}ms")))
-            cur.execute("SELECT clock_timestamp()")
-            row = cur.fetchone()
-            started = row[0] if row else None
-            for n, step in enumerate(steps, 1):
-                if self.cancel.is_set():
-                    raise RunCancelled(f"cancelled before step {n}/{len(steps)}")
-                self.current = f"[{n}/{len(steps)}] {step.title}"
-                t0 = time.perf_counter()
-                cur.execute(step.sql.encode())
-                ms = (time.perf_counter() - t0) * 1000
-                self.steps.append(StepResult(n, step.title, step.sql, round(ms, 2)))
-                self.report("step", f"{self.current} ({ms:.1f} ms)")
-            self.current = "catalog checks inside the transaction"
-            if self.plan.direction == UP:
-                checks = catalog_checks(self.conn, exp, schema, in_transaction=True)
-            else:
-                checks = down_checks(self.conn, exp, schema)
+        self._check_catalog(schema)
+        if self.cancel.is_set():
+            raise RunCancelled(f"cancelled before step 1/{len(steps)}")
+        up = self.plan.direction == UP
+        stamps: list[psycopg.Cursor[Any]] = []
+        executed: list[psycopg.Cursor[Any]] = []
+        self.current = self._label(1) if steps else None
+        try:
+            with self.conn.pipeline():
+                stamps.append(self._stamp())
+                for op in steps:
+                    cur = self.conn.cursor()
+                    cur.execute(op.sql.encode())
+                    executed.append(cur)
+                    stamps.append(self._stamp())
+                sent = send(self.conn, catalog_queries(exp, schema, with_migrations=True)
+                            ) if up else []
+        except psycopg.Error:
+            done = sum(1 for c in executed if c.pgresult is not None)
+            self.index = done + 1 if done < len(steps) else None
+            self.current = self._label(done + 1) if done < len(steps) else \
+                "catalog checks inside the transaction"
+            self._timings(steps, stamps[:done + 1])
+            raise
+        self._timings(steps, stamps)
+        self.current = "catalog checks inside the transaction"
+        if up:
+            checks = evaluate_catalog(receive(sent), exp, in_transaction=True)
+        else:
+            checks = down_checks(self.conn, exp, schema)
         self.current = None
-        return checks, started.timestamp() if started else 0.0
+        return checks, self.started_at
+
+    def _stamp(self) -> psycopg.Cursor[Any]:
+        cur = self.conn.cursor()
+        cur.execute("SELECT clock_timestamp()")
+        return cur
+
+    def _timings(self, steps: list[Operation], stamps: list[psycopg.Cursor[Any]]) -> None:
+        """Each operation's time on the server, from the timestamps around it."""
+        times = []
+        for cur in stamps:
+            row = cur.fetchone() if cur.pgresult is not None else None
+            if row is None:
+                break
+            times.append(row[0])
+        if times:
+            self.started_at = times[0].timestamp()
+        for n, (a, b) in enumerate(itertools.pairwise(times), 1):
+            ms = round((b - a).total_seconds() * 1000, 2)
+            op = steps[n - 1]
+            self.steps.append(StepResult(n, op.title, op.sql, ms, op=op.op))
+            self.report("step", f"{self._label(n)} ({ms:.1f} ms)")
+            self.emit(StepDone(n, len(steps), op.op, op.title, ms, self.attempt))
 
 
 def run_plan(settings: PgSettings, plan: Plan, before: Discovery, exp: Expectations, *,
              options: RunOptions | None = None, report: Report | None = None,
              cancel: threading.Event | None = None,
-             journal: Journal | None = None) -> RunResult:
-    """Execute (or rehearse) a plan. The schema changes only if every catalog check passes."""
+             journal: Journal | None = None, events: EventSink | None = None) -> RunResult:
+    """Execute (or rehearse) a plan. The schema changes only if every catalog check passes.
+
+    `events` receives the structured progress (StepDone, AttemptStarted, LockTimedOut) as
+    the journal records it.
+    """
     opts = options or RunOptions()
     say = report or _noop
     stop = cancel or threading.Event()
     result = RunResult(False, opts.rehearse, plan.direction, before.state)
     t_start = time.perf_counter()
 
+    def emit(event: Event) -> None:
+        if journal is not None:
+            journal.record(event)
+        if events is not None:
+            events(event)
+
     def log(level: str, msg: str) -> None:
         say(level, msg)
         if journal is not None:
-            journal.write("log", level=level, message=msg)
+            journal.record(LogLine(level, msg))
 
     with settings.connect() as conn:
         problems = privilege_problems(conn, before, plan)
@@ -226,7 +344,7 @@ def run_plan(settings: PgSettings, plan: Plan, before: Discovery, exp: Expectati
                             "database; wait for it to finish")
             return result
         try:
-            _attempts(conn, settings, plan, opts, exp, before, oids, result, log, stop)
+            _attempts(conn, settings, plan, opts, exp, before, oids, result, log, stop, emit)
         finally:
             if not conn.closed:
                 conn.autocommit = True
@@ -235,7 +353,7 @@ def run_plan(settings: PgSettings, plan: Plan, before: Discovery, exp: Expectati
             _after_commit(conn, plan, opts, exp, before, result, log)
     result.total_s = round(time.perf_counter() - t_start, 3)
     if journal is not None:
-        journal.write("run_finished", result=result.to_dict())
+        journal.record(RunFinished(result.to_dict()))
     return result
 
 
@@ -272,20 +390,23 @@ def _advisory_lock(conn: psycopg.Connection[Any], settings: PgSettings,
 
 def _attempts(conn: psycopg.Connection[Any], settings: PgSettings, plan: Plan,
               opts: RunOptions, exp: Expectations, before: Discovery, oids: list[int],
-              result: RunResult, log: Report, stop: threading.Event) -> None:
+              result: RunResult, log: Report, stop: threading.Event, emit: EventSink) -> None:
     verb = "rehearsal" if opts.rehearse else "migration"
     for attempt in range(1, opts.retries + 2):
         result.attempts = attempt
         conn.autocommit = False
-        runner = _Attempt(conn, plan, opts, log, stop)
+        runner = _Attempt(conn, plan, opts, log, stop, emit, attempt)
+        emit(AttemptStarted(attempt, opts.retries + 1, len(plan.catalog_steps)))
         log("info", f"{verb} attempt {attempt}: BEGIN; lock_timeout "
             f"{opts.lock_timeout_s:g} s, statement_timeout {opts.statement_timeout_s:g} s")
         try:
             checks, started = runner.run(exp, before.schema)
             failed = [c for c in checks if c.status == FAIL]
             if failed or opts.rehearse:
+                runner.current = "ROLLBACK"
                 conn.rollback()
             else:
+                runner.current = "COMMIT"
                 conn.commit()
             ended = conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
             conn.rollback()
@@ -309,8 +430,9 @@ def _attempts(conn: psycopg.Connection[Any], settings: PgSettings, plan: Plan,
                             f"{b['state']}, transaction {b['xact_age_s']} s old, holds "
                             f"{b['mode']} on {b['relation']})" for b in blockers) or "unknown"
             log("warn", f"lock timeout at {runner.current}: rolled back. Held by: {who}")
+            emit(LockTimedOut(attempt, runner.current or "", blockers))
             if attempt > opts.retries:
-                result.failed_step = runner.current
+                result.failed_step, result.failed_index = runner.current, runner.index
                 result.error = (f"gave up after {attempt} attempts: could not lock the tables "
                                 f"within {opts.lock_timeout_s:g} s; held by {who}. Nothing "
                                 f"changed. Stop that session (or the application) and retry.")
@@ -321,6 +443,12 @@ def _attempts(conn: psycopg.Connection[Any], settings: PgSettings, plan: Plan,
             if stop.wait(wait):
                 result.error = "cancelled while waiting to retry; nothing changed"
                 return
+        except PlanStale as exc:
+            conn.rollback()
+            result.failed_step = runner.current
+            result.error = str(exc)
+            log("error", result.error)
+            return
         except RunCancelled as exc:
             conn.rollback()
             result.error = f"{exc}; rolled back, nothing changed"
@@ -329,7 +457,7 @@ def _attempts(conn: psycopg.Connection[Any], settings: PgSettings, plan: Plan,
         except psycopg.Error as exc:
             if not conn.closed:
                 conn.rollback()
-            result.failed_step = runner.current
+            result.failed_step, result.failed_index = runner.current, runner.index
             result.steps = runner.steps
             result.error = f"failed at {runner.current}: {_describe_error(exc)}"
             log("error", result.error)

@@ -5,23 +5,23 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from wizard.core import names, orphans
 from wizard.core.backup import latest_verified_backup
 from wizard.core.connection import PgSettings
 from wizard.core.discovery import Discovery, discover
-from wizard.core.execute import RunOptions, RunResult, run_plan
+from wizard.core.events import BackupSkipped, DownPlan, PlanMade, PlanShown, Refused, StateBefore
+from wizard.core.execute import EventSink, RunOptions, RunResult, run_plan
 from wizard.core.journal import Journal, runs_for
-from wizard.core.plan import DOWN, UP, Plan, PlanRefused, build_down, build_up, object_renames
+from wizard.core.plan import DOWN, UP, Plan, PlanRefused, build_down, build_up
 from wizard.core.reporting import Report, no_report
 from wizard.core.verify import (
     Check,
     Expectations,
     catalog_checks,
     count_rows,
-    default_expectations,
     expectations_from,
+    expectations_of_catalog,
     row_count_check,
     text_reference_check,
 )
@@ -90,50 +90,77 @@ def make_plan(d: Discovery, direction: str, settings: PgSettings,
         migration_name=migration[1])
 
 
-def _plan_record(plan: Plan) -> dict[str, Any]:
-    return {"direction": plan.direction, "state": plan.state,
-            "steps": [s.__dict__ for s in plan.steps], "script": plan.script(),
-            "unchanged": plan.unchanged, "notes": plan.notes, "name_map": plan.name_map(),
-            "added_fks": [(s.change["table"], s.change["after"]) for s in plan.steps
-                          if s.change.get("action") == "add_fk"],
-            "created_migrations_table": any(s.change.get("action") == "create_table"
-                                            for s in plan.steps)}
+class PlanMismatch(PlanRefused):
+    """The plan built now is not the plan the DBA approved (its digest differs)."""
+
+
+def record_plan_shown(journal: Journal, plan: Plan) -> None:
+    """The Migrate page showed this plan (a run must then match its digest)."""
+    journal.record(PlanShown(plan.state, len(plan.ops), len(plan.catalog_steps),
+                             len(plan.validate_steps), plan.digest))
+
+
+def _approved_plan(settings: PgSettings, direction: str, plan: Plan | None,
+                   digest: str | None, migration: tuple[int, str]) -> tuple[Discovery, Plan]:
+    """The plan to run: the one on screen, or one built now (matching `digest` if given)."""
+    if plan is not None:
+        if plan.direction != direction:
+            raise PlanMismatch(f"the plan shown goes {plan.direction}, the run {direction}")
+        return plan.source or inspect(settings), plan
+    before = inspect(settings)
+    plan = make_plan(before, direction, settings, migration)
+    wanted = (digest or "").strip().lower()
+    if wanted and (len(wanted) < 12 or not plan.digest.startswith(wanted)):
+        raise PlanMismatch(
+            f"the plan for {settings.describe()} now has digest {plan.digest[:16]}, not the "
+            f"{wanted[:16]} you approved" + (" (give at least 12 hex digits)"
+                                             if len(wanted) < 12 else "")
+            + ": the catalog changed since. Run `enerlink-migrate plan` again, review it, "
+            "then migrate with its digest.")
+    return before, plan
 
 
 def run(settings: PgSettings, direction: str, *, options: RunOptions | None = None,
         report: Report | None = None, cancel: threading.Event | None = None,
         migration: tuple[int, str] = (names.MIGRATION_TIMESTAMP, names.MIGRATION_NAME),
-        journal: Journal | None = None,
-        guard: Guard | None = None) -> tuple[Plan, RunResult, Journal]:
-    """Plan and execute (or rehearse) one direction, journaling everything.
+        journal: Journal | None = None, guard: Guard | None = None,
+        plan: Plan | None = None, digest: str | None = None,
+        events: EventSink | None = None) -> tuple[Plan, RunResult, Journal]:
+    """Execute (or rehearse) one direction, journaling everything.
 
-    With a `guard`, a real migration is refused (GuardRefused) until its checks pass.
+    `plan` is the plan the DBA approved (the GUI's, on screen); without it the plan is
+    built now and, given `digest` (printed by `plan`), must have that digest. Either way
+    the run re-reads the catalog inside its transaction and refuses if it changed. With a
+    `guard`, a real migration is refused (GuardRefused) until its checks pass.
     """
     opts = options or RunOptions()
     command = ("rehearse-" if opts.rehearse else "") + ("migrate" if direction == UP else "revert")
     journal = journal or Journal.create(settings, command)
-    before = inspect(settings)
-    journal.write("state_before", state=before.state, explanation=before.explanation,
-                  done=before.done, pending=before.pending, missing=before.missing,
-                  text_references=[str(r) for r in before.text_references],
-                  server_version=before.server_version)
-    plan = make_plan(before, direction, settings, migration)
-    journal.write("plan", **_plan_record(plan))
+    try:
+        before, plan = _approved_plan(settings, direction, plan, digest, migration)
+    except PlanMismatch as exc:
+        journal.record(Refused(str(exc)))
+        raise
+    journal.record(StateBefore(before.state, before.explanation, before.done, before.pending,
+                               before.missing, [str(r) for r in before.text_references],
+                               before.server_version))
+    journal.record(PlanMade(plan.record()))
     if guard is not None and direction == UP and plan.steps:
         try:
             check_guard(settings, plan, journal, guard, report or no_report,
                         rehearse=opts.rehearse)
         except GuardRefused as exc:
-            journal.write("refused", reason=str(exc))
+            journal.record(Refused(str(exc)))
             raise
     exp = expectations_from(before, plan) if direction == UP else Expectations({})
     if direction == UP:
         exp.migration_names = (migration[1], *names.ALSO_APPLIED)
     result = run_plan(settings, plan, before, exp, options=opts, report=report, cancel=cancel,
-                      journal=journal)
+                      journal=journal, events=events)
     if result.discovery_after is not None and direction == UP:
         down = make_plan_from_record(result.discovery_after, plan)
-        journal.write("down_plan", script=down.script(), steps=[s.__dict__ for s in down.steps])
+        journal.record(DownPlan(down.script(), down.record()["steps"],
+                                [op.record() for op in down.ops], down.digest))
     return plan, result, journal
 
 
@@ -168,7 +195,7 @@ def check_guard(settings: PgSettings, plan: Plan, journal: Journal, guard: Guard
             raise GuardRefused(f"--confirm {guard.without_backup!r} does not match the "
                                f"database {db!r}: type its exact name to migrate without "
                                f"a backup")
-        journal.write("backup_skipped", dbname=db, how="typed confirmation")
+        journal.record(BackupSkipped(db, "typed confirmation"))
         report("warn", f"migrating {db} WITHOUT a backup: confirmed by typing its name")
     elif skipped:
         report("warn", f"migrating {db} without a backup: {skipped[-1].get('how', 'confirmed')}")
@@ -199,9 +226,9 @@ def check_guard(settings: PgSettings, plan: Plan, journal: Journal, guard: Guard
 
 
 def make_plan_from_record(after: Discovery, up: Plan) -> Plan:
-    rec = _plan_record(up)
-    return build_down(after, journal_names=rec["name_map"], added_fks=rec["added_fks"],
-                      created_migrations_table=rec["created_migrations_table"])
+    """The revert of `up`, from the catalog as the commit left it."""
+    return build_down(after, journal_names=up.name_map(), added_fks=up.added_fks(),
+                      created_migrations_table=up.creates_migrations_table)
 
 
 def verify(settings: PgSettings) -> list[Check]:
@@ -209,15 +236,7 @@ def verify(settings: PgSettings) -> list[Check]:
     record = last_up_record(settings)
     with settings.connect() as conn:
         d = discover(conn)
-        exp = default_expectations()
-        # Every key and index on a renamed column must carry its final name.
-        for r in object_renames(d):
-            if r.kind == "idx":
-                exp.index_names.append(r.name_target)
-            elif r.kind == "fk":
-                column = names.column_after(r.table, r.columns_before[0])
-                exp.fk_names[f"{r.table}.{column}"] = r.name_target
-        checks = catalog_checks(conn, exp, d.schema)
+        checks = catalog_checks(conn, expectations_of_catalog(d), d.schema)
         if d.target_table is not None:
             # The tables counted before the migration, under their current names.
             tables = ([names.NEW_TABLE if t == names.OLD_TABLE else t

@@ -14,7 +14,9 @@ from typing import Any
 
 import platformdirs
 
+from wizard.core import events as declared
 from wizard.core.connection import PgSettings
+from wizard.core.events import E, Event, RunStarted, parse
 
 APP = "enerlink-migrate"
 EVENTS = "events.jsonl"
@@ -64,16 +66,30 @@ class Journal:
         folder = root / f"{stamp}_{slug}_{command}"
         folder.mkdir(mode=0o700)
         journal = cls(folder)
-        journal.write("run_started", command=command, target=target_of(settings),
-                      operator=getpass.getuser(), client_host=socket.gethostname(), pid=os.getpid())
+        journal.record(RunStarted(command, target_of(settings), getpass.getuser(),
+                                  socket.gethostname(), os.getpid()))
         return journal
 
-    def write(self, event: str, **data: Any) -> None:
-        record = {"ts": _now(), "event": event, **data}
-        line = json.dumps(record, default=str, ensure_ascii=False)
+    def record(self, event: Event) -> None:
+        """Append one declared event (wizard.core.events)."""
+        if type(event).event not in declared.EVENTS:
+            raise TypeError(f"{type(event).__name__} is not a declared journal event")
+        entry = {"ts": _now(), "event": type(event).event, **event.fields()}
+        line = json.dumps(entry, default=str, ensure_ascii=False)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
+
+    def write(self, event: str, **data: Any) -> None:
+        """Append an event by its declared name (undeclared names or fields raise)."""
+        cls = declared.EVENTS.get(event)
+        if cls is None:
+            raise TypeError(f"journal event {event!r} is not declared in wizard.core.events")
+        self.record(cls(payload=data) if cls.flat else cls(**data))  # type: ignore[call-arg]
+
+    def typed(self, cls: type[E]) -> list[E]:
+        """The records of one event, as that event (old records: defaults fill the gaps)."""
+        return [parse(r, cls) for r in self.events(cls.event)]
 
     def events(self, event: str | None = None) -> list[dict[str, Any]]:
         if not self.path.exists():

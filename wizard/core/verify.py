@@ -10,8 +10,17 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from wizard.core import names
-from wizard.core.discovery import Discovery
-from wizard.core.plan import Plan, managed_foreign_keys
+from wizard.core.catalog import Discovery
+from wizard.core.ops import (
+    AddForeignKey,
+    Expect,
+    RenameForeignKey,
+    RenameIndex,
+    RenameObject,
+    managed_foreign_keys,
+    object_renames,
+)
+from wizard.core.plan import Plan
 from wizard.core.sqlfiles import queries
 
 VERIFY_SQL = "catalog/verify.sql"
@@ -43,6 +52,8 @@ class Expectations:
     counts_before: dict[str, int] | None = None
     must_be_validated: set[str] = field(default_factory=set)
     added: set[str] = field(default_factory=set)  # FKs the plan adds NOT VALID, then validates
+    # What the plan's operations promise the catalog shows afterwards (Operation.expects).
+    objects: list[Expect] = field(default_factory=list)
 
 
 def default_expectations() -> Expectations:
@@ -52,6 +63,7 @@ def default_expectations() -> Expectations:
 
 
 def expectations_from(before: Discovery, plan: Plan) -> Expectations:
+    """What the plan's operations promise, on top of the shapes the keys had before."""
     exp = default_expectations()
     managed, _others = managed_foreign_keys(before)
     for fk in managed:
@@ -59,84 +71,177 @@ def expectations_from(before: Discovery, plan: Plan) -> Expectations:
         exp.fk_shapes[label] = (fk.on_delete, fk.on_update, fk.deferrable, fk.deferred)
         if fk.validated:
             exp.must_be_validated.add(label)
-    renamed = {s.change["before"]: s.change["after"] for s in plan.steps
-               if s.change.get("kind") in ("fk", "idx") and s.change.get("action") == "rename"}
+    renamed = {op.before: op.after for op in plan.ops
+               if isinstance(op, RenameForeignKey | RenameIndex)}
     for fk in managed:
         label = f"{fk.table}.{names.column_after(fk.table, fk.columns[0])}"
         exp.fk_names[label] = renamed.get(fk.name, fk.name)
-    for s in plan.steps:
-        if s.change.get("action") == "add_fk":
-            label = f"{s.change['table']}.{s.change['column']}"
-            exp.fk_names[label] = s.change["after"]
+    for op in plan.ops:
+        if isinstance(op, AddForeignKey):
+            label = f"{op.on}.{op.column}"
+            exp.fk_names[label] = op.name
             exp.added.add(label)
-    exp.index_names = [renamed.get(i.name, i.name) for i in before.indexes
-                       if i.constraint_name is None and i.name in renamed]
+    exp.index_names = [op.after for op in plan.ops if isinstance(op, RenameIndex)]
+    exp.objects = plan.expectations()
     return exp
 
 
-def _rows(cur: psycopg.Cursor[Any], name: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
-    query = queries(VERIFY_SQL)[name]
-    cur.execute(query, params)
-    return query, [dict(r) for r in cur.fetchall()]
+def expectations_of_catalog(d: Discovery) -> Expectations:
+    """Without a run to compare with: the entities' defaults, and every key and index on a
+    renamed column under its final name."""
+    exp = default_expectations()
+    for r in object_renames(d):
+        if r.kind == RenameIndex.kind:
+            exp.index_names.append(r.name_target)
+        elif r.kind == RenameForeignKey.kind:
+            column = names.column_after(r.table, r.columns_before[0])
+            exp.fk_names[f"{r.table}.{column}"] = r.name_target
+    return exp
+
+
+def renamed_objects(plan: Plan) -> list[RenameObject]:
+    return [op for op in plan.ops if isinstance(op, RenameObject)]
+
+
+Sent = list[tuple[str, str, "psycopg.Cursor[Any]"]]
+
+
+def send(conn: psycopg.Connection[Any], wanted: dict[str, tuple[str, dict[str, Any]]]) -> Sent:
+    """Queue queries on cursors of their own: inside a pipeline, no round trip yet."""
+    sent = []
+    for key, (query, params) in wanted.items():
+        cur = conn.cursor(row_factory=dict_row)
+        cur.execute(query, params)
+        sent.append((key, query, cur))
+    return sent
+
+
+def receive(sent: Sent) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+    """Every result of `send`, by key (the first read syncs a pipeline: one round trip)."""
+    found = {}
+    for key, query, cur in sent:
+        found[key] = (query, [dict(r) for r in cur.fetchall()])
+        cur.close()
+    return found
+
+
+def _migration_rows_query(schema: str) -> str:
+    return sql.SQL('SELECT "timestamp", name FROM {} WHERE name = ANY(%(names)s)').format(
+        sql.Identifier(schema, "migrations")).as_string(None)
+
+
+def catalog_queries(exp: Expectations, schema: str, *, with_migrations: bool
+                    ) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The catalog checks' queries with their parameters (`with_migrations`: the migrations
+    table is known to exist, so its rows are read in the same batch)."""
+    params = {"schema": schema, "tables": list(names.CHILD_TABLES)}
+    q = queries(VERIFY_SQL)
+    wanted = {name: (q[name], params) for name in (
+        "tables_present", "primary_key", "prosumer_columns", "foreign_keys_to_user",
+        "indexes")}
+    wanted["prosumer_names"] = (q["prosumer_names"], {**params, "places": [
+        f"{p.table}.{p.new}" for p in names.REFERENCING]})
+    wanted["objects"] = (q["objects"], {"schema": schema, "tables": [
+        names.OLD_TABLE, names.NEW_TABLE, *names.CHILD_TABLES, "migrations"]})
+    if with_migrations:
+        wanted["migration_row"] = (_migration_rows_query(schema),
+                                   {"names": list(exp.migration_names)})
+    return wanted
 
 
 def catalog_checks(conn: psycopg.Connection[Any], exp: Expectations, schema: str = "public",
                    *, in_transaction: bool = False) -> list[Check]:
     """The checks that read only the catalog: safe to run inside the migration transaction."""
-    params = {"schema": schema, "tables": list(names.CHILD_TABLES)}
+    found = receive(send(conn, catalog_queries(exp, schema, with_migrations=False)))
+    query = _migration_rows_query(schema)
+    try:
+        with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(query, {"names": list(exp.migration_names)})
+            rows = [dict(r) for r in cur.fetchall()]
+    except psycopg.errors.UndefinedTable:
+        rows = []
+    found["migration_row"] = (query, rows)
+    return evaluate_catalog(found, exp, in_transaction=in_transaction)
+
+
+def evaluate_catalog(found: dict[str, tuple[str, list[dict[str, Any]]]], exp: Expectations,
+                     *, in_transaction: bool) -> list[Check]:
+    """The catalog checks from their queries' results (no database access)."""
     checks: list[Check] = []
-    with conn.cursor(row_factory=dict_row) as cur:
-        q, rows = _rows(cur, "tables_present", params)
-        ok = rows and rows[0]["user_exists"] and not rows[0]["prosumer_exists"]
-        checks.append(Check("table_renamed", 'Table "user" exists and "prosumer" does not',
-                            PASS if ok else FAIL,
-                            "user present, prosumer absent" if ok else f"found: {rows}",
-                            {"query": q, "result": rows}))
-        q, rows = _rows(cur, "primary_key", params)
-        ok = len(rows) == 1 and rows[0]["columns"] == [names.NEW_KEY]
-        checks.append(Check("primary_key", "user.user_id is the primary key",
-                            PASS if ok else FAIL,
-                            f"{rows[0]['name']} on ({', '.join(rows[0]['columns'])})" if rows
-                            else 'no primary key on "user"', {"query": q, "result": rows}))
-        q, rows = _rows(cur, "prosumer_columns", params)
-        checks.append(Check("no_prosumer_columns",
-                            "No column named like prosumer is left in the eight places",
-                            PASS if not rows else FAIL,
-                            "none left" if not rows else ", ".join(
-                                f"{r['table_name']}.{r['column_name']}" for r in rows),
-                            {"query": q, "result": rows}))
-        q, rows = _rows(cur, "foreign_keys_to_user", params)
-        checks.append(_fk_check(rows, exp, q, in_transaction))
-        q, rows = _rows(cur, "indexes", params)
-        present = {r["name"] for r in rows}
-        missing = [n for n in exp.index_names if n not in present]
-        checks.append(Check("indexes_renamed", "Indexes on renamed columns are present",
-                            PASS if not missing else FAIL,
-                            (f"{len(exp.index_names)} present: {', '.join(exp.index_names)}"
-                             if not missing else f"missing: {', '.join(missing)}"),
-                            {"query": q, "result": rows}))
-        q, rows = _rows(cur, "prosumer_names", {**params, "places": [
-            f"{p.table}.{p.new}" for p in names.REFERENCING]})
-        checks.append(Check(
-            "no_prosumer_names", "No constraint, index, sequence or trigger of the renamed "
-            "objects is still named prosumer", PASS if not rows else FAIL,
-            "none left" if not rows else "; ".join(
-                f"{r['kind']} {r['name']} on {r['on_table']}" for r in rows),
-            {"query": q, "result": rows}))
-        q = sql.SQL('SELECT "timestamp", name FROM {} WHERE name = ANY(%(names)s)').format(
-            sql.Identifier(schema, "migrations")).as_string(None)
-        try:
-            with conn.transaction():
-                cur.execute(q, {"names": list(exp.migration_names)})
-                rows = [dict(r) for r in cur.fetchall()]
-        except psycopg.errors.UndefinedTable:
-            rows = []
-        checks.append(Check("migration_row", "TypeORM's migrations row is present",
-                            PASS if rows else FAIL,
-                            ", ".join(r["name"] for r in rows) or "no row: the application "
-                            "would run the upstream migration again",
-                            {"query": q, "result": rows}))
+    q, rows = found["tables_present"]
+    ok = rows and rows[0]["user_exists"] and not rows[0]["prosumer_exists"]
+    checks.append(Check("table_renamed", 'Table "user" exists and "prosumer" does not',
+                        PASS if ok else FAIL,
+                        "user present, prosumer absent" if ok else f"found: {rows}",
+                        {"query": q, "result": rows}))
+    q, rows = found["primary_key"]
+    ok = len(rows) == 1 and rows[0]["columns"] == [names.NEW_KEY]
+    checks.append(Check("primary_key", "user.user_id is the primary key",
+                        PASS if ok else FAIL,
+                        f"{rows[0]['name']} on ({', '.join(rows[0]['columns'])})" if rows
+                        else 'no primary key on "user"', {"query": q, "result": rows}))
+    q, rows = found["prosumer_columns"]
+    checks.append(Check("no_prosumer_columns",
+                        "No column named like prosumer is left in the eight places",
+                        PASS if not rows else FAIL,
+                        "none left" if not rows else ", ".join(
+                            f"{r['table_name']}.{r['column_name']}" for r in rows),
+                        {"query": q, "result": rows}))
+    q, rows = found["foreign_keys_to_user"]
+    checks.append(_fk_check(rows, exp, q, in_transaction))
+    q, rows = found["indexes"]
+    present = {r["name"] for r in rows}
+    missing = [n for n in exp.index_names if n not in present]
+    checks.append(Check("indexes_renamed", "Indexes on renamed columns are present",
+                        PASS if not missing else FAIL,
+                        (f"{len(exp.index_names)} present: {', '.join(exp.index_names)}"
+                         if not missing else f"missing: {', '.join(missing)}"),
+                        {"query": q, "result": rows}))
+    q, rows = found["prosumer_names"]
+    checks.append(Check(
+        "no_prosumer_names", "No constraint, index, sequence or trigger of the renamed "
+        "objects is still named prosumer", PASS if not rows else FAIL,
+        "none left" if not rows else "; ".join(
+            f"{r['kind']} {r['name']} on {r['on_table']}" for r in rows),
+        {"query": q, "result": rows}))
+    if exp.objects:
+        checks.append(_objects_check(*found["objects"], exp, in_transaction))
+    q, rows = found["migration_row"]
+    checks.append(Check("migration_row", "TypeORM's migrations row is present",
+                        PASS if rows else FAIL,
+                        ", ".join(r["name"] for r in rows) or "no row: the application "
+                        "would run the upstream migration again",
+                        {"query": q, "result": rows}))
     return checks
+
+
+_BY_NAME = ("table", "index", "sequence")  # names unique in the schema: matched by name
+
+
+def _objects_check(query: str, rows: list[dict[str, Any]], exp: Expectations,
+                   in_transaction: bool) -> Check:
+    """Every operation's promise (Operation.expects) against the catalog."""
+    present = {(r["kind"], "" if r["kind"] in _BY_NAME else r["on_table"], r["name"])
+               for r in rows}
+    valid = {(r["on_table"], r["name"]) for r in rows if r["kind"] == "constraint"
+             and r["validated"]}
+    wrong: list[str] = []
+    for e in exp.objects:
+        if e.kind == "row":
+            continue  # the migration_row check reads TypeORM's table
+        if e.kind == "valid":
+            if not in_transaction and (e.table, e.name) not in valid:
+                wrong.append(f"constraint {e.table}.{e.name} is not validated")
+            continue
+        key = (e.kind, "" if e.kind in _BY_NAME else e.table, e.name)
+        if (key in present) != e.present:
+            where = f"{e.table}." if e.table else ""
+            wrong.append(f"{e.kind} {where}{e.name} "
+                         f"{'missing' if e.present else 'still there'}")
+    return Check("plan_applied", "Every operation of the plan left the catalog as it "
+                 "promised", PASS if not wrong else FAIL,
+                 "; ".join(wrong) or f"{len(exp.objects)} expectations met",
+                 {"query": query, "result": [e.describe() for e in exp.objects]})
 
 
 def down_checks(conn: psycopg.Connection[Any], exp: Expectations,

@@ -15,7 +15,7 @@ from PySide6.QtCore import QMetaMethod, QObject, QTimer, Signal, Slot
 from wizard.core.reporting import Cancelled
 from wizard.ui import require_sound_binding
 
-JobFn = Callable[..., Any]  # called as fn(report=..., progress=..., cancel=...)
+JobFn = Callable[..., Any]  # called as fn(report=..., progress=..., cancel=..., events=...)
 POLL_MS = 20  # how often the GUI thread collects what the worker queued
 CHUNK = 500  # lines per log_batch signal
 BUDGET_S = 0.008  # GUI time per collection; what is left waits for the next turn
@@ -40,6 +40,7 @@ class Job(QObject):
     log = Signal(str, str)  # level, message (one per line, in the GUI thread)
     log_batch = Signal(list)  # [(level, message), ...]: what a log view wants
     progress = Signal(float, str)  # fraction 0..1, detail (only the newest is kept)
+    event = Signal(object)  # a wizard.core.events.Event the job emitted (structured progress)
     finished = Signal(object)  # the function's return value
     failed = Signal(str, str)  # message, traceback
     cancelled = Signal()
@@ -52,6 +53,8 @@ class Job(QObject):
         self._fn = fn
         self.cancel_event = threading.Event()
         self._lines: deque[tuple[str, str]] = deque()  # appends and pops are thread-safe
+        self._events: deque[Any] = deque()
+        self._takes_events = "events" in inspect.signature(fn).parameters
         self._progress: tuple[float, str] | None = None
         self._shown_progress: tuple[float, str] | None = None
         self._outcome: tuple[str, Any] | None = None
@@ -66,12 +69,14 @@ class Job(QObject):
     def of(cls, func: Callable[..., Any], *args: Any, name: str | None = None,
            parent: QObject | None = None, **kwargs: Any) -> Job:
         """A job calling `func(*args, **kwargs)` plus whichever of report/progress/cancel
-        it accepts, e.g. `Job.of(jobs.run, settings, "up", options=opts)`."""
+        it accepts (and `events`, for structured progress), e.g.
+        `Job.of(jobs.run, settings, "up", options=opts)`."""
         accepted = inspect.signature(func).parameters
 
-        def call(report: Any, progress: Any, cancel: threading.Event) -> Any:
+        def call(report: Any, progress: Any, cancel: threading.Event, events: Any) -> Any:
             extra = {k: v for k, v in (("report", report), ("progress", progress),
-                                       ("cancel", cancel)) if k in accepted}
+                                       ("cancel", cancel), ("events", events))
+                     if k in accepted and k not in kwargs}
             return func(*args, **kwargs, **extra)
         return cls(call, name=name or str(getattr(func, "__name__", "job")), parent=parent)
 
@@ -106,7 +111,9 @@ class Job(QObject):
         started = time.monotonic()
         # Per-line signals only for someone who listens: 100,000 idle emits cost the GUI.
         per_line = self.isSignalConnected(QMetaMethod.fromSignal(self.log))
-        while self._lines:
+        while self._events:
+            self.event.emit(self._events.popleft())
+        while self._lines and not self._events:
             batch = [self._lines.popleft() for _ in range(min(CHUNK, len(self._lines)))]
             self.log_batch.emit(batch)
             if per_line:
@@ -118,7 +125,7 @@ class Job(QObject):
         if progress is not None and progress != self._shown_progress:
             self._shown_progress = progress
             self.progress.emit(*progress)
-        if self._lines:
+        if self._lines or self._events:
             self._timer.setInterval(0)  # more right after painting and input
         elif outcome is not None and self.state == RUNNING:
             self._timer.stop()
@@ -146,14 +153,18 @@ class Job(QObject):
     def _report(self, level: str, message: str) -> None:
         self._lines.append((level, str(message)))
 
+    def _on_event(self, event: Any) -> None:
+        self._events.append(event)
+
     def _on_progress(self, fraction: float, detail: str = "") -> None:
         self._progress = (max(0.0, min(1.0, float(fraction))), detail)
 
     def _run(self) -> None:
         outcome: tuple[str, Any]
         try:
+            extra = {"events": self._on_event} if self._takes_events else {}
             value = self._fn(report=self._report, progress=self._on_progress,
-                             cancel=self.cancel_event)
+                             cancel=self.cancel_event, **extra)
             outcome = (FINISHED, value)
         except Cancelled as exc:
             self._lines.append(("warn", str(exc) or f"{self.name} cancelled"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +32,12 @@ from PySide6.QtWidgets import (
 from wizard.core import jobs
 from wizard.core.connection import PgSettings
 from wizard.core.discovery import Discovery
+from wizard.core.events import AttemptStarted, LockTimedOut, StepDone
 from wizard.core.execute import RunOptions, RunResult
 from wizard.core.plan import UP, Plan
 from wizard.ui.checks_view import check_item, checks_tree
 from wizard.ui.pages.base import StepPage
 
-# The engine reports each step as "[3/20] Renaming … (1.2 ms)".
-STEP_LINE = re.compile(r"^\[(\d+)/(\d+)\] (.*) \(([\d.]+) ms\)$")
-STEP_NUMBER = re.compile(r"^\[(\d+)/\d+\]")
 BLOCKER_COLUMNS = ("pid", "application", "client", "state", "transaction age s", "holds",
                    "on", "query")
 UNCHANGED = "The transaction was rolled back: the schema is unchanged."
@@ -201,9 +198,7 @@ class MigratePage(StepPage):
     def show_plan(self, prepared: tuple[Discovery, Plan]) -> None:
         self.discovery, self.plan = prepared
         plan = self.plan
-        self.session.ensure_journal().write(
-            "migrate_plan_shown", state=plan.state, steps=len(plan.steps),
-            catalog_steps=len(plan.catalog_steps), validate_steps=len(plan.validate_steps))
+        jobs.record_plan_shown(self.session.ensure_journal(), plan)
         self.fill_steps(plan)
         self._refresh_sql()
         self.log.append("info", f"plan for state {plan.state}: {len(plan.catalog_steps)} steps "
@@ -223,7 +218,8 @@ class MigratePage(StepPage):
             f"({self.discovery.explanation.rstrip('.')}). {len(plan.catalog_steps)} steps in one "
             f"transaction" + (f", then {len(plan.validate_steps)} VALIDATE after commit"
                               if plan.validate_steps else "")
-            + f"; {len(plan.unchanged)} object(s) left unchanged. Rehearse first.")
+            + f"; {len(plan.unchanged)} object(s) left unchanged; plan digest "
+            f"{plan.digest[:12]} (the run refuses if the catalog changes). Rehearse first.")
         self.set_valid(done)
         self._set_actions(True)
 
@@ -298,26 +294,27 @@ class MigratePage(StepPage):
         self.outcome.setText(f"{name} running…")
         job = self.run_job(
             name, jobs.run, pg, UP, options=self.options(rehearse=rehearse),
-            journal=self.session.ensure_journal(), on_done=self.show_result,
+            journal=self.session.ensure_journal(), plan=self.plan, on_done=self.show_result,
             guard=jobs.Guard(),  # the verified backup (or its typed override), no orphans
             on_failed=lambda _m: self._after_failure(rehearse),
             advice="Nothing was committed: the schema is unchanged. Fix the cause named "
             "above (a refusal names what is missing, e.g. the verified backup or the orphans: "
             "go Back to that page), then run it again.")
-        job.log.connect(self._on_line)
+        job.event.connect(self._on_event)
 
-    def _on_line(self, level: str, message: str) -> None:
-        """Live progress from the engine's log lines: step durations and lock waits."""
-        match = STEP_LINE.match(message)
-        if match:
-            item = self.step_items.get(int(match.group(1)))
+    def _on_event(self, event: object) -> None:
+        """Live progress from the engine's events: step durations and lock waits."""
+        if isinstance(event, StepDone):
+            item = self.step_items.get(event.index)
             if item is not None:
-                item.setText(2, f"✔ {float(match.group(4)):.1f} ms")
+                item.setText(2, f"✔ {event.ms:.1f} ms")
                 self.steps.scrollToItem(item)
-        elif message.startswith("lock timeout at"):
+        elif isinstance(event, LockTimedOut):
             self.locks.show()
-            self.lock_note.setText(message)
-        elif "attempt" in message and "BEGIN" in message:
+            self.lock_note.setText(f"attempt {event.attempt}: lock timeout at {event.at}; "
+                                   f"rolled back. Held by the sessions below.")
+            self._fill_blockers(event.blockers)
+        elif isinstance(event, AttemptStarted):
             for item in self.step_items.values():
                 item.setText(2, "")
 
@@ -328,9 +325,8 @@ class MigratePage(StepPage):
         self.fill_result(result)
         if result.lock_waits:
             self.show_blockers(result)
-        failed = STEP_NUMBER.match(result.failed_step or "")
-        if failed and int(failed.group(1)) in self.step_items:
-            item = self.step_items[int(failed.group(1))]
+        if result.failed_index in self.step_items:
+            item = self.step_items[result.failed_index]
             item.setText(2, "✘ failed")
             self.steps.scrollToItem(item)
         # A failure is read on the plan (which step, what passed); a success on its checks.
@@ -385,6 +381,9 @@ class MigratePage(StepPage):
             f"{len(result.lock_waits)} lock timeout(s). These sessions held locks on the "
             f"tables the migration renames (last attempt); stop them or the application, "
             f"then run again. The Pre-flight page can cancel or terminate a session.")
+        self._fill_blockers(last)
+
+    def _fill_blockers(self, last: list[dict[str, Any]]) -> None:
         self.blockers.setRowCount(len(last))
         for i, b in enumerate(last):
             values = (b.get("pid"), b.get("application_name") or "-", b.get("client"),

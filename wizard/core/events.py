@@ -1,0 +1,390 @@
+"""Every event a run journal holds, declared once.
+
+Core writes them (`Journal.record`); the GUI, the CLI and the PDF read the same records
+back. A record on disk is {"ts", "event": <Event.event>, **fields}; events whose payload is a
+result object are stored flat (their `payload` spread into the record), as they always
+were, so old journals stay readable: readers take records as dicts, and `parse` turns a
+record into its event, ignoring fields this version does not know.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+EVENTS: dict[str, type[Event]] = {}
+E = TypeVar("E", bound="Event")
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every journal event; subclasses register under `event`."""
+
+    event: ClassVar[str] = ""
+    flat: ClassVar[bool] = False  # the record is the payload itself (a result's to_dict())
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.event:
+            if cls.event in EVENTS:
+                raise TypeError(f"journal event {cls.event!r} declared twice")
+            EVENTS[cls.event] = cls
+
+    def fields(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.flat:
+            return dict(data["payload"])
+        return data
+
+
+def parse(record: dict[str, Any], cls: type[E]) -> E:
+    """A journal record as its event (missing fields take their defaults)."""
+    if record.get("event") != cls.event:
+        raise ValueError(f"a {record.get('event')!r} record is not a {cls.event!r} event")
+    if cls.flat:
+        payload = {k: v for k, v in record.items() if k not in ("ts", "event")}
+        return cls(payload=payload)  # type: ignore[call-arg]
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in record.items() if k in known})
+
+
+# -- every run -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    event = "run_started"
+    command: str
+    target: dict[str, Any]
+    operator: str
+    client_host: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class LogLine(Event):
+    event = "log"
+    level: str
+    message: str
+
+
+@dataclass(frozen=True)
+class OperatorNamed(Event):
+    event = "operator"
+    name: str
+
+
+# -- pre-flight ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PreflightDone(Event):
+    """wizard.core.preflight's result, flat."""
+
+    event = "preflight"
+    flat = True
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SessionSignalled(Event):
+    event = "session_signalled"
+    message: str
+
+
+@dataclass(frozen=True)
+class AppCommandRan(Event):
+    event = "app_command"
+    what: str
+    command: str
+    ok: bool
+    detail: str = ""
+
+
+# -- backup ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BackupStarted(Event):
+    event = "backup_started"
+    path: str
+    format: str
+    compression: str
+    jobs: int
+    tool: str
+    target: dict[str, Any]
+    db_size_bytes: int | None
+    free_bytes: int | None
+
+
+@dataclass(frozen=True)
+class BackupDone(Event):
+    """wizard.core.backup.BackupResult, flat."""
+
+    event = "backup"
+    flat = True
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BackupCancelled(Event):
+    event = "backup_cancelled"
+    path: str
+    removed: bool
+
+
+@dataclass(frozen=True)
+class BackupSkipped(Event):
+    """The DBA typed the database's name to go on without a backup."""
+
+    event = "backup_skipped"
+    dbname: str
+    how: str
+    who: str = ""
+    when: str = ""
+
+
+# -- orphans ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OrphanScanned(Event):
+    """wizard.core.orphans.OrphanScan.journal_record(), flat."""
+
+    event = "orphan_scan"
+    flat = True
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OrphansExported(Event):
+    event = "orphan_export"
+    folder: str
+    files: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class OrphansDeleted(Event):
+    event = "orphan_delete"
+    database: str
+    deleted: dict[str, int]
+    files: dict[str, str]
+
+
+# -- migrate and revert ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StateBefore(Event):
+    event = "state_before"
+    state: str
+    explanation: str
+    done: list[str]
+    pending: list[str]
+    missing: list[str]
+    text_references: list[str]
+    server_version: str
+
+
+@dataclass(frozen=True)
+class PlanShown(Event):
+    """The plan on the Migrate page, with its digest (what a run must match)."""
+
+    event = "migrate_plan_shown"
+    state: str
+    steps: int
+    catalog_steps: int
+    validate_steps: int
+    digest: str = ""
+
+
+@dataclass(frozen=True)
+class PlanMade(Event):
+    """wizard.core.plan.Plan.record(), flat: the plan a run executes."""
+
+    event = "plan"
+    flat = True
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Refused(Event):
+    event = "refused"
+    reason: str
+
+
+@dataclass(frozen=True)
+class StepDone(Event):
+    """One operation of a run's transaction, timed by the server."""
+
+    event = "step_done"
+    index: int
+    total: int
+    operation: str  # Operation.op
+    title: str
+    ms: float
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class AttemptStarted(Event):
+    """BEGIN of one try of a run's transaction (a lock timeout makes another)."""
+
+    event = "attempt"
+    attempt: int
+    of: int
+    steps: int
+
+
+@dataclass(frozen=True)
+class LockTimedOut(Event):
+    """A try rolled back on lock_timeout; `blockers` are the sessions holding the locks."""
+
+    event = "lock_timeout"
+    attempt: int
+    at: str
+    blockers: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    event = "run_finished"
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DownPlan(Event):
+    """The revert plan as it stands right after a migration (the rollback a DBA keeps)."""
+
+    event = "down_plan"
+    script: str
+    steps: list[dict[str, Any]]
+    ops: list[dict[str, Any]] = field(default_factory=list)
+    digest: str = ""
+
+
+# -- cache -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CacheDryRun(Event):
+    event = "cache_dry_run"
+    redis: str
+    patterns: list[str]
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class CacheDeleted(Event):
+    event = "cache_delete"
+    redis: str
+    patterns: list[str]
+    deleted: dict[str, int]
+    total: int
+    seconds: float
+    outcome: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class CacheFlushed(Event):
+    event = "cache_flushdb"
+    redis: str
+    db: int
+    keys_before: int | None
+    outcome: str
+
+
+@dataclass(frozen=True)
+class CacheSkipped(Event):
+    event = "cache_skipped"
+    redis: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class CacheUnavailable(Event):
+    event = "cache_unavailable"
+    redis: str
+    error: str
+
+
+# -- verification and the report -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Verified(Event):
+    event = "verification"
+    checks: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ManualCheck(Event):
+    event = "manual_check"
+    id: str
+    done: bool
+    note: str
+
+
+@dataclass(frozen=True)
+class VerificationSigned(Event):
+    event = "verification_signed"
+    operator: str
+    failed_checks: list[str]
+    manual_done: list[str]
+
+
+@dataclass(frozen=True)
+class ReportExported(Event):
+    event = "report_exported"
+    format: str
+    path: str
+    pages: int | None = None
+
+
+# -- restore ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RestorePrepared(Event):
+    """wizard.core.restore.RestorePlan.to_dict(), flat."""
+
+    event = "restore_prepared"
+    flat = True
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RestoreDbCreated(Event):
+    event = "restore_db_created"
+    dbname: str
+    owner: str
+
+
+@dataclass(frozen=True)
+class RestoreProgram(Event):
+    event = "restore_program"
+    outcome: dict[str, Any]
+    ignored_errors: list[str]
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
+class RestoreChecked(Event):
+    event = "restore_checks"
+    checks: list[Any]
+    counts: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RestoreDropped(Event):
+    event = "restore_dropped"
+    dbname: str
+
+
+@dataclass(frozen=True)
+class RestoreSwapped(Event):
+    event = "restore_swapped"
+    live_db: str
+    before_db: str
+    terminated: list[Any]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class RestoreFinished(Event):
+    event = "restore_finished"
+    result: dict[str, Any]
