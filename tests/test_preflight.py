@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +14,16 @@ from psycopg import sql
 from wizard.core import jobs
 from wizard.core.connection import PgSettings
 from wizard.core.fingerprint import schema_fingerprint
+from wizard.core.journal import Journal
 from wizard.core.pgtools import find_tool, server_major
 from wizard.core.plan import UP
-from wizard.core.preflight import Preflight, list_sessions, run_preflight, signal_session
+from wizard.core.preflight import (
+    Preflight,
+    app_command,
+    list_sessions,
+    run_preflight,
+    signal_session,
+)
 from wizard.sandbox.servers import PostgresServer
 
 
@@ -129,3 +137,23 @@ def test_a_pg_dump_path_that_does_not_fit_is_a_warning(pg_db: PgSettings,
     assert "no-such-pg_dump" in tools.detail
     assert "the backup and restore steps need them" in tools.detail
     assert not pre.blocking
+
+
+def test_the_journal_gets_what_the_checks_found_whichever_driver_asks(
+        pg_db: PgSettings, tmp_path: Path) -> None:
+    """The page, the demo and `enerlink-migrate preflight` all journal through core."""
+    journal = Journal.create(pg_db, "wizard")
+    pre = run_preflight(pg_db, tmp_path, journal=journal)
+    recorded = journal.events("preflight")
+    assert len(recorded) == 1
+    assert [c["id"] for c in recorded[0]["checks"]] == [c.id for c in pre.checks]
+    assert recorded[0]["state"] == "pre"
+    with pg_db.connect(autocommit=True) as app:
+        pid = app.info.backend_pid
+        message = signal_session(pg_db, pid, terminate=True, journal=journal)
+    assert [e["message"] for e in journal.events("session_signalled")] == [message]
+    ran = app_command("stop", f"{sys.executable} -c pass", journal=journal)
+    assert ran.ok, ran.detail
+    assert [(e["what"], e["ok"]) for e in journal.events("app_command")] == [("stop", True)]
+    assert pg_db.password
+    assert pg_db.password not in journal.path.read_text()

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from PySide6.QtWidgets import QLineEdit, QMessageBox
 from pytestqt.qtbot import QtBot
 
@@ -14,10 +15,11 @@ from wizard.core.checklist import final_checklist
 from wizard.core.connection import PgSettings
 from wizard.core.journal import Journal
 from wizard.core.plan import UP
+from wizard.core.redis_conn import RedisSettings
 from wizard.core.report import MANUAL_CHECKS, record_operator
 from wizard.core.session import WizardSession
 from wizard.sandbox.probes import databases, fingerprint, has_table, pdf_text, pg_dump_custom
-from wizard.sandbox.servers import PostgresServer
+from wizard.sandbox.servers import PostgresServer, RedisServer
 from wizard.ui.confirm import TypedConfirmDialog
 from wizard.ui.dialogs import restore as restore_dialog
 from wizard.ui.dialogs.restore import RestoreDialog
@@ -91,6 +93,43 @@ def test_restore_dialog_shows_what_is_inside_then_restores(
     assert (dialog.journal.folder / "wizard.log").read_text().count("swapping") >= 1
     assert live.password
     assert live.password not in (dialog.journal.folder / "wizard.log").read_text()
+    close(dialog, qtbot)
+
+
+def test_restore_dialog_clears_the_old_cache_keys_after_the_swap(
+        wizard_window: MigrationWizard, qtbot: QtBot, live: PgSettings,
+        open_session: Any, pg_server: PostgresServer, redis_server: RedisServer,
+        redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    backup = pg_dump_custom(pg_server, live, tmp_path / "before.dump")
+    settings = RedisSettings(url=redis_server.url, password=redis_server.password, db=1)
+    session = open_session(wizard_window, live, settings)
+    migrate(session)
+    redis_client.set("prosumer:7", "stale")
+    redis_client.set("orders:by_prosumer:7", "stale")
+    redis_client.set("telemetry:meter-1", "kept")
+    dialog = RestoreDialog.open_for(wizard_window)
+    assert dialog is not None
+    dialog.path.setText(str(backup))
+    dialog.inspect_button.click()
+    qtbot.waitUntil(lambda: dialog.plan is not None, timeout=JOB_MS)
+    qtbot.waitUntil(dialog.restore_button.isEnabled, timeout=5_000)
+    monkeypatch.setattr(restore_dialog, "confirm_typed",
+                        lambda _p, _t, _c, expected, _a: expected)
+    dialog.restore_button.click()
+    qtbot.waitUntil(lambda: dialog.outcome is not None, timeout=JOB_MS)
+    outcome = dialog.outcome
+    assert outcome is not None
+    assert outcome.ok, outcome.result.error or outcome.cache_error
+    assert outcome.cache is not None
+    assert outcome.cache.total == 2
+    assert sorted(redis_client.keys("*")) == ["telemetry:meter-1"]
+    assert "✔ Redis: 2 cache keys of the old patterns deleted" in dialog.result_label.text()
+    assert not dialog.errors.isVisible()
+    # The core job's record, in the dialog's own journal: the same as the CLI's.
+    assert dialog.journal is not None
+    events = [e["event"] for e in dialog.journal.events()]
+    assert events[-3:] == ["restore_swapped", "cache_delete", "restore_finished"]
+    assert redis_server.password not in dialog.journal.path.read_text()
     close(dialog, qtbot)
 
 

@@ -123,6 +123,12 @@ def test_after_migration_every_check_passes_and_the_operator_signs_the_pdf(
     assert page.default_export("pdf").name.startswith(f"enerlink-migration-{pg_db.dbname}-")
 
     exported = page.export_json(tmp_path / "report.json")
+    assert exported.stat().st_mode & 0o777 == 0o600  # it names hosts and databases
+    exports = journal.events("report_exported")
+    assert [(e["format"], e["path"]) for e in exports] == [("pdf", str(pdf)),
+                                                           ("json", str(exported))]
+    assert exports[0]["pages"] > 0
+    assert exports[1].get("pages") is None
     raw = exported.read_text()
     assert pg_db.password not in raw
     assert redis_server.password not in raw

@@ -8,10 +8,22 @@ from collections.abc import Sequence
 from wizard.core import cache, jobs, orphans
 from wizard.core.connection import PgSettings
 from wizard.core.journal import Journal
+from wizard.core.profiles import Profile
 from wizard.core.redis_conn import RedisSettings, RedisUnavailable
 from wizard.core.reporting import Progress, Report, check_cancel, no_progress, no_report
 from wizard.core.smoke import SmokeSettings, login_check
 from wizard.core.verify import FAIL, PASS, WARN, Check
+
+SMOKE_SKIPPED = ("no application base URL and test account in the profile: the login smoke "
+                 "check is skipped")
+
+
+def smoke_settings(profile: Profile | None, password: str | None) -> SmokeSettings | None:
+    """The login smoke check a profile asks for (its base URL and test account), or None.
+    One reading for the Verify page and `enerlink-migrate verify`, so both run the same."""
+    if profile is None or not (profile.smoke_base_url and profile.smoke_user):
+        return None
+    return SmokeSettings(profile.smoke_base_url, profile.smoke_user, password)
 
 
 def orphan_check(scan: orphans.OrphanScan) -> Check:
@@ -30,7 +42,8 @@ def redis_check(settings: RedisSettings | None, patterns: Sequence[str],
                 cancel: threading.Event | None) -> Check:
     title = "No keys of the old prosumer patterns left in Redis"
     if settings is None:
-        return Check("redis_keys", title, WARN, "no Redis in this profile: not checked")
+        return Check("redis_keys", title, WARN, "no Redis in this profile (or --redis-url): "
+                     "not checked")
     try:
         counts = cache.dry_run(settings, patterns, samples=5, cancel=cancel)
     except RedisUnavailable as exc:
@@ -53,7 +66,8 @@ def final_checklist(pg: PgSettings, redis: RedisSettings | None = None,
                     report: Report = no_report, progress: Progress = no_progress,
                     cancel: threading.Event | None = None,
                     journal: Journal | None = None) -> list[Check]:
-    """Every automated check of the guide, each with its evidence; written to the journal."""
+    """Every automated check of the guide, each with its evidence; written to the journal.
+    The Verify page and `enerlink-migrate verify` both run exactly this, in this order."""
     report("step", "checking the catalog and row counts")
     progress(0.05, "catalog")
     checks = jobs.verify(pg)
@@ -68,6 +82,8 @@ def final_checklist(pg: PgSettings, redis: RedisSettings | None = None,
     if smoke is not None:
         report("step", f"logging in to {smoke.base_url} as {smoke.email}")
         checks.append(login_check(smoke))
+    else:
+        report("info", SMOKE_SKIPPED)
     for c in checks:
         level = "error" if c.status == FAIL else "warn" if c.status == WARN else "info"
         report(level, f"{c.status.upper()} {c.title}: {c.detail}")

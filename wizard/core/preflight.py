@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from wizard.core import names
+from wizard.core.appctl import AppCommandResult, run_app_command
 from wizard.core.connection import PgSettings
 from wizard.core.discovery import (
     CONFLICT,
@@ -24,6 +26,7 @@ from wizard.core.discovery import (
     discover,
 )
 from wizard.core.execute import privilege_problems
+from wizard.core.journal import Journal
 from wizard.core.pgtools import ToolNotFound, find_tool
 from wizard.core.plan import PlanRefused, build_up
 from wizard.core.reporting import Report, no_report
@@ -110,8 +113,17 @@ def list_sessions(settings: PgSettings) -> list[Session]:
         return sessions(conn)
 
 
-def signal_session(settings: PgSettings, pid: int, *, terminate: bool) -> str:
-    """Cancel the running query of `pid`, or terminate its connection; says what happened."""
+def signal_session(settings: PgSettings, pid: int, *, terminate: bool,
+                   journal: Journal | None = None) -> str:
+    """Cancel the running query of `pid`, or terminate its connection; says what happened,
+    and records it in the journal when one is given (another session's work was touched)."""
+    message = _signal(settings, pid, terminate)
+    if journal is not None:
+        journal.write("session_signalled", message=message)
+    return message
+
+
+def _signal(settings: PgSettings, pid: int, terminate: bool) -> str:
     function = "pg_terminate_backend" if terminate else "pg_cancel_backend"
     verb = "terminated" if terminate else "sent a cancel to"
     with settings.connect(autocommit=True) as conn:
@@ -213,9 +225,30 @@ def _unreadable(settings: PgSettings, why: str) -> Preflight:
                      [Check("state", "Database is EnerLink before the rename", FAIL, why)])
 
 
+def app_command(what: str, command: str, *, journal: Journal, report: Report = no_report,
+                cancel: threading.Event | None = None) -> AppCommandResult:
+    """The profile's stop or start command (the pre-flight's application step), recorded
+    in the run's journal: the report shows whether the application was stopped."""
+    result = run_app_command(what, command, report=report, cancel=cancel)
+    journal.write("app_command", what=result.what, command=result.command, ok=result.ok,
+                  detail=result.detail)
+    return result
+
+
 def run_preflight(settings: PgSettings, backup_folder: Path | None = None,
-                  report: Report = no_report, pg_dump: str | None = None) -> Preflight:
-    """Read-only checks against the database: nothing here changes anything."""
+                  report: Report = no_report, pg_dump: str | None = None, *,
+                  journal: Journal | None = None) -> Preflight:
+    """Read-only checks against the database: nothing here changes anything. With a journal,
+    the result is recorded as the run's `preflight` event, the same whichever driver ran
+    the checks (the Pre-flight page, `enerlink-migrate preflight`, the headless demo)."""
+    result = _checks(settings, backup_folder, report, pg_dump)
+    if journal is not None:
+        journal.write("preflight", **result.to_dict())
+    return result
+
+
+def _checks(settings: PgSettings, backup_folder: Path | None, report: Report,
+            pg_dump: str | None) -> Preflight:
     report("info", f"pre-flight checks on {settings.describe()}")
     with settings.connect(autocommit=True) as conn:
         try:

@@ -86,6 +86,20 @@ def record_operator(journal: Journal, name: str) -> None:
     journal.write("operator", name=name.strip())
 
 
+def record_signed(journal: Journal, operator: str, failed_checks: list[str],
+                  manual_done: list[str]) -> None:
+    """The operator finished the checklist: who, with which checks failed and which manual
+    items ticked. Finishing with failures is allowed; this record says they were seen."""
+    journal.write("verification_signed", operator=operator, failed_checks=failed_checks,
+                  manual_done=manual_done)
+
+
+def record_export(journal: Journal, fmt: str, path: str, pages: int | None = None) -> None:
+    """A report left the machine as a file (pdf with its page count, or json): where to."""
+    extra = {} if pages is None else {"pages": pages}
+    journal.write("report_exported", format=fmt, path=path, **extra)
+
+
 @dataclass
 class ChecklistItem:
     id: str

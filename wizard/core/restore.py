@@ -513,7 +513,11 @@ def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
         journal: Journal | None = None,
         after_swap: Callable[[RestoreResult], None] | None = None) -> RestoreResult:
     """Restore into a new database, check it, swap it in. The live database is never dropped;
-    any failure or cancel before the swap drops the new database and leaves live untouched."""
+    any failure or cancel before the swap drops the new database and leaves live untouched.
+
+    `after_swap` is the follow-up that belongs to the same run once the restored database is
+    live (recover.restore_then_clear clears the Redis cache with it): it runs before the
+    next steps are said and the run's last record is written, so both show what it did."""
     if confirm != plan.live_db:
         raise RestoreRefused(f"confirmation {confirm!r} does not match the database name "
                              f"{plan.live_db!r}; type the name of the database to replace")
@@ -589,14 +593,14 @@ def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
                   terminated=result.terminated, attempts=result.swap_attempts)
     report("step", f"{plan.live_db} is now the restored copy; the old one is kept as "
                    f"{plan.before_db}")
-    for step in result.next_steps:
-        report("step", f"next: {step}")
     if after_swap is not None:
         try:
             after_swap(result)
         except Exception as exc:  # the database result stands; the hook is a follow-up
             result.warnings.append(f"after the swap: {exc}")
             report("warn", f"after the swap: {exc}")
+    for step in result.next_steps:
+        report("step", f"next: {step}")
     journal.write("restore_finished", result=result.to_dict())
     return result
 

@@ -73,8 +73,7 @@ def run_headless(box: Sandbox, say: Say) -> DemoOutcome:
         say(("  " if level in ("info", "step") else f"  [{level}] ") + message)
 
     say("1/7 Pre-flight")
-    pre = run_preflight(session.pg, session.backup_folder, report)
-    journal.write("preflight", **pre.to_dict())
+    pre = run_preflight(session.pg, session.backup_folder, report, journal=journal)
     if pre.blocking:
         return DemoOutcome(False, journal.folder, None, [c.title for c in pre.blocking])
     say("2/7 Backup")

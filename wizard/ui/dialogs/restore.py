@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,12 +21,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from wizard.core import cache, restore
+from wizard.core import restore
 from wizard.core.connection import PgSettings
 from wizard.core.journal import Journal
 from wizard.core.profiles import ProfileError
+from wizard.core.recover import RestoreOutcome, restore_then_clear
 from wizard.core.redis_conn import RedisSettings, RedisSettingsError
-from wizard.core.reporting import Progress, Report, no_progress, no_report
 from wizard.ui.confirm import confirm_typed
 from wizard.ui.dialogs import JobDialog
 from wizard.ui.pages.base import LOG_FILE
@@ -38,80 +36,6 @@ if TYPE_CHECKING:
     from wizard.ui.window import MigrationWizard
 
 DEFAULT_JOBS = 2
-
-
-@dataclass
-class RestoreOutcome:
-    """The database restore and, separately, the cache clearing that follows it."""
-
-    result: restore.RestoreResult
-    cache: cache.CacheResult | None = None
-    cache_error: str | None = None  # the restore stands; only the cache part failed
-    cache_note: str | None = None  # not attempted, and why
-
-    def lines(self) -> list[str]:
-        r = self.result
-        if not r.ok:
-            what = "cancelled" if r.cancelled else "failed"
-            lines = [f"✘ The restore {what}: {r.error}"]
-            if r.dropped:
-                lines.append(f"The unfinished {r.restore_db} was dropped; {r.live_db} is "
-                             "untouched.")
-            return lines
-        lines = [f"✔ {r.live_db} is now the restored copy of the backup.",
-                 f"The previous {r.live_db} is kept as {r.before_db}. When you are satisfied, "
-                 f"drop it with: {r.drop_old_sql}"]
-        lines += [f"! {w}" for w in r.warnings]
-        if self.cache is not None:
-            lines.append(f"✔ Redis: {self.cache.total} cache keys of the old patterns "
-                         f"deleted in {self.cache.target}.")
-        elif self.cache_error:
-            lines.append(f"✘ Redis cache clearing failed: {self.cache_error}. The database "
-                         "restore stands; clear the keys on the Cache page or with "
-                         "enerlink-migrate cache.")
-        elif self.cache_note:
-            lines.append(f"! {self.cache_note}")
-        return lines
-
-    def problem(self, retry: str) -> tuple[str, str, str] | None:
-        """(what happened, the failed step, what to do) for the error panel, or None."""
-        if not self.result.ok:
-            return (self.result.error or "the restore failed", "Restore",
-                    f"Read the log; fix the cause and {retry}.")
-        if self.cache_error:
-            return (self.cache_error, "Clearing the Redis cache after the restore",
-                    "The database is restored. Clear the cache keys on the Cache page or "
-                    "with enerlink-migrate cache.")
-        return None
-
-
-def restore_then_clear(plan: restore.RestorePlan, confirm: str,
-                       redis: RedisSettings | None, *, report: Report = no_report,
-                       progress: Progress = no_progress,
-                       cancel: threading.Event | None = None,
-                       journal: Journal | None = None) -> RestoreOutcome:
-    """restore.run, then (only after a swap) clear the application's cache keys."""
-    result = restore.run(plan, confirm=confirm, report=report, progress=progress,
-                         cancel=cancel, journal=journal)
-    outcome = RestoreOutcome(result)
-    if not result.ok:
-        return outcome
-    if redis is None:
-        outcome.cache_note = ("no Redis in this connection: clear the application's cache "
-                              "keys yourself (enerlink-migrate cache) so Redis and the "
-                              "restored database agree")
-        report("warn", outcome.cache_note)
-        return outcome
-    report("step", "clearing the application's cache keys so Redis and the restored "
-                   "database agree")
-    try:
-        # Not cancellable: the swap is done and a half-cleared cache helps nobody.
-        outcome.cache = cache.delete(redis, cache.DEFAULT_PATTERNS, report=report,
-                                     journal=journal)
-    except Exception as exc:  # the restore stands; this part is reported on its own
-        outcome.cache_error = str(exc) or type(exc).__name__
-        report("error", f"Redis cache clearing failed: {outcome.cache_error}")
-    return outcome
 
 
 def inspection_text(plan: restore.RestorePlan) -> str:

@@ -16,8 +16,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from wizard.core.appctl import AppCommandResult, run_app_command
+from wizard.core.appctl import AppCommandResult
 from wizard.core.preflight import Preflight, Session, list_sessions, run_preflight, signal_session
+from wizard.core.preflight import app_command as journaled_app_command
 from wizard.core.units import format_bytes
 from wizard.ui.checks_view import check_item, checks_tree
 from wizard.ui.pages.base import StepPage
@@ -116,15 +117,13 @@ class PreflightPage(StepPage):
         self.run_job("Pre-flight checks", run_preflight, self.session.pg,
                      self.session.backup_folder,
                      pg_dump=profile.pg_dump_path if profile else None,
-                     on_done=self.show_result,
+                     journal=self.session.ensure_journal(), on_done=self.show_result,
                      advice="Check the connection on the first page, then run the checks "
                      "again.")
 
     def show_result(self, result: Preflight) -> None:
         self.result = result
         self.session.results["preflight"] = result
-        journal = self.session.ensure_journal()
-        journal.write("preflight", **result.to_dict())
         blocking = result.blocking
         self.summary.setText(
             f"{result.target}: PostgreSQL {result.server_version}, state {result.state} "
@@ -178,11 +177,11 @@ class PreflightPage(StepPage):
         if answer != QMessageBox.StandardButton.Yes:
             return
         self.run_job("Signalling a session", signal_session, self.session.pg, pid,
-                     terminate=terminate, on_done=self._signalled)
+                     terminate=terminate, journal=self.session.ensure_journal(),
+                     on_done=self._signalled)
 
     def _signalled(self, message: str) -> None:
         self.log.append("info", message)
-        self.session.ensure_journal().write("session_signalled", message=message)
         self.refresh_sessions()
 
     def app_command(self, what: str) -> None:
@@ -190,13 +189,10 @@ class PreflightPage(StepPage):
         command = getattr(profile, f"app_{what}_command", None) if profile else None
         if not command or self.busy:
             return
-        self.run_job(f"{what.capitalize()} the application", run_app_command, what, command,
-                     on_done=self._app_done)
+        self.run_job(f"{what.capitalize()} the application", journaled_app_command, what, command,
+                     journal=self.session.ensure_journal(), on_done=self._app_done)
 
     def _app_done(self, result: AppCommandResult) -> None:
-        self.session.ensure_journal().write("app_command", what=result.what,
-                                            command=result.command, ok=result.ok,
-                                            detail=result.detail)
         if not result.ok:
             self.show_error(result.detail, f"{result.what} the application",
                             "Fix the command in the profile or run it by hand, then go on.")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -31,27 +29,25 @@ from PySide6.QtWidgets import (
 )
 
 from wizard.core import jobs, restore
-from wizard.core.checklist import final_checklist
+from wizard.core.checklist import final_checklist, smoke_settings
+from wizard.core.files import write_atomic
 from wizard.core.journal import Journal
 from wizard.core.plan import DOWN
+from wizard.core.recover import RestoreOutcome, restore_then_clear
 from wizard.core.report import (
     MANUAL_CHECKS,
     ManualCheck,
     build_report,
+    record_export,
     record_manual_check,
     record_operator,
+    record_signed,
     redact,
 )
-from wizard.core.smoke import SmokeSettings
 from wizard.core.verify import FAIL, PASS, WARN, Check
 from wizard.ui.checks_view import check_item, checks_tree
 from wizard.ui.confirm import confirm_typed
-from wizard.ui.dialogs.restore import (
-    RestoreOutcome,
-    confirm_consequence,
-    inspection_text,
-    restore_then_clear,
-)
+from wizard.ui.dialogs.restore import confirm_consequence, inspection_text
 from wizard.ui.pages.base import StepPage
 from wizard.ui.pdf import write_report_pdf
 
@@ -208,21 +204,12 @@ class VerifyPage(StepPage):
             row.load(*latest.get(check_id, (False, "")))
         self.run_checks()
 
-    def smoke_settings(self) -> SmokeSettings | None:
-        profile = self.session.profile
-        if profile is None or not (profile.smoke_base_url and profile.smoke_user):
-            return None
-        return SmokeSettings(profile.smoke_base_url, profile.smoke_user,
-                             self.session.smoke_password)
-
     def run_checks(self) -> None:
         if self.busy:
             return
         self.summary.setText("checking…")
-        smoke = self.smoke_settings()
-        if smoke is None:
-            self.log.append("info", "no application base URL and test account in the profile: "
-                            "the login smoke check is skipped")
+        # The same checks as `enerlink-migrate verify`; a skipped smoke check is logged there.
+        smoke = smoke_settings(self.session.profile, self.session.smoke_password)
         self.run_job("Verification checklist", final_checklist, self.session.pg,
                      self.session.redis, smoke, journal=self.journal,
                      on_done=self.show_checks,
@@ -286,9 +273,8 @@ class VerifyPage(StepPage):
     def validatePage(self) -> bool:
         self.save_pending()
         failed = [c.title for c in self.checks or [] if c.status == FAIL]
-        self.journal.write("verification_signed", operator=self._operator_saved,
-                           failed_checks=failed,
-                           manual_done=[i for i, r in self.manual.items() if r.saved[0]])
+        record_signed(self.journal, self._operator_saved, failed,
+                      [i for i, r in self.manual.items() if r.saved[0]])
         return True
 
     # -- exports ----------------------------------------------------------------------------
@@ -305,15 +291,16 @@ class VerifyPage(StepPage):
     def export_pdf(self, path: Path) -> Path:
         self.save_pending()
         pages = write_report_pdf(self.journal, path)
-        self.journal.write("report_exported", format="pdf", path=str(path), pages=pages)
+        record_export(self.journal, "pdf", str(path), pages)
         self.log.append("info", f"report written to {path} ({pages} pages)")
         return path
 
     def export_json(self, path: Path) -> Path:
         self.save_pending()
         data = redact(build_report(self.journal).to_dict())
-        write_private(path, json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
-        self.journal.write("report_exported", format="json", path=str(path))
+        # 0600: the report names hosts and databases.
+        write_atomic(path, json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+        record_export(self.journal, "json", str(path))
         self.log.append("info", f"checklist and run report written to {path}")
         return path
 
@@ -423,15 +410,3 @@ class VerifyPage(StepPage):
         self.result_label.show()
         for line in text.splitlines():
             self.log.append("step", line)
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write atomically with mode 0600 (the report names hosts and databases)."""
-    fd, tmp = tempfile.mkstemp(prefix=".export-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
