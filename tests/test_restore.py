@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+import redis
 from psycopg import sql
 
 from wizard.cli import main as cli_main
@@ -20,11 +22,13 @@ from wizard.core.fingerprint import schema_fingerprint
 from wizard.core.journal import Journal
 from wizard.core.pgenv import conninfo_arg, libpq_env
 from wizard.core.plan import UP
+from wizard.core.recover import NO_REDIS, restore_then_clear
+from wizard.core.redis_conn import RedisSettings
 from wizard.core.reporting import no_progress
 from wizard.core.restore_db import db_name_with
 from wizard.core.restore_inspect import TocEntry, parse_list_entry, sha256_of
 from wizard.sandbox.probes import databases, has_table
-from wizard.sandbox.servers import PostgresServer
+from wizard.sandbox.servers import PostgresServer, RedisServer
 
 # --- helpers -----------------------------------------------------------------------------
 
@@ -484,3 +488,103 @@ def test_an_extension_the_role_cannot_create_is_refused_first_then_taken_from_a_
         assert snapshot(live) == before
     finally:
         pg_server.drop_database(template)
+
+
+# --- restore, then clear the application's cache: one job for the CLI and the wizard -----
+
+
+def _stale_keys(client: redis.Redis) -> None:
+    client.set("prosumer:7", "stale")
+    client.set("orders:by_prosumer:7", "stale")
+    client.set("telemetry:meter-1", "kept")  # not the application's old patterns
+
+
+def test_restore_then_clear_unlinks_the_old_keys_after_the_swap_in_the_same_journal(
+        live: PgSettings, pg_server: PostgresServer, restore_template: str,
+        redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path) -> None:
+    backup = pg_dump(pg_server, live, tmp_path / "live.dump", "-Fc")
+    migrate(live)
+    _stale_keys(redis_client)
+    plan = restore.prepare(live, backup, restore.RestoreOptions(template=restore_template))
+    settings = RedisSettings(url=redis_server.url, password=redis_server.password, db=1)
+    outcome = restore_then_clear(plan, live.dbname, settings)
+    assert outcome.ok, outcome.result.error or outcome.cache_error
+    assert outcome.cache is not None
+    assert outcome.cache.total == 2
+    assert sorted(redis_client.keys("*")) == ["telemetry:meter-1"]
+    assert has_table(live, "prosumer")
+    assert restore.CACHE_NEXT not in outcome.result.next_steps  # done, not left to do
+    journal = Journal(Path(str(outcome.result.journal)))
+    events = [e["event"] for e in journal.events()]
+    assert events[-3:] == ["restore_swapped", "cache_delete", "restore_finished"]
+    assert journal.events("cache_delete")[0]["total"] == 2
+    assert restore.CACHE_NEXT not in journal.events("restore_finished")[-1]["result"][
+        "next_steps"]
+    assert redis_server.password not in journal.path.read_text()
+
+
+def test_a_failed_restore_leaves_redis_alone_and_without_redis_the_run_says_so(
+        live: PgSettings, pg_server: PostgresServer, redis_server: RedisServer,
+        redis_client: redis.Redis, tmp_path: Path) -> None:
+    backup = pg_dump(pg_server, live, tmp_path / "live.dump", "-Fc")
+    with live.connect() as conn:  # a row the backup lacks: the count check stops the swap
+        conn.execute("INSERT INTO prosumer (prosumer_id, email, password_hash, created_at, "
+                     "updated_at) VALUES ('late', 'late@example.org', 'x', now(), now())")
+    migrate(live)
+    _stale_keys(redis_client)
+    settings = RedisSettings(url=redis_server.url, password=redis_server.password, db=1)
+    outcome = restore_then_clear(restore.prepare(live, backup), live.dbname, settings)
+    assert not outcome.result.ok
+    assert outcome.cache is None
+    assert redis_client.get("prosumer:7") == "stale"  # nothing swapped, nothing cleared
+    said: list[tuple[str, str]] = []
+    outcome = restore_then_clear(
+        restore.prepare(live, backup, restore.RestoreOptions(check_counts=False)),
+        live.dbname, None, report=lambda level, message: said.append((level, message)))
+    assert outcome.ok, outcome.result.error
+    assert outcome.cache is None
+    assert outcome.cache_note == NO_REDIS
+    assert ("warn", NO_REDIS) in said
+    assert restore.CACHE_NEXT in outcome.result.next_steps
+
+
+def _cli_env(live: PgSettings, redis_server: RedisServer, tmp_path: Path,
+             redis_password: str) -> dict[str, str]:
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"{live.host}:{live.port}:*:{live.user}:{live.password}\n")
+    passfile.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "REDISCLI"))}
+    return {**env, "PGPASSFILE": str(passfile), "REDISCLI_AUTH": redis_password}
+
+
+def test_cli_restore_with_redis_url_clears_the_cache_after_the_swap(
+        live: PgSettings, pg_server: PostgresServer, restore_template: str,
+        redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path) -> None:
+    backup = pg_dump(pg_server, live, tmp_path / "live.dump", "-Fc")
+    migrate(live)
+    _stale_keys(redis_client)
+    dsn = f"postgresql://{live.user}@{live.host}:{live.port}/{live.dbname}"
+    argv = [sys.executable, "-m", "wizard", "restore", str(backup), "--dsn", dsn,
+            "--confirm", live.dbname, "--template", restore_template,
+            "--redis-url", f"{redis_server.url}/1"]
+    # A wrong Redis password is found before anything changes.
+    dbs = databases(pg_server)
+    out = subprocess.run(argv, env=_cli_env(live, redis_server, tmp_path, "not-it"),
+                         capture_output=True, text=True, check=False,
+                         stdin=subprocess.DEVNULL)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "wrong password or user for Redis" in out.stderr
+    assert databases(pg_server) == dbs
+    assert has_table(live, "user")
+    out = subprocess.run(argv, env=_cli_env(live, redis_server, tmp_path,
+                                            redis_server.password),
+                         capture_output=True, text=True, check=False,
+                         stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "restore succeeded" in out.stdout
+    assert "✔ Redis: 2 cache keys of the old patterns deleted in" in out.stdout
+    assert "clear the application's cache keys next" not in out.stdout
+    assert "clearing the application's cache keys" in out.stderr
+    assert sorted(redis_client.keys("*")) == ["telemetry:meter-1"]
+    assert has_table(live, "prosumer")
+    assert redis_server.password not in out.stdout + out.stderr

@@ -9,15 +9,33 @@ import traceback
 from collections.abc import Sequence
 
 from wizard import __version__
-from wizard.cli import backup, cache, engine, gui, orphans, profiles, report, restore
-from wizard.cli.common import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, CliError, connection_parser
+from wizard.cli import (
+    backup,
+    cache,
+    engine,
+    gui,
+    orphans,
+    preflight,
+    profiles,
+    report,
+    restore,
+)
+from wizard.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    CliError,
+    Printer,
+    connection_parser,
+    new_command,
+)
 from wizard.core.discovery import DiscoveryError
 from wizard.core.journal import runs_root, write_traceback
 
 CRASH_LOG = "cli-errors.log"
 
 # Each module has register(subparsers, connection_parser); its commands set `handler`.
-COMMAND_MODULES = (engine, backup, orphans, cache, restore, profiles, report, gui)
+COMMAND_MODULES = (engine, preflight, backup, orphans, cache, restore, profiles, report, gui)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. A DBA never sees a traceback: an unexpected error prints one line
     naming the log that holds it, and a closed pipe (`... | head -1`) ends quietly."""
+    new_command()
     try:
         parser = build_parser()
         code = _dispatch(parser, parser.parse_args(argv))
@@ -59,17 +78,18 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_OK
+    out = Printer()
     try:
         return int(args.handler(args))
     except CliError as exc:
-        print(f"enerlink-migrate {args.command}: {exc}", file=sys.stderr)
+        out.error(args.command, str(exc))
         return exc.code
     except DiscoveryError as exc:
-        print(f"enerlink-migrate {args.command}: {exc}", file=sys.stderr)
+        out.error(args.command, str(exc))
         return EXIT_REFUSED
     except KeyboardInterrupt:
-        print(f"enerlink-migrate {args.command}: interrupted; check the database's state "
-              f"with `enerlink-migrate inspect` before going on", file=sys.stderr)
+        out.error(args.command, "interrupted; check the database's state with "
+                  "`enerlink-migrate inspect` before going on")
         return 130
     except BrokenPipeError:
         raise
@@ -86,7 +106,7 @@ def _unexpected(command: str, exc: Exception) -> int:
     except OSError as err:
         where = f"the traceback could not be written to {log} ({err.strerror})"
     first = (str(exc).strip().splitlines() or [""])[0]
-    print(f"enerlink-migrate {command}: unexpected error: {type(exc).__name__}"
-          f"{': ' + first if first else ''}; {where}. Check the database's state with "
-          f"`enerlink-migrate inspect` before going on.", file=sys.stderr)
+    Printer().error(command, f"unexpected error: {type(exc).__name__}"
+                    f"{': ' + first if first else ''}; {where}. Check the database's state "
+                    f"with `enerlink-migrate inspect` before going on.")
     return EXIT_FAILED

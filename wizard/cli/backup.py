@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
-import time
 from pathlib import Path
 
-from wizard.cli.common import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, CliError, emit, pg_settings
+from wizard.cli.common import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, CliError, pg_settings, printer
 from wizard.core import backup
 from wizard.core.backup import (
     DEFAULT_COMPRESSION,
@@ -22,23 +20,6 @@ from wizard.core.reporting import Cancelled
 from wizard.core.units import format_bytes
 
 
-class _Stderr:
-    """Readable progress on stderr: every pg_dump line, and the fraction now and then."""
-
-    def __init__(self) -> None:
-        self.last = 0.0
-
-    def report(self, level: str, message: str) -> None:
-        print(("  " if level in ("step", "info") else f"[{level}] ") + message,
-              file=sys.stderr, flush=True)
-
-    def progress(self, fraction: float, detail: str) -> None:
-        now = time.monotonic()
-        if fraction >= 1.0 or now - self.last >= 1.0:
-            self.last = now
-            print(f"  {fraction * 100:5.1f} %  {detail}", file=sys.stderr, flush=True)
-
-
 def cmd_backup(args: argparse.Namespace) -> int:
     settings = pg_settings(args)
     options = BackupOptions(out_dir=Path(args.out), format=args.format, jobs=args.jobs,
@@ -49,14 +30,15 @@ def cmd_backup(args: argparse.Namespace) -> int:
     except BackupRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
     journal = Journal.create(settings, "backup")
-    out = _Stderr()
+    out = printer(args)
     cancel = threading.Event()
     # pg_dump runs in its own session, so Ctrl-C reaches only us: turn it into a cancel,
     # which stops pg_dump's process group, removes the partial file and journals it.
     previous = signal.signal(signal.SIGINT, lambda _sig, _frame: cancel.set())
     try:
-        result = backup.run(plan, report=out.report, progress=out.progress, cancel=cancel,
-                            journal=journal)
+        # Every pg_dump line, and the fraction at each percent (a dump can take an hour).
+        result = backup.run(plan, report=out.reporter(), progress=out.progress(0.01),
+                            cancel=cancel, journal=journal)
     except Cancelled as exc:
         raise CliError(str(exc), EXIT_FAILED) from None
     except BackupRefused as exc:
@@ -71,7 +53,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
                 f"{result.verify_s:.1f} s)\njournal: {journal.folder}")
     else:
         text = f"backup FAILED: {result.error}\njournal: {journal.folder}"
-    emit(args, {**result.to_dict(), "journal": str(journal.folder)}, text)
+    out.result({**result.to_dict(), "journal": str(journal.folder)}, text)
     return EXIT_OK if result.verified else EXIT_FAILED
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import getpass
-import os
 import signal
 import sys
 import threading
@@ -21,23 +19,16 @@ from wizard.cli.common import (
     EXIT_REFUSED,
     EXIT_USAGE,
     CliError,
-    emit,
+    Printer,
+    load_profile,
+    printer,
 )
-from wizard.core import cache, profiles, secrets
+from wizard.cli.redis_args import DEFAULT_URL, add_redis_options, reachable, redis_settings
+from wizard.core import cache, profiles
 from wizard.core.connection import PgSettings
 from wizard.core.journal import Journal
-from wizard.core.redis_conn import (
-    NOAUTH,
-    RedisSettings,
-    RedisSettingsError,
-    RedisUnavailable,
-    check_connection,
-)
+from wizard.core.redis_conn import RedisSettings, RedisUnavailable, check_connection
 from wizard.core.reporting import Cancelled, Report, no_progress, no_report
-
-# redis-cli's own variable: one setting serves both tools.
-PASSWORD_ENV = "REDISCLI_AUTH"  # noqa: S105 - the name of a variable, not a secret
-DEFAULT_URL = "redis://localhost:6379/0"
 
 
 def pg_target(dsn: str | None,
@@ -61,53 +52,6 @@ def pg_target(dsn: str | None,
     return settings, explicit
 
 
-def _profile(args: argparse.Namespace) -> profiles.Profile | None:
-    name = getattr(args, "profile", None)
-    if not name:
-        return None
-    try:
-        return profiles.load(name)
-    except profiles.ProfileError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
-
-
-def redis_settings(args: argparse.Namespace,
-                   profile: profiles.Profile | None = None) -> RedisSettings:
-    """Options first, then the profile's Redis fields. The password comes from REDISCLI_AUTH,
-    else the profile's keyring entry, else the prompt: never from an argument."""
-    stored = profile.redis_fields() if profile else {}
-    try:
-        settings = RedisSettings.from_url(
-            args.redis_url or stored.get("url") or DEFAULT_URL,
-            username=args.redis_user or stored.get("username"),
-            db=args.redis_db if args.redis_db is not None else stored.get("db"),
-            ca_file=args.redis_ca or stored.get("ca_file"), timeout_s=args.redis_timeout)
-    except RedisSettingsError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
-    password = os.environ.get(PASSWORD_ENV) or None
-    if password is None and profile is not None and not profile.ask_every_time:
-        try:
-            password = secrets.get(profile.name, "redis")
-        except secrets.SecretsUnavailable as exc:
-            print(f"note: {exc}", file=sys.stderr)
-    return settings.with_password(password)
-
-
-def reachable(settings: RedisSettings, interactive: bool) -> tuple[RedisSettings, str]:
-    """PING once; when the server wants a password we lack and a person is there, ask."""
-    try:
-        return settings, check_connection(settings)
-    except RedisUnavailable as exc:
-        if exc.kind != NOAUTH or settings.password is not None or not interactive:
-            raise CliError(str(exc), EXIT_USAGE) from None
-    with_pw = settings.with_password(getpass.getpass(f"Redis password for "
-                                                     f"{settings.describe()}: "))
-    try:
-        return with_pw, check_connection(with_pw)
-    except RedisUnavailable as again:
-        raise CliError(str(again), EXIT_USAGE) from None
-
-
 @contextlib.contextmanager
 def cancel_on_interrupt() -> Iterator[threading.Event]:
     """Ctrl-C asks the job to stop between batches instead of killing it mid-pipeline."""
@@ -117,23 +61,6 @@ def cancel_on_interrupt() -> Iterator[threading.Event]:
         yield event
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _log(level: str, message: str) -> None:
-    print(("  " if level == "step" else f"[{level}] ") + message, file=sys.stderr, flush=True)
-
-
-class _Tenths:
-    """Progress on stderr every 10 %, so a long clear shows it is moving."""
-
-    def __init__(self) -> None:
-        self.shown = 0
-
-    def __call__(self, fraction: float, detail: str) -> None:
-        tenth = int(fraction * 10)
-        if tenth > self.shown:
-            self.shown = tenth
-            print(f"  {tenth * 10} % ({detail})", file=sys.stderr, flush=True)
 
 
 def _check_usage(args: argparse.Namespace) -> None:
@@ -153,7 +80,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
         cache.check_patterns(patterns)
     except cache.CacheRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
-    profile = _profile(args)
+    out = printer(args)
+    profile = load_profile(args)
     pg, expected = pg_target(args.dsn, profile)
     settings = redis_settings(args, profile)
     journal = Journal.create(pg, "cache")
@@ -168,58 +96,59 @@ def cmd_cache(args: argparse.Namespace) -> int:
         journal.write("cache_unavailable", redis=settings.describe(), error=str(exc))
         raise
     if not args.json:
-        _log("info", hello)
-    report = no_report if args.json else _log
+        out.log("info", hello)
+    report = no_report if args.json else out.reporter()
     try:
         if args.flushdb:
-            return _flushdb(args, settings, expected, journal, report)
+            return _flushdb(args, out, settings, expected, journal, report)
         if args.dry_run:
-            return _dry_run(args, settings, patterns, journal)
+            return _dry_run(args, out, settings, patterns, journal)
         with cancel_on_interrupt() as cancel:
             result = cache.delete(settings, patterns, report,
-                                  no_progress if args.json else _Tenths(), cancel, journal)
+                                  no_progress if args.json else out.progress(), cancel,
+                                  journal)
     except RedisUnavailable as exc:
         raise CliError(str(exc), EXIT_FAILED) from None
     except Cancelled as exc:
         raise CliError(str(exc), EXIT_FAILED) from None
     lines = [f"deleted {result.total} keys from {result.target} in {result.seconds:.2f} s"]
     lines += [f"  {p}: {n}" for p, n in result.deleted.items()]
-    emit(args, {**result.to_dict(), "journal": str(journal.folder)},
-         "\n".join([*lines, f"journal: {journal.folder}"]))
+    out.result({**result.to_dict(), "journal": str(journal.folder)},
+               "\n".join([*lines, f"journal: {journal.folder}"]))
     return EXIT_OK
 
 
-def _dry_run(args: argparse.Namespace, settings: RedisSettings, patterns: tuple[str, ...],
-             journal: Journal) -> int:
+def _dry_run(args: argparse.Namespace, out: Printer, settings: RedisSettings,
+             patterns: tuple[str, ...], journal: Journal) -> int:
     counts = cache.dry_run(settings, patterns, samples=args.samples, journal=journal)
     lines = [f"dry run on {settings.describe()}: nothing deleted"]
     for c in counts:
         lines.append(f"  {c.pattern}: {c.count} keys")
         lines += [f"    {s}" for s in c.samples]
-    emit(args, {"redis": settings.describe(), "dry_run": True,
+    out.result({"redis": settings.describe(), "dry_run": True,
                 "patterns": [c.to_dict() for c in counts], "journal": str(journal.folder)},
-         "\n".join(lines))
+               "\n".join(lines))
     return EXIT_OK
 
 
-def _flushdb(args: argparse.Namespace, settings: RedisSettings, expected: str | None,
-             journal: Journal, report: Report) -> int:
+def _flushdb(args: argparse.Namespace, out: Printer, settings: RedisSettings,
+             expected: str | None, journal: Journal, report: Report) -> int:
     if args.dry_run:
         info = check_connection(settings)
-        emit(args, {"redis": settings.describe(), "dry_run": True, "flushdb": True,
+        out.result({"redis": settings.describe(), "dry_run": True, "flushdb": True,
                     "detail": info},
-             f"dry run: FLUSHDB would clear db {settings.effective_db} only ({info}); other "
-             f"db indexes are untouched. Run with --confirm {expected or '<dbname>'} to do it.")
+                   f"dry run: FLUSHDB would clear db {settings.effective_db} only ({info}); other "
+                   f"db indexes are untouched. Run with --confirm {expected or '<dbname>'} "
+                   "to do it.")
         return EXIT_OK
     try:
         before = cache.flushdb(settings, args.confirm, expected, report=report, journal=journal)
     except cache.CacheRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
-    emit(args, {"redis": settings.describe(), "flushdb": True, "keys_before": before,
+    out.result({"redis": settings.describe(), "flushdb": True, "keys_before": before,
                 "journal": str(journal.folder)},
-         f"FLUSHDB {settings.describe()}: {'all' if before is None else before} keys removed "
-         "(other db indexes untouched)\n"
-         f"journal: {journal.folder}")
+               f"FLUSHDB {settings.describe()}: {'all' if before is None else before} keys "
+               f"removed (other db indexes untouched)\njournal: {journal.folder}")
     return EXIT_OK
 
 
@@ -238,14 +167,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="clear the whole configured db index (needs --confirm <dbname>)")
     p.add_argument("--confirm", metavar="DBNAME",
                    help="the PostgreSQL database name, typed to confirm --flushdb")
-    p.add_argument("--redis-url", metavar="URL",
-                   help="redis://host:port/db or rediss://host:port/db (TLS), no password; "
-                   f"default: the profile's, else {DEFAULT_URL}")
-    p.add_argument("--redis-user", metavar="U", help="ACL user name (Redis 6+)")
-    p.add_argument("--redis-db", type=int, metavar="N", help="db index (overrides the URL's)")
-    p.add_argument("--redis-ca", metavar="FILE", help="CA certificate file for rediss://")
-    p.add_argument("--redis-timeout", type=float, default=5.0, metavar="S",
-                   help="connect and command timeout in seconds (default 5)")
+    add_redis_options(p, DEFAULT_URL)
     p.add_argument("--samples", type=int, default=10, metavar="N",
                    help="sample keys shown per pattern in a dry run (default 10)")
     p.set_defaults(handler=cmd_cache)

@@ -6,6 +6,7 @@ import argparse
 import getpass
 import json
 import sys
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import psycopg
@@ -15,6 +16,8 @@ from wizard.core import profiles, secrets
 from wizard.core.connection import PgSettings
 from wizard.core.connection import connect_advice as core_connect_advice
 from wizard.core.profiles import Profile, ProfileError, pg_env, resolve_pg
+from wizard.core.reporting import Progress, Report
+from wizard.core.verify import Check
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 
@@ -55,22 +58,42 @@ def load_profile(args: argparse.Namespace) -> Profile | None:
 
 def profile_password(profile: Profile | None, settings: PgSettings) -> str | None:
     """The profile's PostgreSQL password from the keyring, when it applies to `settings`."""
-    if profile is None or profile.ask_every_time:
+    if profile is None:
         return None
     own = profile.pg_settings()
     if (settings.host, settings.port, settings.user) != (own.host, own.port, own.user):
         # --dsn points elsewhere: the stored password belongs to the profile's role and server.
         return None
+    return stored_secret(profile, "postgres")
+
+
+_NOTED: set[str] = set()  # a keyring note is worth reading once per command, not per secret
+
+
+def new_command() -> None:
+    """Forget the notes already given: each command says what concerns it once."""
+    _NOTED.clear()
+
+
+def stored_secret(profile: Profile | None, what: str) -> str | None:
+    """The profile's `what` password (postgres, redis, smoke) from the keyring, or None: the
+    profile asks every time, nothing is stored, or the keyring cannot be read (said once)."""
+    if profile is None or profile.ask_every_time:
+        return None
     status = secrets.backend_status()
-    if not status.usable:
-        print(f"note: {status.message} (profiles edit {profile.name} --ask-every-time "
-              "silences this)", file=sys.stderr)
-        return None
-    try:
-        return secrets.get(profile.name, "postgres")
-    except secrets.SecretsUnavailable as exc:
-        print(f"note: {exc}", file=sys.stderr)
-        return None
+    note = None
+    if status.usable:
+        try:
+            return secrets.get(profile.name, what)
+        except secrets.SecretsUnavailable as exc:
+            note = str(exc)
+    else:
+        note = (f"{status.message} (profiles edit {profile.name} --ask-every-time "
+                "silences this)")
+    if note not in _NOTED:
+        _NOTED.add(note)
+        Printer().note(note)
+    return None
 
 
 def connectable(settings: PgSettings, interactive: bool,
@@ -111,12 +134,80 @@ def connect_advice(settings: PgSettings, text: str, hint: str | None = None) -> 
     return core_connect_advice(settings, text, hint)
 
 
-def emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    if args.json:
-        print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
-    else:
-        print(text)
+class Printer:
+    """The one way a command writes. Its answer goes to stdout: text, or one JSON document
+    with --json (then nothing else reaches stdout, so `--json | jq` always parses).
+    Progress, notes, warnings and errors go to stderr. The streams are looked up at each
+    write, because tests and pipes replace them; a closed pipe raises BrokenPipeError,
+    which `wizard.cli.main` turns into a quiet exit."""
 
+    def __init__(self, json_mode: bool = False) -> None:
+        self.json = json_mode
+
+    def result(self, data: Any, text: str) -> None:
+        """The command's answer: `data` as JSON with --json, else `text`."""
+        if self.json:
+            print(json.dumps(data, indent=2, default=str, ensure_ascii=False),
+                  file=sys.stdout)
+        else:
+            print(text, file=sys.stdout)
+
+    def text(self, text: str, *, end: str = "\n") -> None:
+        """Part of a text answer printed before the end (an inspection, a message); with
+        --json only the result document is printed."""
+        if not self.json:
+            print(text, end=end, file=sys.stdout, flush=True)
+
+    def note(self, message: str) -> None:
+        self._err(f"note: {message}")
+
+    def warning(self, message: str) -> None:
+        self._err(f"warning: {message}")
+
+    def error(self, command: str, message: str) -> None:
+        """A command that stops: `enerlink-migrate COMMAND: what happened; what to do`."""
+        self._err(f"enerlink-migrate {command}: {message}")
+
+    def log(self, level: str, message: str) -> None:
+        """A job's report line: steps and details indented, other levels tagged."""
+        self._err(("  " if level in PLAIN_LEVELS else f"[{level}] ") + message)
+
+    def reporter(self, levels: Collection[str] | None = None) -> Report:
+        """A job's `report` callback on stderr, showing only `levels` when given."""
+        def report(level: str, message: str) -> None:
+            if levels is None or level in levels:
+                self.log(level, message)
+        return report
+
+    def progress(self, step: float = 0.1) -> Progress:
+        """A job's `progress` callback: one stderr line each time another `step` of the
+        work is done, so a long job shows it moves without flooding a terminal or a log."""
+        shown = [-1]
+
+        def progress(fraction: float, detail: str) -> None:
+            reached = int(fraction / step + 1e-9)
+            if reached > shown[0]:
+                shown[0] = reached
+                self._err(f"  {fraction:4.0%} {detail}")
+        return progress
+
+    def _err(self, line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+
+PLAIN_LEVELS = frozenset({"step", "info"})
+CHECK_MARK = {"pass": "✔", "fail": "✘", "warn": "!"}
+
+
+def printer(args: argparse.Namespace) -> Printer:
+    """The printer for a parsed command line (--json where the command has it)."""
+    return Printer(bool(getattr(args, "json", False)))
+
+
+def checks_text(checks: Sequence[Check]) -> str:
+    """Checks as text lines: mark, title, detail (verify, migrate and preflight alike)."""
+    return "\n".join(f"  {CHECK_MARK.get(c.status, '?')} {c.title}: {c.detail}"
+                     for c in checks)
 
 
 def connection_parser() -> argparse.ArgumentParser:

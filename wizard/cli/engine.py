@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from typing import Any
 
@@ -12,21 +13,23 @@ from wizard.cli.common import (
     EXIT_REFUSED,
     EXIT_USAGE,
     CliError,
-    emit,
+    checks_text,
     load_profile,
     pg_settings,
+    printer,
+    stored_secret,
 )
-from wizard.core import jobs, names
+from wizard.cli.redis_args import add_redis_options, ask_password_if_needed, given_redis
+from wizard.core import checklist, jobs, names
 from wizard.core.connection import PgSettings
 from wizard.core.discovery import CONFLICT, UNKNOWN
 from wizard.core.execute import RunOptions, RunResult
+from wizard.core.journal import Journal
 from wizard.core.plan import DOWN, UP, PlanRefused
-from wizard.core.verify import FAIL, Check
-
-
-def _checks_text(checks: list[Check]) -> str:
-    mark = {"pass": "✔", "fail": "✘", "warn": "!"}
-    return "\n".join(f"  {mark.get(c.status, '?')} {c.title}: {c.detail}" for c in checks)
+from wizard.core.profiles import Profile
+from wizard.core.reporting import no_report
+from wizard.core.smoke import SmokeSettings
+from wizard.core.verify import FAIL
 
 
 def cmd_inspect(args: argparse.Namespace, settings: PgSettings) -> int:
@@ -39,7 +42,7 @@ def cmd_inspect(args: argparse.Namespace, settings: PgSettings) -> int:
         if not t.can_alter:
             lines.append(f"  ! {d.current_user} cannot ALTER {t.name} (owner {t.owner})")
     lines += [f"  ! text reference: {r}" for r in d.text_references]
-    emit(args, d.to_dict(), "\n".join(lines))
+    printer(args).result(d.to_dict(), "\n".join(lines))
     return EXIT_REFUSED if d.state in (CONFLICT, UNKNOWN) else EXIT_OK
 
 
@@ -49,8 +52,9 @@ def cmd_plan(args: argparse.Namespace, settings: PgSettings) -> int:
         plan = jobs.make_plan(d, DOWN if args.down else UP, settings, _migration(args))
     except PlanRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
+    out = printer(args)
     if args.sql and not args.json:
-        print(plan.script(_lock_settings(args)[0]), end="")
+        out.text(plan.script(_lock_settings(args)[0]), end="")
         return EXIT_OK
     lines = [f"state: {d.state}: {d.explanation}",
              f"plan ({plan.direction}): {len(plan.catalog_steps)} steps in one transaction"
@@ -62,17 +66,13 @@ def cmd_plan(args: argparse.Namespace, settings: PgSettings) -> int:
     lines += [f"  unchanged: {u}" for u in plan.unchanged] + [f"  note: {n}" for n in plan.notes]
     if not plan.steps:
         lines.append("  nothing to do")
-    emit(args, {**plan.to_dict(), "script": plan.script(_lock_settings(args)[0])},
-         "\n".join(lines))
+    out.result({**plan.to_dict(), "script": plan.script(_lock_settings(args)[0])},
+               "\n".join(lines))
     return EXIT_OK
 
 
 def _migration(args: argparse.Namespace) -> tuple[int, str]:
     return (args.migration_timestamp, args.migration_name)
-
-
-def _print_log(level: str, message: str) -> None:
-    print(("  " if level == "step" else f"[{level}] ") + message, file=sys.stderr, flush=True)
 
 
 def _lock_settings(args: argparse.Namespace) -> tuple[float, int]:
@@ -102,15 +102,16 @@ def _run(args: argparse.Namespace, settings: PgSettings, direction: str) -> int:
                          statement_timeout_s=args.statement_timeout,
                          rehearse=getattr(args, "rehearse", False),
                          count_all_tables=args.count_all)
+    out = printer(args)
     try:
         plan, result, journal = jobs.run(settings, direction, options=options,
-                                         report=None if args.json else _print_log,
+                                         report=None if args.json else out.reporter(),
                                          migration=_migration(args),
                                          guard=_guard(args, direction))
     except PlanRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
-    emit(args, {"plan": plan.to_dict(), "result": result.to_dict(),
-                 "journal": str(journal.folder)}, _result_text(result, journal.folder))
+    out.result({"plan": plan.to_dict(), "result": result.to_dict(),
+                "journal": str(journal.folder)}, _result_text(result, journal.folder))
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -127,7 +128,7 @@ def _result_text(result: RunResult, folder: Any) -> str:
         head = f"{verb} FAILED: {result.error}"
     lines = [head]
     if result.checks:
-        lines.append(_checks_text(result.checks))
+        lines.append(checks_text(result.checks))
     if result.ok and not result.rehearsal and result.direction == UP:
         lines.append("Revert with `enerlink-migrate revert` (not `npm run migration:revert`: "
                      "the upstream down() cannot succeed on this schema).")
@@ -144,12 +145,42 @@ def cmd_revert(args: argparse.Namespace, settings: PgSettings) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, settings: PgSettings) -> int:
-    checks = jobs.verify(settings)
-    failed = any(c.status == FAIL for c in checks)
-    emit(args, [c.to_dict() for c in checks],
-          f"verification of {settings.describe()}: {'FAILED' if failed else 'passed'}\n"
-          + _checks_text(checks))
+    """The Verify page's checklist (catalog, row counts, text references, orphans, Redis,
+    the login smoke check), in its order, journaled as `verification`. Exit 1 when a check
+    fails; a warning (Redis or the smoke check not configured) is not a failure."""
+    out = printer(args)
+    profile = load_profile(args)
+    interactive = sys.stdin.isatty()
+    redis = given_redis(args, profile)
+    if redis is not None:
+        redis = ask_password_if_needed(redis, interactive)
+    smoke = _smoke(profile, interactive)
+    journal = Journal.create(settings, "verify")
+    checks = checklist.final_checklist(
+        settings, redis, smoke, journal=journal,
+        # stdout lists every check: stderr only says what is being looked at.
+        report=no_report if args.json else out.reporter({"step"}))
+    failed = [c for c in checks if c.status == FAIL]
+    lines = [f"verification of {settings.describe()}: {'FAILED' if failed else 'passed'}",
+             checks_text(checks)]
+    if smoke is None:
+        lines.append(f"  ({checklist.SMOKE_SKIPPED})")
+    lines.append(f"journal: {journal.folder}")
+    out.result([c.to_dict() for c in checks], "\n".join(lines))
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _smoke(profile: Profile | None, interactive: bool) -> SmokeSettings | None:
+    """The profile's login smoke check; its test account's password from the keyring, else
+    asked when a person is there (without one the login fails and the check says so)."""
+    smoke = checklist.smoke_settings(profile, None)
+    if smoke is None or profile is None:
+        return None
+    password = stored_secret(profile, "smoke")
+    if password is None and interactive:
+        password = getpass.getpass(f"Password of the test account {smoke.email} "
+                                   f"({smoke.base_url}): ")
+    return checklist.smoke_settings(profile, password)
 
 
 def engine_options(common: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -194,5 +225,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_with_db(cmd_migrate))
     p = sub.add_parser("revert", parents=[opts], help="rename user back to prosumer")
     p.set_defaults(handler=_with_db(cmd_revert))
-    p = sub.add_parser("verify", parents=[opts], help="the verification checklist")
+    p = sub.add_parser(
+        "verify", parents=[common], help="the verification checklist (as the Verify page)",
+        description="The checks of the wizard's Verify page, in its order: catalog, row "
+        "counts, stored code, orphan rows, old keys in Redis (with --redis-url or the "
+        "profile's Redis) and the login smoke check (when the profile has a base URL and a "
+        "test account). Journaled; exit 0 when nothing fails (warnings do not fail).")
+    add_redis_options(p, "none: the Redis check is a warning")
     p.set_defaults(handler=_with_db(cmd_verify))

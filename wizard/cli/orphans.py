@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +13,12 @@ from wizard.cli.common import (
     EXIT_REFUSED,
     EXIT_USAGE,
     CliError,
-    emit,
     pg_settings,
+    printer,
 )
 from wizard.core import orphans
 from wizard.core.journal import Journal
 from wizard.core.reporting import Cancelled
-
-
-def _log(level: str, message: str) -> None:
-    if level in ("step", "error"):  # the per-column warnings are in the table on stdout
-        print(("  " if level == "step" else f"[{level}] ") + message, file=sys.stderr,
-              flush=True)
 
 
 def cmd_orphans(args: argparse.Namespace) -> int:
@@ -39,7 +32,9 @@ def cmd_orphans(args: argparse.Namespace) -> int:
         raise CliError(f"deleting orphan rows needs the database name typed back: --confirm "
                        f"{shlex.quote(settings.dbname)}", EXIT_REFUSED)
     journal = Journal.create(settings, "orphans")
-    report = None if args.json else _log
+    out = printer(args)
+    # The per-column warnings are in the table on stdout: stderr shows progress and errors.
+    report = None if args.json else out.reporter({"step", "error"})
     timeouts: dict[str, Any] = {"statement_timeout_s": args.statement_timeout,
                                 "report": report, "journal": journal}
     data: dict[str, Any] = {"journal": str(journal.folder)}
@@ -62,13 +57,12 @@ def cmd_orphans(args: argparse.Namespace) -> int:
     except (orphans.OrphanError, Cancelled) as exc:
         raise CliError(str(exc), EXIT_FAILED) from None
     lines.append(f"journal: {journal.folder}")
-    emit(args, data, "\n".join(lines))
+    out.result(data, "\n".join(lines))
     if scan.clean:
         return EXIT_OK
-    print(f"enerlink-migrate orphans: {scan.total} orphan rows remain in {settings.dbname}; "
-          f"export and delete them with --export DIR --delete --confirm "
-          f"{shlex.quote(settings.dbname)}, or give them their parents back by hand",
-          file=sys.stderr)
+    out.error("orphans", f"{scan.total} orphan rows remain in {settings.dbname}; export and "
+              f"delete them with --export DIR --delete --confirm "
+              f"{shlex.quote(settings.dbname)}, or give them their parents back by hand")
     return EXIT_FAILED
 
 

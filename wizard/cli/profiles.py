@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import getpass
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from wizard.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, emit
+from wizard.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, printer
 from wizard.core import profiles, secrets
 from wizard.core.profiles import Profile, ProfileError
 
@@ -58,7 +57,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not lines:
         lines = [f"no profiles in {profiles.profiles_dir()} (add one with "
                  "enerlink-migrate profiles add NAME --host ... --dbname ... --user ...)"]
-    emit(args, rows, "\n".join(lines))
+    printer(args).result(rows, "\n".join(lines))
     return EXIT_FAILED if broken else EXIT_OK
 
 
@@ -73,7 +72,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         lines.append(f"  {spec.key:<{width}}  {shown}")
     lines.append(f"  connects as {profile.pg_settings().describe()}")
     lines += [f"  {what} password: {state}" for what, state in passwords.items()]
-    emit(args, {**profile.to_dict(), "passwords": passwords}, "\n".join(lines))
+    printer(args).result({**profile.to_dict(), "passwords": passwords}, "\n".join(lines))
     return EXIT_OK
 
 
@@ -111,14 +110,15 @@ def _save(args: argparse.Namespace, profile: Profile, verb: str) -> int:
                        "--set-password, or with --ask-every-time", EXIT_FAILED)
     typed = {what: _prompt(profile.name, what) for what in wanted}
     path = profiles.save(profile)
-    print(f"profile {profile.name!r} {verb} ({path})")
+    out = printer(args)
+    out.text(f"profile {profile.name!r} {verb} ({path})")
     try:
         for what, secret in typed.items():
             secrets.set(profile.name, what, secret)
-            print(f"{what} password stored in the keyring ({status.name})")
+            out.text(f"{what} password stored in the keyring ({status.name})")
         for what in forget if status.usable else []:
             if secrets.delete(profile.name, what):
-                print(f"{what} password removed from the keyring")
+                out.text(f"{what} password removed from the keyring")
     except secrets.SecretsUnavailable as exc:
         raise CliError(f"profile saved, but the keyring refused: {exc}", EXIT_FAILED) from None
     return EXIT_OK
@@ -137,22 +137,25 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
+    out = printer(args)
     for warning in profiles.remove(args.name):
-        print(f"warning: {warning}", file=sys.stderr)
-    print(f"profile {args.name!r} removed, with its stored passwords")
+        out.warning(warning)
+    out.text(f"profile {args.name!r} removed, with its stored passwords")
     return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     names = profiles.export(args.names, Path(args.file))
-    print(f"exported {len(names)} profile(s) to {args.file} (no passwords): {', '.join(names)}")
+    printer(args).text(f"exported {len(names)} profile(s) to {args.file} (no passwords): "
+                       f"{', '.join(names)}")
     return EXIT_OK
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     names = profiles.import_(Path(args.file), overwrite=args.overwrite)
-    print(f"imported {len(names)} profile(s): {', '.join(names)}; passwords are not part of an "
-          "export: store them with enerlink-migrate profiles edit NAME --set-password postgres")
+    printer(args).text(f"imported {len(names)} profile(s): {', '.join(names)}; passwords are "
+                       "not part of an export: store them with enerlink-migrate profiles edit "
+                       "NAME --set-password postgres")
     return EXIT_OK
 
 

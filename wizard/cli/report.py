@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from wizard.cli.common import EXIT_OK, EXIT_USAGE, CliError, emit
+from wizard.cli.common import EXIT_OK, EXIT_USAGE, CliError, printer
 from wizard.core.journal import EVENTS, Journal, runs_root
 from wizard.core.report import build_report, render_html
 
@@ -57,7 +57,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     open_items = [c.title for c in model.checklist if c.status in ("fail", "open")]
     if open_items:
         lines.append(f"{len(open_items)} checklist item(s) failed or not ticked yet")
-    emit(args, data, "\n".join(lines))
+    printer(args).result(data, "\n".join(lines))
     return EXIT_OK
 
 

@@ -6,33 +6,26 @@ import argparse
 import sys
 from typing import Any
 
-from wizard.cli.common import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, CliError, emit, pg_settings
+from wizard.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    CliError,
+    load_profile,
+    pg_settings,
+    printer,
+)
+from wizard.cli.redis_args import add_redis_options, given_redis, reachable
 from wizard.core import restore
 from wizard.core.pgtools import ToolNotFound
+from wizard.core.profiles import Profile
+from wizard.core.recover import RestoreOutcome, restore_then_clear
+from wizard.core.redis_conn import RedisSettings
 from wizard.core.reporting import no_progress, no_report
 
 
-def _printer(verbose: bool) -> Any:
-    def report(level: str, message: str) -> None:
-        if level == "info" and not verbose:
-            return
-        print(("  " if level in ("step", "info") else f"[{level}] ") + message,
-              file=sys.stderr, flush=True)
-    return report
-
-
-def _progress_printer() -> Any:
-    shown = [-1]
-
-    def progress(fraction: float, detail: str) -> None:
-        tenth = int(fraction * 10)
-        if tenth > shown[0]:
-            shown[0] = tenth
-            print(f"  {fraction:4.0%} {detail}", file=sys.stderr, flush=True)
-    return progress
-
-
-def _result_text(result: restore.RestoreResult) -> str:
+def _result_text(outcome: RestoreOutcome) -> str:
+    result = outcome.result
     if result.ok:
         lines = [f"restore succeeded: {result.live_db} is the restored copy; the previous "
                  f"database is kept as {result.before_db}"]
@@ -48,48 +41,78 @@ def _result_text(result: restore.RestoreResult) -> str:
     if result.timings:
         lines.append("  timings: " + ", ".join(f"{k[:-2]} {v} s" for k, v in
                                                result.timings.items()))
+    lines += _cache_lines(outcome)
     lines += [f"next: {s}" for s in result.next_steps]
     lines.append(f"journal: {result.journal}")
     return "\n".join(lines)
 
 
+def _cache_lines(outcome: RestoreOutcome) -> list[str]:
+    if outcome.cache is not None:
+        return [f"  ✔ Redis: {outcome.cache.total} cache keys of the old patterns deleted in "
+                f"{outcome.cache.target}"]
+    if outcome.cache_error:
+        return [f"  ✘ Redis cache clearing failed: {outcome.cache_error}; the restore stands: "
+                "clear the keys with enerlink-migrate cache"]
+    return []  # no Redis given: stderr said so, and the next steps name the cache command
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
+    """Restore, check, swap; then clear the application's cache keys when a Redis is given
+    (--redis-url or the profile's), as the wizard's restore does. Exit 0 only when both
+    parts succeeded."""
+    out = printer(args)
+    profile = load_profile(args)
     settings = pg_settings(args)
     options = restore.RestoreOptions(jobs=args.jobs, pg_restore=args.pg_restore,
                                      psql=args.psql, maintenance_db=args.maintenance_db,
                                      template=args.template,
                                      check_counts=not args.no_count_check)
-    report = _printer(args.verbose) if not args.json else no_report
+    shown = {"step", "warn", "error"} | ({"info"} if args.verbose else set())
+    report = no_report if args.json else out.reporter(shown)
     try:
         plan = restore.prepare(settings, args.backup, options, report=report)
     except (restore.RestoreRefused, ToolNotFound) as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
-    if not args.json:
-        print("\n".join(plan.inspection.summary()), flush=True)
-        print(f"restore into a new database {plan.restore_db}, check it, then swap: "
-              f"{plan.live_db} will be kept as {plan.before_db}", flush=True)
+    out.text("\n".join(plan.inspection.summary()))
+    out.text(f"restore into a new database {plan.restore_db}, check it, then swap: "
+             f"{plan.live_db} will be kept as {plan.before_db}")
     if args.confirm != plan.live_db:
         raise CliError(f"refusing: --confirm must repeat the name of the database to replace "
                        f"({plan.live_db}); got {args.confirm!r}. Nothing was changed",
                        EXIT_REFUSED)
+    redis = _redis(args, profile)
     try:
-        result = restore.run(plan, confirm=args.confirm, report=report,
-                             progress=_progress_printer() if not args.json
-                             else no_progress)
+        outcome = restore_then_clear(plan, args.confirm, redis, report=report,
+                                     progress=no_progress if args.json else out.progress())
     except restore.RestoreRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
-    emit(args, {"plan": plan.to_dict(), "result": result.to_dict()}, _result_text(result))
-    return EXIT_OK if result.ok else EXIT_FAILED
+    out.result({"plan": plan.to_dict(), "result": outcome.result.to_dict(),
+                "cache": outcome.to_dict()["cache"], "cache_error": outcome.cache_error,
+                "cache_note": outcome.cache_note}, _result_text(outcome))
+    return EXIT_OK if outcome.ok else EXIT_FAILED
+
+
+def _redis(args: argparse.Namespace, profile: Profile | None) -> RedisSettings | None:
+    """The Redis to clear after the swap, checked now: a wrong URL or password is found
+    before the database is replaced, not after."""
+    redis = given_redis(args, profile)
+    if redis is None:
+        return None
+    redis, _hello = reachable(redis, sys.stdin.isatty())
+    return redis
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "restore", parents=[common],
-        help="restore a backup into a new database, check it, then swap it in by name",
+        help="restore a backup into a new database, check it, swap it in, clear the cache",
         description="Restores BACKUP (pg_dump custom, directory, tar or plain SQL) into a new "
         "database <db>_restore_<time>, checks it, then renames the live database to "
         "<db>_before_restore_<time> and the new one to <db>. The live database is never "
-        "dropped. Needs CREATEDB and ownership of the database.")
+        "dropped. Needs CREATEDB and ownership of the database. With --redis-url (or a "
+        "profile with Redis) the application's old cache keys are then cleared (SCAN + "
+        "UNLINK), as the wizard's restore does; the typed --confirm covers both.")
     p.add_argument("backup", metavar="BACKUP", help="a .dump file, a -Fd folder or a .sql file")
     p.add_argument("--confirm", metavar="DBNAME",
                    help="the name of the database to replace, typed back (required to run)")
@@ -107,4 +130,5 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="do not compare row counts with those the journal took before the "
                    "migration")
     p.add_argument("-v", "--verbose", action="store_true", help="show every pg_restore line")
+    add_redis_options(p, "none: the cache is not cleared (the run says so)")
     p.set_defaults(handler=cmd_restore)

@@ -1,0 +1,164 @@
+"""`enerlink-migrate verify`: the Verify page's checklist, on real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import redis
+
+from wizard import cli
+from wizard.core import jobs, profiles, secrets
+from wizard.core.checklist import final_checklist
+from wizard.core.connection import PgSettings
+from wizard.core.journal import Journal
+from wizard.core.plan import UP
+from wizard.core.profiles import Profile
+from wizard.core.redis_conn import RedisSettings
+from wizard.sandbox.probes import run_cli
+from wizard.sandbox.servers import RedisServer
+
+
+def migrated(pg_db: PgSettings) -> PgSettings:
+    _plan, result, _journal = jobs.run(pg_db, UP)
+    assert result.ok, result.error
+    return pg_db
+
+
+def verify(pg_db: PgSettings, redis_server: RedisServer, tmp_path: Path,
+           *args: str) -> subprocess.CompletedProcess[str]:
+    """verify as a DBA runs it: Redis db 1 by URL, its password in REDISCLI_AUTH."""
+    env = {**os.environ, "REDISCLI_AUTH": redis_server.password}
+    return run_cli(pg_db, "verify", "--redis-url", f"{redis_server.url}/1", *args,
+                   folder=tmp_path, env=env)
+
+
+def verify_journal(journal_dir: Path) -> Journal:
+    runs = sorted(journal_dir.glob("*_verify"))
+    assert runs, f"no verify run under {journal_dir}"
+    return Journal(runs[-1])
+
+
+def test_a_migrated_sandbox_with_redis_passes_with_the_pages_checks_and_is_journaled(
+        pg_db: PgSettings, redis_server: RedisServer, redis_client: redis.Redis,
+        journal_dir: Path, tmp_path: Path) -> None:
+    migrated(pg_db)
+    redis_client.set("orders:by_user:7", "new")  # the new pattern is not an old key
+    out = verify(pg_db, redis_server, tmp_path, "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    checks = json.loads(out.stdout)
+    assert {c["status"] for c in checks} == {"pass"}
+    direct = final_checklist(pg_db, RedisSettings(url=redis_server.url,
+                                                  password=redis_server.password, db=1))
+    assert [c["id"] for c in checks] == [c.id for c in direct]  # the Verify page's, in order
+    assert [c["id"] for c in checks][-2:] == ["no_orphans", "redis_keys"]
+    journal = verify_journal(journal_dir)
+    assert journal.events("verification")[-1]["checks"] == checks
+    assert redis_server.password not in out.stdout + out.stderr + journal.path.read_text()
+
+    text = verify(pg_db, redis_server, tmp_path)
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert text.stdout.startswith(f"verification of {pg_db.describe()}: passed\n")
+    assert "✔ No keys of the old prosumer patterns left in Redis: none in" in text.stdout
+    assert "login smoke check is skipped" in text.stdout
+    assert "journal: " in text.stdout
+    assert "  scanning for orphan rows" in text.stderr  # progress, not the checks again
+
+
+def test_an_old_key_left_in_redis_fails_naming_its_pattern(
+        pg_db: PgSettings, redis_server: RedisServer, redis_client: redis.Redis,
+        journal_dir: Path, tmp_path: Path) -> None:
+    migrated(pg_db)
+    redis_client.set("prosumer:7", "stale")
+    out = verify(pg_db, redis_server, tmp_path)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stdout.startswith(f"verification of {pg_db.describe()}: FAILED\n")
+    assert "✘ No keys of the old prosumer patterns left in Redis: prosumer:*: 1 keys" \
+        in out.stdout
+    recorded = verify_journal(journal_dir).events("verification")[-1]["checks"]
+    assert {c["id"]: c["status"] for c in recorded}["redis_keys"] == "fail"
+
+
+def test_without_redis_the_check_warns_and_a_failed_catalog_check_fails(
+        pg_db: PgSettings, tmp_path: Path) -> None:
+    out = run_cli(pg_db, "verify", folder=tmp_path)  # before the migration: the catalog fails
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "! No keys of the old prosumer patterns left in Redis: no Redis in this " \
+           "profile (or --redis-url): not checked" in out.stdout
+    migrated(pg_db)
+    assert run_cli(pg_db, "verify", folder=tmp_path).returncode == 0
+
+
+def test_a_redis_that_does_not_answer_fails_its_check_only(
+        pg_db: PgSettings, redis_server: RedisServer, tmp_path: Path) -> None:
+    migrated(pg_db)
+    env = {**os.environ, "REDISCLI_AUTH": "not-the-password"}
+    out = run_cli(pg_db, "verify", "--redis-url", f"{redis_server.url}/1", "--json",
+                  folder=tmp_path, env=env)
+    assert out.returncode == 1, out.stdout + out.stderr
+    statuses = {c["id"]: c["status"] for c in json.loads(out.stdout)}
+    assert statuses.pop("redis_keys") == "fail"
+    assert set(statuses.values()) == {"pass"}
+    assert "not-the-password" not in out.stdout + out.stderr
+
+
+# --- the profile's login smoke check -----------------------------------------------------
+# Stand-in: the EnerLink application is not part of this repository, so a local HTTP
+# server answers POST /auth/login as the guide shows (as tests/test_smoke.py does).
+
+class _App(BaseHTTPRequestHandler):
+    seen: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        _App.seen.append({"path": self.path, "body": json.loads(self.rfile.read(length))})
+        raw = json.dumps({"access_token": "tok", "user": {"userId": "user_1"}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *_args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def app() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _App)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _App.seen.clear()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_the_profiles_smoke_check_runs_last_with_the_keyrings_password(
+        pg_db: PgSettings, app: str, memory_keyring: Any, config_dir: Path,
+        journal_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    migrated(pg_db)
+    profiles.save(Profile(name="p", pg_host=pg_db.host, pg_port=pg_db.port,
+                          pg_dbname=pg_db.dbname, pg_user=pg_db.user,
+                          pg_sslmode=pg_db.sslmode, smoke_base_url=app,
+                          smoke_user="test@example.com"))
+    secrets.set("p", "postgres", pg_db.password or "")
+    secrets.set("p", "smoke", "smoke-pw-123")
+    code = cli.main(["verify", "--profile", "p", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    checks = json.loads(out)
+    assert [c["id"] for c in checks][-3:] == ["no_orphans", "redis_keys", "smoke_login"]
+    assert checks[-1]["status"] == "pass"
+    assert _App.seen == [{"path": "/auth/login",
+                          "body": {"email": "test@example.com", "password": "smoke-pw-123"}}]
+    journal = verify_journal(journal_dir)
+    assert "smoke-pw-123" not in out + err + journal.path.read_text()
