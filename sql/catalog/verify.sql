@@ -22,7 +22,8 @@ SELECT c.relname AS table_name, a.attname AS column_name
   JOIN pg_class c ON c.oid = a.attrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = %(schema)s AND c.relname = ANY(%(tables)s || ARRAY['user'])
-   AND a.attnum > 0 AND NOT a.attisdropped AND a.attname ILIKE '%%prosumer%%';
+   AND a.attnum > 0 AND NOT a.attisdropped AND a.attname ILIKE '%%prosumer%%'
+ ORDER BY c.relname, a.attname;
 
 -- name: foreign_keys_to_user
 SELECT con.conname AS name, t.relname AS table_name,

@@ -29,15 +29,16 @@ from wizard.core.journal import Journal
 from wizard.core.ops import Operation
 from wizard.core.plan import UP, Plan
 from wizard.core.reporting import Cancelled, Report
+from wizard.core.snapshot import rows_from_snapshot, snapshot_query
 from wizard.core.verify import (
     FAIL,
     Check,
     Expectations,
     catalog_checks,
-    catalog_queries,
     count_rows,
     down_checks,
     evaluate_catalog,
+    migration_rows_query,
     receive,
     row_count_check,
     send,
@@ -213,9 +214,9 @@ class _Attempt:
 
     def __init__(self, conn: psycopg.Connection[Any], plan: Plan, opts: RunOptions,
                  report: Report, cancel: threading.Event, emit: EventSink,
-                 attempt: int = 1) -> None:
+                 attempt: int = 1, oids: list[int] | None = None) -> None:
         self.conn, self.plan, self.opts, self.report, self.cancel = conn, plan, opts, report, cancel
-        self.emit, self.attempt = emit, attempt
+        self.emit, self.attempt, self.oids = emit, attempt, oids or []
         self.steps: list[StepResult] = []
         self.current: str | None = None
         self.index: int | None = None  # the step running, 1-based
@@ -247,6 +248,8 @@ class _Attempt:
         if self.cancel.is_set():
             raise RunCancelled(f"cancelled before step 1/{len(steps)}")
         up = self.plan.direction == UP
+        checks_sql = self._check_queries(exp, schema) if up else {}
+        self._warm(checks_sql)
         stamps: list[psycopg.Cursor[Any]] = []
         executed: list[psycopg.Cursor[Any]] = []
         self.current = self._label(1) if steps else None
@@ -258,8 +261,7 @@ class _Attempt:
                     cur.execute(op.sql.encode())
                     executed.append(cur)
                     stamps.append(self._stamp())
-                sent = send(self.conn, catalog_queries(exp, schema, with_migrations=True)
-                            ) if up else []
+                sent = send(self.conn, checks_sql, prepare=True)
         except psycopg.Error:
             done = sum(1 for c in executed if c.pgresult is not None)
             self.index = done + 1 if done < len(steps) else None
@@ -270,11 +272,33 @@ class _Attempt:
         self._timings(steps, stamps)
         self.current = "catalog checks inside the transaction"
         if up:
-            checks = evaluate_catalog(receive(sent), exp, in_transaction=True)
+            found = receive(sent)
+            snap_query, snap_rows = found.pop("snapshot")
+            found.update(rows_from_snapshot(snap_rows, snap_query))
+            checks = evaluate_catalog(found, exp, in_transaction=True)
         else:
             checks = down_checks(self.conn, exp, schema)
         self.current = None
         return checks, self.started_at
+
+    def _check_queries(self, exp: Expectations, schema: str
+                       ) -> dict[str, tuple[str, dict[str, Any]]]:
+        return {"snapshot": snapshot_query(self.oids, schema),
+                "migration_row": (migration_rows_query(schema),
+                                  {"names": list(exp.migration_names)})}
+
+    def _warm(self, checks_sql: dict[str, tuple[str, dict[str, Any]]]) -> None:
+        """Plan the in-transaction checks before the first lock is taken: prepared with a
+        generic plan (the catalogs they read keep their shape), so while the locks are
+        held the server only executes them."""
+        if not checks_sql:
+            return
+        self.current = "preparing the checks (no lock held yet)"
+        self.conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        ready = dict(checks_sql)
+        if not self.plan.source or not self.plan.source.migrations_table:
+            ready.pop("migration_row")  # the plan creates the table: nothing to prepare yet
+        receive(send(self.conn, ready, prepare=True))
 
     def _stamp(self) -> psycopg.Cursor[Any]:
         cur = self.conn.cursor()
@@ -395,7 +419,7 @@ def _attempts(conn: psycopg.Connection[Any], settings: PgSettings, plan: Plan,
     for attempt in range(1, opts.retries + 2):
         result.attempts = attempt
         conn.autocommit = False
-        runner = _Attempt(conn, plan, opts, log, stop, emit, attempt)
+        runner = _Attempt(conn, plan, opts, log, stop, emit, attempt, oids)
         emit(AttemptStarted(attempt, opts.retries + 1, len(plan.catalog_steps)))
         log("info", f"{verb} attempt {attempt}: BEGIN; lock_timeout "
             f"{opts.lock_timeout_s:g} s, statement_timeout {opts.statement_timeout_s:g} s")

@@ -106,12 +106,16 @@ def renamed_objects(plan: Plan) -> list[RenameObject]:
 Sent = list[tuple[str, str, "psycopg.Cursor[Any]"]]
 
 
-def send(conn: psycopg.Connection[Any], wanted: dict[str, tuple[str, dict[str, Any]]]) -> Sent:
-    """Queue queries on cursors of their own: inside a pipeline, no round trip yet."""
+def send(conn: psycopg.Connection[Any], wanted: dict[str, tuple[str, dict[str, Any]]], *,
+         prepare: bool | None = None) -> Sent:
+    """Queue queries on cursors of their own: inside a pipeline, no round trip yet.
+
+    prepare=True makes them server-side prepared statements (see psycopg's `prepare`).
+    """
     sent = []
     for key, (query, params) in wanted.items():
         cur = conn.cursor(row_factory=dict_row)
-        cur.execute(query, params)
+        cur.execute(query, params, prepare=prepare)
         sent.append((key, query, cur))
     return sent
 
@@ -125,7 +129,7 @@ def receive(sent: Sent) -> dict[str, tuple[str, list[dict[str, Any]]]]:
     return found
 
 
-def _migration_rows_query(schema: str) -> str:
+def migration_rows_query(schema: str) -> str:
     return sql.SQL('SELECT "timestamp", name FROM {} WHERE name = ANY(%(names)s)').format(
         sql.Identifier(schema, "migrations")).as_string(None)
 
@@ -144,7 +148,7 @@ def catalog_queries(exp: Expectations, schema: str, *, with_migrations: bool
     wanted["objects"] = (q["objects"], {"schema": schema, "tables": [
         names.OLD_TABLE, names.NEW_TABLE, *names.CHILD_TABLES, "migrations"]})
     if with_migrations:
-        wanted["migration_row"] = (_migration_rows_query(schema),
+        wanted["migration_row"] = (migration_rows_query(schema),
                                    {"names": list(exp.migration_names)})
     return wanted
 
@@ -153,7 +157,7 @@ def catalog_checks(conn: psycopg.Connection[Any], exp: Expectations, schema: str
                    *, in_transaction: bool = False) -> list[Check]:
     """The checks that read only the catalog: safe to run inside the migration transaction."""
     found = receive(send(conn, catalog_queries(exp, schema, with_migrations=False)))
-    query = _migration_rows_query(schema)
+    query = migration_rows_query(schema)
     try:
         with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             cur.execute(query, {"names": list(exp.migration_names)})

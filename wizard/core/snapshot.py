@@ -1,0 +1,138 @@
+"""The catalog checks inside the migration's transaction, from one cheap query.
+
+While the rename holds its locks every millisecond blocks the application, so the checks
+there read sql/catalog/snapshot.sql (index lookups by table OID, no deparsing) and this
+module derives from it the rows each verify.sql query would return. After the commit the
+verify.sql queries themselves run; tests hold both to the same answers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from wizard.core import names
+from wizard.core.sqlfiles import query
+
+SNAPSHOT_SQL = "catalog/snapshot.sql"
+_PROSUMER = re.compile("prosumer", re.IGNORECASE)
+_PLAIN = re.compile(r"^[a-z_][a-z0-9_$]*$")
+_RESERVED = {"user"}  # the one EnerLink table name regclass::text quotes
+
+
+def snapshot_query(oids: list[int], schema: str) -> tuple[str, dict[str, Any]]:
+    """The query and its parameters (tables the plan may create are found by name)."""
+    return query(SNAPSHOT_SQL, "snapshot"), {
+        "oids": oids, "schema": schema,
+        "names": [names.OLD_TABLE, names.NEW_TABLE, *names.CHILD_TABLES, "migrations"]}
+
+
+def _shown(table: str) -> str:
+    """A table name as regclass::text shows it (quoted when it must be)."""
+    return table if _PLAIN.match(table) and table not in _RESERVED else f'"{table}"'
+
+
+@dataclass
+class _Catalog:
+    tables: dict[int, str] = field(default_factory=dict)
+    columns: dict[int, dict[int, str]] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["kind"] == kind]
+
+    def rel(self, name: str) -> int | None:
+        return next((oid for oid, n in self.tables.items() if n == name), None)
+
+    def names(self, rel: int, keys: list[int] | None) -> list[str]:
+        cols = self.columns.get(rel, {})
+        return [cols.get(k, "?") for k in keys or []]
+
+
+def _catalog(rows: list[dict[str, Any]]) -> _Catalog:
+    cat = _Catalog(rows=rows)
+    for r in rows:
+        if r["kind"] == "table":
+            cat.tables[int(r["rel"])] = r["name"]
+        elif r["kind"] == "column":
+            cat.columns.setdefault(int(r["rel"]), {})[int(r["attnum"])] = r["name"]
+    return cat
+
+
+def rows_from_snapshot(rows: list[dict[str, Any]], query_text: str
+                       ) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+    """The results of verify.sql's catalog queries, computed from the snapshot's rows."""
+    cat = _catalog(rows)
+    user = cat.rel(names.NEW_TABLE)
+    watched = {oid for oid, n in cat.tables.items() if n in (*names.CHILD_TABLES, "user")}
+    found: dict[str, list[dict[str, Any]]] = {
+        "tables_present": [{"user_exists": user is not None,
+                            "prosumer_exists": cat.rel(names.OLD_TABLE) is not None}],
+        "primary_key": [{"name": c["name"], "columns": cat.names(c["rel"], c["keys"])}
+                        for c in cat.of("constraint")
+                        if c["rel"] == user and c["contype"] == "p"],
+        "prosumer_columns": sorted(
+            ({"table_name": cat.tables[rel], "column_name": col}
+             for rel, cols in cat.columns.items() if rel in watched
+             for col in cols.values() if _PROSUMER.search(col)),
+            key=lambda r: (r["table_name"], r["column_name"])),
+        "foreign_keys_to_user": sorted(
+            ({"name": c["name"], "table_name": cat.tables.get(c["rel"], "?"),
+              "columns": cat.names(c["rel"], c["keys"]),
+              "ref_columns": cat.names(c["ref"], c["ref_keys"]),
+              "on_delete": c["on_delete"], "on_update": c["on_update"],
+              "deferrable": c["deferrable"], "deferred": c["deferred"],
+              "validated": c["validated"]}
+             for c in cat.of("constraint")
+             if c["contype"] == "f" and user is not None and c["ref"] == user),
+            key=lambda r: (r["table_name"], r["name"])),
+        "indexes": sorted(({"name": i["name"], "table_name": cat.tables[i["rel"]]}
+                           for i in cat.of("index") if i["rel"] in watched),
+                          key=lambda r: (r["table_name"], r["name"])),
+        "prosumer_names": _prosumer_names(cat, user),
+        "objects": _objects(cat),
+    }
+    return {key: (query_text, value) for key, value in found.items()}
+
+
+def _renamed_columns(cat: _Catalog, user: int | None) -> set[tuple[int, int]]:
+    """(table, attnum) of every column of user and of the seven referencing columns."""
+    cols = {(user, n) for n in cat.columns.get(user, {})} if user is not None else set()
+    for place in names.REFERENCING:
+        rel = cat.rel(place.table)
+        for attnum, name in cat.columns.get(rel or -1, {}).items():
+            if rel is not None and name == place.new:
+                cols.add((rel, attnum))
+    return cols
+
+
+def _prosumer_names(cat: _Catalog, user: int | None) -> list[dict[str, Any]]:
+    cols = _renamed_columns(cat, user)
+
+    def touches(rel: int, keys: list[int] | None) -> bool:
+        return rel == user or any((rel, k) in cols for k in keys or [])
+
+    found = []
+    for r in cat.rows:
+        if not _PROSUMER.search(r["name"]):
+            continue
+        kind, rel = r["kind"], int(r["rel"])
+        hit = ((kind in ("constraint", "index") and touches(rel, r["keys"]))
+               or (kind == "trigger" and rel == user)
+               or (kind == "sequence" and (rel, (r["keys"] or [0])[0]) in cols))
+        if hit:
+            found.append({"kind": kind, "name": r["name"],
+                          "on_table": _shown(cat.tables.get(rel, "?"))})
+    return sorted(found, key=lambda r: (r["kind"], r["name"]))
+
+
+def _objects(cat: _Catalog) -> list[dict[str, Any]]:
+    out = [{"kind": "table", "on_table": "", "name": n, "validated": True}
+           for n in cat.tables.values()]
+    for r in cat.rows:
+        if r["kind"] in ("column", "constraint", "index", "trigger", "sequence"):
+            on = "" if r["kind"] == "sequence" else cat.tables.get(int(r["rel"]), "?")
+            out.append({"kind": r["kind"], "on_table": on, "name": r["name"],
+                        "validated": True if r["validated"] is None else r["validated"]})
+    return out
