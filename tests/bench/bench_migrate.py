@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -149,13 +150,13 @@ def main() -> int:
             _clone(server, ours_db, theirs_db)
             ours = owner.with_dbname(ours_db)
             t0 = time.perf_counter()
-            (plan, result, _j), ours_probe = probed(ours, lambda s=ours: jobs.run(s, UP))
+            (plan, result, _j), ours_probe = probed(ours, partial(jobs.run, ours, UP))
             ours_wall = time.perf_counter() - t0
             assert result.ok, result.error
             script = "BEGIN;\n" + "".join(op.sql + ";\n" for op in plan.catalog_steps) \
                 + "COMMIT;\n"
             hand = owner.with_dbname(hand_db)
-            hand_blocked, hand_probe = probed(hand, lambda s=hand, q=script: hand_written(s, q))
+            hand_blocked, hand_probe = probed(hand, partial(hand_written, hand, script))
             assert jobs.run(ours, DOWN)[1].ok
             t0 = time.perf_counter()
             _p, all_result, _j = jobs.run(ours, UP, options=RunOptions(count_all_tables=True))

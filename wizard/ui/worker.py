@@ -40,7 +40,7 @@ class Job(QObject):
     log = Signal(str, str)  # level, message (one per line, in the GUI thread)
     log_batch = Signal(list)  # [(level, message), ...]: what a log view wants
     progress = Signal(float, str)  # fraction 0..1, detail (only the newest is kept)
-    event = Signal(object)  # a wizard.core.events.Event the job emitted (structured progress)
+    emitted = Signal(object)  # a wizard.core.events.Event the job emitted (structured progress)
     finished = Signal(object)  # the function's return value
     failed = Signal(str, str)  # message, traceback
     cancelled = Signal()
@@ -112,7 +112,7 @@ class Job(QObject):
         # Per-line signals only for someone who listens: 100,000 idle emits cost the GUI.
         per_line = self.isSignalConnected(QMetaMethod.fromSignal(self.log))
         while self._events:
-            self.event.emit(self._events.popleft())
+            self.emitted.emit(self._events.popleft())
         while self._lines and not self._events:
             batch = [self._lines.popleft() for _ in range(min(CHUNK, len(self._lines)))]
             self.log_batch.emit(batch)

@@ -300,7 +300,7 @@ class MigratePage(StepPage):
             advice="Nothing was committed: the schema is unchanged. Fix the cause named "
             "above (a refusal names what is missing, e.g. the verified backup or the orphans: "
             "go Back to that page), then run it again.")
-        job.event.connect(self._on_event)
+        job.emitted.connect(self._on_event)
 
     def _on_event(self, event: object) -> None:
         """Live progress from the engine's events: step durations and lock waits."""
