@@ -25,6 +25,7 @@ from wizard.core.connection import PgSettings
 from wizard.core.discovery import CONFLICT, UNKNOWN, Discovery, discover
 from wizard.core.files import FolderNotPrivate, IfOpen, private_folder
 from wizard.core.journal import Journal
+from wizard.core.ops import AddForeignKey, ValidateForeignKey
 from wizard.core.reporting import (
     Cancelled,
     Progress,
@@ -769,20 +770,18 @@ def _refuse_dependents(cur: psycopg.Cursor[dict[str, Any]], rows: _TableRows) ->
 
 def needs_orphan_check(plan: Plan) -> bool:
     """Whether the plan adds or validates a foreign key (only then can orphans block it)."""
-    return any(s.change.get("action") in ("add_fk", "validate") or s.phase == "validate"
-               for s in plan.steps)
+    return any(isinstance(op, AddForeignKey | ValidateForeignKey) for op in plan.ops)
 
 
 def blocking_orphans(scan: OrphanScan, plan: Plan) -> list[str]:
     """Columns with orphans on which the plan must add or validate a foreign key."""
     added: dict[tuple[str, str], str] = {}  # (table, column after) → FK name
     validated: set[tuple[str, str]] = set()  # (table, FK name)
-    for step in plan.steps:
-        change = step.change
-        if change.get("action") == "add_fk":
-            added[(change["table"], change["column"])] = change["after"]
-        if step.phase == "validate" or change.get("action") == "validate":
-            validated.add((change.get("table", ""), change.get("after", "")))
+    for op in plan.ops:
+        if isinstance(op, AddForeignKey):
+            added[(op.on, op.column)] = op.name
+        if isinstance(op, ValidateForeignKey):
+            validated.add((op.on, op.name))
     messages = []
     fix = (f"enerlink-migrate orphans --export DIR --delete --confirm "
            f"{shlex.quote(scan.database)}")
