@@ -61,3 +61,42 @@ def test_unknown_database_is_refused_with_exit_3(empty_db: PgSettings, tmp_path:
     out = run_cli(empty_db, "migrate", folder=tmp_path)
     assert out.returncode == 3
     assert "not an EnerLink database" in out.stderr
+
+
+def test_migrate_runs_only_the_plan_whose_digest_was_approved(pg_db: PgSettings,
+                                                              tmp_path: Path) -> None:
+    out = run_cli(pg_db, "plan", "--json", folder=tmp_path)
+    approved = json.loads(out.stdout)["digest"]
+    assert approved in run_cli(pg_db, "plan", folder=tmp_path).stdout
+    with pg_db.connect() as conn:  # the catalog changes after the DBA read the plan
+        conn.execute("CREATE INDEX prosumer_late_idx ON wallet (prosumer_id)")
+    out = run_cli(pg_db, "migrate", "--without-backup", "--confirm", pg_db.dbname,
+                  "--plan-digest", approved[:16], folder=tmp_path)
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "you approved" in out.stderr
+    assert "Run `enerlink-migrate plan` again" in out.stderr
+    assert json.loads(run_cli(pg_db, "inspect", "--json", folder=tmp_path).stdout)[
+        "state"] == "pre"
+    approved = json.loads(run_cli(pg_db, "plan", "--json", folder=tmp_path).stdout)["digest"]
+    out = run_cli(pg_db, "migrate", "--without-backup", "--confirm", pg_db.dbname,
+                  "--plan-digest", approved, folder=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_inspect_and_plan_agree_when_no_plan_can_finish(pg_db: PgSettings,
+                                                        tmp_path: Path) -> None:
+    """Half an upstream run: renamed, and a second key on wallet's column (its duplicate)."""
+    with pg_db.connect() as conn:
+        conn.execute('ALTER TABLE prosumer RENAME TO "user"')
+        conn.execute('ALTER TABLE "user" RENAME COLUMN prosumer_id TO user_id')
+        conn.execute('ALTER TABLE wallet ADD CONSTRAINT "FK_dup" FOREIGN KEY (prosumer_id) '
+                     'REFERENCES "user" (user_id)')
+    out = run_cli(pg_db, "inspect", folder=tmp_path)
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "partial" in out.stdout
+    assert "No plan can run until" in out.stdout
+    assert "finishes the job" not in out.stdout
+    plan = run_cli(pg_db, "plan", folder=tmp_path)
+    assert plan.returncode == 3
+    assert "FK_dup" in plan.stderr
+    assert "FK_dup" in out.stdout

@@ -223,3 +223,25 @@ def test_a_refused_run_shows_the_refusal(wizard_window: MigrationWizard, qtbot: 
     assert page.run_button.isEnabled()
     assert not next_enabled(wizard_window)
     assert fingerprint(pg_db) == before
+
+
+def test_the_run_is_the_plan_on_screen_and_refuses_a_changed_catalog(
+        wizard_window: MigrationWizard, qtbot: QtBot, open_session: Any, pg_db: PgSettings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    page = open_page(wizard_window, qtbot, open_session, pg_db)
+    assert page.plan is not None
+    shown = page.plan.digest
+    assert shown[:12] in page.summary.text()
+    journal = page.session.ensure_journal()
+    assert journal.events("migrate_plan_shown")[-1]["digest"] == shown
+    with pg_db.connect() as conn:  # someone changes the schema after the plan was read
+        conn.execute("CREATE INDEX prosumer_late_idx ON wallet (prosumer_id)")
+    before = fingerprint(pg_db)
+    monkeypatch.setattr(migrate, "ask", lambda *_a: True)
+    page.rehearse_button.click()
+    result = wait_result(page, qtbot)
+    assert not result.ok
+    assert "the catalog changed since the plan was made" in (result.error or "")
+    assert "prosumer_late_idx" in (result.error or "")
+    assert fingerprint(pg_db) == before
+    assert journal.events("plan")[-1]["digest"] == shown  # the run took the plan shown

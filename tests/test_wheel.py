@@ -120,7 +120,9 @@ def test_every_step_runs_from_the_installed_wheel(installed: Installed, pg_serve
     assert "migration succeeded" in out.stdout
     out = cli("verify", "--json")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert {c["status"] for c in json.loads(out.stdout)} == {"pass"}
+    statuses = {c["id"]: c["status"] for c in json.loads(out.stdout)}
+    assert statuses.pop("redis_keys") == "warn"  # no Redis given: not checked, not failed
+    assert set(statuses.values()) == {"pass"}
     out = cli("revert")
     assert out.returncode == 0, out.stdout + out.stderr
     assert fingerprint(pg_db) == original

@@ -43,7 +43,7 @@ def cmd_inspect(args: argparse.Namespace, settings: PgSettings) -> int:
             lines.append(f"  ! {d.current_user} cannot ALTER {t.name} (owner {t.owner})")
     lines += [f"  ! text reference: {r}" for r in d.text_references]
     printer(args).result(d.to_dict(), "\n".join(lines))
-    return EXIT_REFUSED if d.state in (CONFLICT, UNKNOWN) else EXIT_OK
+    return EXIT_REFUSED if d.state in (CONFLICT, UNKNOWN) or d.blockers else EXIT_OK
 
 
 def cmd_plan(args: argparse.Namespace, settings: PgSettings) -> int:
@@ -59,7 +59,9 @@ def cmd_plan(args: argparse.Namespace, settings: PgSettings) -> int:
     lines = [f"state: {d.state}: {d.explanation}",
              f"plan ({plan.direction}): {len(plan.catalog_steps)} steps in one transaction"
              + (f", then {len(plan.validate_steps)} after commit" if plan.validate_steps
-                else "")]
+                else ""),
+             f"plan digest: {plan.digest} (migrate --plan-digest {plan.digest[:16]} runs "
+             f"exactly this plan, or refuses)"]
     lines += [f"  [{n}/{len(plan.catalog_steps)}] {s.title}"
               for n, s in enumerate(plan.catalog_steps, 1)]
     lines += [f"  after commit: {s.title}" for s in plan.validate_steps]
@@ -107,7 +109,8 @@ def _run(args: argparse.Namespace, settings: PgSettings, direction: str) -> int:
         plan, result, journal = jobs.run(settings, direction, options=options,
                                          report=None if args.json else out.reporter(),
                                          migration=_migration(args),
-                                         guard=_guard(args, direction))
+                                         guard=_guard(args, direction),
+                                         digest=getattr(args, "plan_digest", None))
     except PlanRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
     out.result({"plan": plan.to_dict(), "result": result.to_dict(),
@@ -199,6 +202,12 @@ def engine_options(common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return opts
 
 
+def _plan_digest_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plan-digest", metavar="HEX",
+                   help="the digest `plan` printed (12 hex digits or more): run only that "
+                   "plan, refuse if the catalog changed since")
+
+
 def _with_db(command: Any) -> Any:
     def handler(args: argparse.Namespace) -> int:
         return int(command(args, pg_settings(args)))
@@ -222,8 +231,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--max-backup-age", type=float, default=jobs.Guard.max_backup_age_h,
                    metavar="H", help="refuse a backup older than H hours (default "
                    "%(default)g)")
+    _plan_digest_option(p)
     p.set_defaults(handler=_with_db(cmd_migrate))
     p = sub.add_parser("revert", parents=[opts], help="rename user back to prosumer")
+    _plan_digest_option(p)
     p.set_defaults(handler=_with_db(cmd_revert))
     p = sub.add_parser(
         "verify", parents=[common], help="the verification checklist (as the Verify page)",
