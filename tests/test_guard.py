@@ -9,6 +9,7 @@ import pytest
 from wizard.core import jobs
 from wizard.core.backup import BackupOptions, backup
 from wizard.core.connection import PgSettings
+from wizard.core.events import RunFinished
 from wizard.core.journal import Journal
 from wizard.core.plan import DOWN, UP
 from wizard.sandbox.probes import fingerprint
@@ -82,8 +83,8 @@ def test_an_old_backup_or_a_committed_failed_run_needs_a_new_backup(pg_db: PgSet
         jobs.run(pg_db, UP, guard=jobs.Guard(max_backup_age_h=0), journal=journal)
     # A run that committed, then failed a check after commit, changed the schema.
     later = Journal.create(pg_db, "migrate")
-    later.write("run_finished", result={"ok": False, "rehearsal": False, "steps": [{}],
-                                        "state_before": "pre", "state_after": "partial"})
+    later.record(RunFinished({"ok": False, "rehearsal": False, "steps": [{}],
+                              "state_before": "pre", "state_after": "partial"}))
     with pytest.raises(jobs.GuardRefused, match="taken since the schema last changed"):
         jobs.run(pg_db, UP, guard=jobs.Guard())
 

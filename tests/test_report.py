@@ -14,6 +14,7 @@ import pytest
 
 from wizard.core import jobs
 from wizard.core.connection import PgSettings
+from wizard.core.events import BackupDone, Verified
 from wizard.core.journal import Journal
 from wizard.core.report import (
     MANUAL_CHECKS,
@@ -55,12 +56,12 @@ def migrated_run(pg_db: PgSettings) -> Journal:
     checks = [c.to_dict() for c in jobs.verify(pg_db)]
     checks.append({"id": "no_orphans", "title": "No orphan rows in the referencing columns",
                    "status": "pass", "detail": "0 orphans in 7 columns", "evidence": {}})
-    journal.write("verification", checks=checks)
+    journal.record(Verified(checks))
     # The backup step's record, by the fields the brief names (written by hand here so that
     # this test does not depend on pg_dump; the backup's own tests cover the real one).
-    journal.write("backup", path="/var/backups/enerlink/enerlink_db_pre-user-rename.dump",
-                  format="custom", size_bytes=5_432_100, sha256=BACKUP_SHA, toc_entries=87,
-                  verified=True)
+    journal.record(BackupDone({
+        "path": "/var/backups/enerlink/enerlink_db_pre-user-rename.dump", "format": "custom",
+        "size_bytes": 5_432_100, "sha256": BACKUP_SHA, "toc_entries": 87, "verified": True}))
     # An older record's shape, with a secret in it: the report must redact what it reads.
     append_raw(journal, "cache_delete", url="redis://app:hunter2-redis@cache:6379/0",
                patterns=["orders:by_prosumer:*", "prosumer:*"], deleted=12)

@@ -18,6 +18,7 @@ from wizard.cli import main as cli_main
 from wizard.core import backup as backup_job
 from wizard.core import jobs, pgtools, restore
 from wizard.core.connection import PgSettings
+from wizard.core.events import BackupDone
 from wizard.core.fingerprint import schema_fingerprint
 from wizard.core.journal import Journal
 from wizard.core.pgenv import conninfo_arg, libpq_env
@@ -44,9 +45,9 @@ def pg_dump(server: PostgresServer, settings: PgSettings, out: Path, *args: str)
 def record_backup(settings: PgSettings, path: Path, sha256: str | None = None) -> None:
     """Write the journal event our backup step writes, so the restore treats it as ours."""
     journal = Journal.create(settings, "backup")
-    journal.write("backup", path=str(path), format="custom", dbname=settings.dbname,
-                  sha256=sha256 or sha256_of(path), verified=True,
-                  size_bytes=path.stat().st_size)
+    journal.record(BackupDone({"path": str(path), "format": "custom",
+                               "dbname": settings.dbname, "sha256": sha256 or sha256_of(path),
+                               "verified": True, "size_bytes": path.stat().st_size}))
 
 
 def snapshot(settings: PgSettings) -> tuple[list[str], dict[str, str]]:

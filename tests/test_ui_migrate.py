@@ -14,6 +14,7 @@ from pytestqt.qtbot import QtBot
 
 from wizard.core import jobs
 from wizard.core.connection import PgSettings
+from wizard.core.events import BackupSkipped
 from wizard.core.execute import RunResult
 from wizard.core.plan import PlanRefused
 from wizard.sandbox.probes import fingerprint
@@ -33,8 +34,8 @@ def open_page(window: MigrationWizard, qtbot: QtBot, open_session: Any,
     session = open_session(window, pg)
     # The lead's gate wants a verified backup or a journaled override before a real run;
     # the Backup page is not part of this test, so the override is written as it would be.
-    session.ensure_journal().write("backup_skipped", dbname=session.pg.dbname,
-                                   how="test of the Migrate page")
+    session.ensure_journal().record(BackupSkipped(session.pg.dbname,
+                                                  "test of the Migrate page"))
     page = window.start_at(MigratePage)
     assert isinstance(page, MigratePage)
     qtbot.waitUntil(lambda: page.plan is not None and not page.busy, timeout=WAIT)

@@ -14,6 +14,7 @@ from pytestqt.qtbot import QtBot
 
 from wizard.core import jobs
 from wizard.core.connection import PgSettings
+from wizard.core.events import BackupDone
 from wizard.core.plan import UP
 from wizard.core.redis_conn import RedisSettings
 from wizard.core.report import MANUAL_CHECKS
@@ -191,9 +192,10 @@ def test_restore_from_the_page_brings_back_the_pre_migration_schema(
     journal = session.ensure_journal()
     backup = pg_dump_custom(pg_server, live, tmp_path / "before.dump")
     # What the backup step journals for a verified backup of this run.
-    journal.write("backup", path=str(backup), format="custom", dbname=live.dbname,
-                  host=live.host, port=live.port, sha256=sha256_of(backup),
-                  verified=True, size_bytes=backup.stat().st_size)
+    journal.record(BackupDone({"path": str(backup), "format": "custom", "dbname": live.dbname,
+                               "host": live.host, "port": live.port,
+                               "sha256": sha256_of(backup), "verified": True,
+                               "size_bytes": backup.stat().st_size}))
     migrate(session)
     redis_client.set("prosumer:7", "stale")
     redis_client.set("orders:by_prosumer:7", "stale")

@@ -18,6 +18,7 @@ from psycopg import sql
 
 from wizard.core import restore
 from wizard.core.connection import PgSettings
+from wizard.core.events import BackupDone
 from wizard.core.journal import Journal
 from wizard.core.pgenv import conninfo_arg, libpq_env
 from wizard.core.restore_inspect import sha256_of
@@ -65,9 +66,9 @@ def main() -> int:
         # Custom format with zlib level 1, as our backup step writes it, and its journal
         # record (so the restore checks the sha256 instead of reading the whole archive).
         dump_custom_s = _dump(server, live, custom, "-Fc", "-Z", "1")
-        Journal.create(live, "backup").write(
-            "backup", path=str(custom), format="custom", dbname=DB, verified=True,
-            sha256=sha256_of(custom), size_bytes=custom.stat().st_size)
+        Journal.create(live, "backup").record(BackupDone({
+            "path": str(custom), "format": "custom", "dbname": DB, "verified": True,
+            "sha256": sha256_of(custom), "size_bytes": custom.stat().st_size}))
         dump_plain_s = _dump(server, live, plain)
         print(f"  dumps written: custom {custom.stat().st_size:,} bytes in {dump_custom_s:.1f}"
               f" s, plain {plain.stat().st_size:,} bytes in {dump_plain_s:.1f} s", flush=True)

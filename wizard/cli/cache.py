@@ -93,7 +93,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     try:
         settings, hello = reachable(settings, sys.stdin.isatty())
     except CliError as exc:
-        journal.write("cache_unavailable", redis=settings.describe(), error=str(exc))
+        cache.record_unavailable(journal, settings, str(exc))
         raise
     if not args.json:
         out.log("info", hello)

@@ -26,6 +26,7 @@ from wizard.core.archive import (
     read_archive,
 )
 from wizard.core.connection import PgSettings
+from wizard.core.events import BackupCancelled, BackupDone, BackupSkipped, BackupStarted
 from wizard.core.files import IfOpen, private_folder
 from wizard.core.journal import Journal, target_of
 from wizard.core.pgenv import conninfo_arg, libpq_env
@@ -431,10 +432,9 @@ def run(plan: BackupPlan, *, report: Report = no_report, progress: Progress = no
     _create_target(plan)
     result = _result(plan)
     if journal is not None:
-        journal.write("backup_started", path=str(plan.path), format=plan.options.format,
-                      compression=plan.compression, jobs=plan.options.jobs,
-                      tool=result.tool, target=target_of(plan.settings),
-                      db_size_bytes=plan.db_size_bytes, free_bytes=plan.free_bytes)
+        journal.record(BackupStarted(str(plan.path), plan.options.format, plan.compression,
+                                     plan.options.jobs, result.tool, target_of(plan.settings),
+                                     plan.db_size_bytes, plan.free_bytes))
     report("step", f"pg_dump {plan.pg_dump.version} ({plan.pg_dump.path}) → {plan.path} "
                    f"({plan.options.format}, compression {plan.compression})")
     tracker = DumpProgress(plan.table_bytes, plan.options.jobs, progress)
@@ -469,7 +469,7 @@ def run(plan: BackupPlan, *, report: Report = no_report, progress: Progress = no
     except Cancelled:
         _remove(plan.path)
         if journal is not None:
-            journal.write("backup_cancelled", path=str(plan.path), removed=True)
+            journal.record(BackupCancelled(str(plan.path), removed=True))
         report("warn", f"backup cancelled; the partial {plan.path} was removed")
         raise Cancelled(f"backup cancelled by the operator; the partial {plan.path} was "
                         f"removed") from None
@@ -487,8 +487,13 @@ def run(plan: BackupPlan, *, report: Report = no_report, progress: Progress = no
             result.error += f" (the incomplete {plan.path.name} was removed)"
         report("error", result.error or "backup failed")
     if journal is not None:
-        journal.write("backup", **result.to_dict())
+        journal.record(BackupDone(result.to_dict()))
     return result
+
+
+def record_skipped(journal: Journal, dbname: str, who: str, when: str, how: str) -> None:
+    """A DBA typed the database's name to go on without a backup (the guard reads it)."""
+    journal.record(BackupSkipped(dbname, how, who, when))
 
 
 def backup(settings: PgSettings, options: BackupOptions, *, report: Report = no_report,

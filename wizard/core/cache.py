@@ -11,6 +11,13 @@ from typing import Any
 
 import redis
 
+from wizard.core.events import (
+    CacheDeleted,
+    CacheDryRun,
+    CacheFlushed,
+    CacheSkipped,
+    CacheUnavailable,
+)
 from wizard.core.journal import Journal
 from wizard.core.redis_conn import RedisSettings, RedisUnavailable, connected, dbsize
 from wizard.core.reporting import (
@@ -181,8 +188,7 @@ def dry_run(settings: RedisSettings, patterns: Sequence[str] = DEFAULT_PATTERNS,
     for c in result:
         report("step", f"{c.pattern}: {c.count} keys in {settings.describe()}")
     if journal is not None:
-        journal.write("cache_dry_run", redis=settings.describe(), patterns=list(wanted),
-                      counts=counts)
+        journal.record(CacheDryRun(settings.describe(), list(wanted), counts))
     progress(1.0, "counted")
     return result
 
@@ -251,12 +257,21 @@ def delete(settings: RedisSettings, patterns: Sequence[str] = DEFAULT_PATTERNS,
     finally:
         result.seconds = round(time.monotonic() - started, 3)
         if journal is not None:
-            journal.write("cache_delete", redis=result.target, patterns=list(wanted),
-                          deleted=result.deleted, total=result.total, seconds=result.seconds,
-                          outcome=outcome, error=error)
+            journal.record(CacheDeleted(result.target, list(wanted), result.deleted,
+                                        result.total, result.seconds, outcome, error))
     progress(1.0, f"{result.total} keys deleted")
     report("info", f"{result.total} keys deleted in {result.seconds:.2f} s")
     return result
+
+
+def record_skipped(journal: Journal, settings: RedisSettings | None, reason: str) -> None:
+    """The operator went on without the cache step: the report says old keys may remain."""
+    journal.record(CacheSkipped(settings.describe() if settings else None, reason))
+
+
+def record_unavailable(journal: Journal, settings: RedisSettings, error: str) -> None:
+    """Redis did not answer before the step began: nothing was changed there."""
+    journal.record(CacheUnavailable(settings.describe(), error))
 
 
 def _same_name(typed: str, expected: str) -> bool:
@@ -279,8 +294,7 @@ def confirm_flush(settings: RedisSettings, confirm: str | None, expected: str | 
                    f"(--confirm {expected})")
     if refusal:
         if journal is not None:
-            journal.write("cache_flushdb", redis=target, db=settings.effective_db,
-                          keys_before=None, outcome="refused")
+            journal.record(CacheFlushed(target, settings.effective_db, None, "refused"))
         raise CacheRefused(refusal)
 
 
@@ -304,7 +318,6 @@ def flushdb(settings: RedisSettings, confirm: str | None, expected: str | None, 
             outcome = "ok"
     finally:
         if journal is not None:
-            journal.write("cache_flushdb", redis=target, db=settings.effective_db,
-                          keys_before=before, outcome=outcome)
+            journal.record(CacheFlushed(target, settings.effective_db, before, outcome))
     report("info", f"FLUSHDB {target}: {'all' if before is None else before} keys removed")
     return before

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from wizard.core import cache, jobs, orphans
 from wizard.core.connection import PgSettings
+from wizard.core.events import Verified
 from wizard.core.journal import Journal
 from wizard.core.profiles import Profile
 from wizard.core.redis_conn import RedisSettings, RedisUnavailable
@@ -88,6 +89,6 @@ def final_checklist(pg: PgSettings, redis: RedisSettings | None = None,
         level = "error" if c.status == FAIL else "warn" if c.status == WARN else "info"
         report(level, f"{c.status.upper()} {c.title}: {c.detail}")
     if journal is not None:
-        journal.write("verification", checks=[c.to_dict() for c in checks])
+        journal.record(Verified([c.to_dict() for c in checks]))
     progress(1.0, "done")
     return checks

@@ -109,7 +109,7 @@ class BackupStarted(Event):
     format: str
     compression: str
     jobs: int
-    tool: str
+    tool: dict[str, Any]
     target: dict[str, Any]
     db_size_bytes: int | None
     free_bytes: int | None
@@ -313,7 +313,7 @@ class Verified(Event):
 
 
 @dataclass(frozen=True)
-class ManualCheck(Event):
+class ManualCheckDone(Event):
     event = "manual_check"
     id: str
     done: bool
@@ -358,7 +358,7 @@ class RestoreDbCreated(Event):
 class RestoreProgram(Event):
     event = "restore_program"
     outcome: dict[str, Any]
-    ignored_errors: list[str]
+    ignored_errors: int
     warnings: list[str]
 
 

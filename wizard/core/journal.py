@@ -80,13 +80,6 @@ class Journal:
         with os.fdopen(fd, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
 
-    def write(self, event: str, **data: Any) -> None:
-        """Append an event by its declared name (undeclared names or fields raise)."""
-        cls = declared.EVENTS.get(event)
-        if cls is None:
-            raise TypeError(f"journal event {event!r} is not declared in wizard.core.events")
-        self.record(cls(payload=data) if cls.flat else cls(**data))  # type: ignore[call-arg]
-
     def typed(self, cls: type[E]) -> list[E]:
         """The records of one event, as that event (old records: defaults fill the gaps)."""
         return [parse(r, cls) for r in self.events(cls.event)]

@@ -23,6 +23,7 @@ from psycopg.rows import dict_row
 from wizard.core import names
 from wizard.core.connection import PgSettings
 from wizard.core.discovery import CONFLICT, UNKNOWN, Discovery, discover
+from wizard.core.events import OrphanScanned, OrphansDeleted, OrphansExported
 from wizard.core.files import FolderNotPrivate, IfOpen, private_folder
 from wizard.core.journal import Journal
 from wizard.core.ops import AddForeignKey, ValidateForeignKey
@@ -419,7 +420,7 @@ def scan(settings: PgSettings, *, schema: str = "public",
     result.duration_s = time.perf_counter() - started
     say("info", result.lines()[0])
     if journal is not None:
-        journal.write("orphan_scan", **result.journal_record())
+        journal.record(OrphanScanned(result.journal_record()))
     move(1.0, "done")
     return result
 
@@ -603,9 +604,9 @@ def export(settings: PgSettings, scan: OrphanScan, folder: Path, *,
         _remove(written)
         raise
     if journal is not None:
-        journal.write("orphan_export", folder=str(folder),
-                      files=[{"path": str(e.path), "table": e.table, "schema": e.schema,
-                              "rows": e.rows, "sha256": e.sha256} for e in written])
+        journal.record(OrphansExported(str(folder), [
+            {"path": str(e.path), "table": e.table, "schema": e.schema, "rows": e.rows,
+             "sha256": e.sha256} for e in written]))
     move(1.0, "exported")
     return written
 
@@ -716,8 +717,8 @@ def delete(settings: PgSettings, scan: OrphanScan, exported: Sequence[ExportedCs
     say("info", "deleted " + ", ".join(f"{t}: {n} rows" for t, n in deleted.items())
         + "; scanning again")
     if journal is not None:
-        journal.write("orphan_delete", database=settings.dbname, deleted=deleted,
-                      files={f"{s}.{t}": str(p) for (s, t), p in files.items()})
+        journal.record(OrphansDeleted(settings.dbname, deleted,
+                                      {f"{s}.{t}": str(p) for (s, t), p in files.items()}))
     again = _rescan(settings, schema=scan.schema, statement_timeout_s=statement_timeout_s,
                     report=say, cancel=cancel, journal=journal)
     again.deleted = deleted

@@ -25,6 +25,7 @@ from wizard.core.discovery import (
     DiscoveryError,
     discover,
 )
+from wizard.core.events import AppCommandRan, PreflightDone, SessionSignalled
 from wizard.core.execute import privilege_problems
 from wizard.core.journal import Journal
 from wizard.core.pgtools import ToolNotFound, find_tool
@@ -119,7 +120,7 @@ def signal_session(settings: PgSettings, pid: int, *, terminate: bool,
     and records it in the journal when one is given (another session's work was touched)."""
     message = _signal(settings, pid, terminate)
     if journal is not None:
-        journal.write("session_signalled", message=message)
+        journal.record(SessionSignalled(message))
     return message
 
 
@@ -230,8 +231,7 @@ def app_command(what: str, command: str, *, journal: Journal, report: Report = n
     """The profile's stop or start command (the pre-flight's application step), recorded
     in the run's journal: the report shows whether the application was stopped."""
     result = run_app_command(what, command, report=report, cancel=cancel)
-    journal.write("app_command", what=result.what, command=result.command, ok=result.ok,
-                  detail=result.detail)
+    journal.record(AppCommandRan(result.what, result.command, result.ok, result.detail))
     return result
 
 
@@ -243,7 +243,7 @@ def run_preflight(settings: PgSettings, backup_folder: Path | None = None,
     the checks (the Pre-flight page, `enerlink-migrate preflight`, the headless demo)."""
     result = _checks(settings, backup_folder, report, pg_dump)
     if journal is not None:
-        journal.write("preflight", **result.to_dict())
+        journal.record(PreflightDone(result.to_dict()))
     return result
 
 

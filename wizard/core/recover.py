@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wizard.core import cache, restore
+from wizard.core.events import CacheSkipped
 from wizard.core.journal import Journal
 from wizard.core.redis_conn import RedisSettings
 from wizard.core.reporting import Progress, Report, no_progress, no_report
@@ -85,7 +86,7 @@ class _ClearCache:
         if self.redis is None:
             self.note = NO_REDIS
             self.report("warn", self.note)
-            self.journal.write("cache_skipped", redis=None, reason=self.note)
+            self.journal.record(CacheSkipped(None, self.note))
             return
         self.report("step", "clearing the application's cache keys so Redis and the "
                             "restored database agree")

@@ -9,12 +9,16 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from wizard.core.events import ManualCheckDone, OperatorNamed, ReportExported, VerificationSigned
 from wizard.core.journal import Journal
 from wizard.core.units import format_bytes
 
 # Events the report knows how to lay out; anything else is shown generically (redacted).
+# A run's progress events (step_done, attempt, lock_timeout) repeat what its run_finished
+# record and its log lines say.
 KNOWN_EVENTS = frozenset({"run_started", "state_before", "plan", "log", "run_finished",
-                          "down_plan", "manual_check", "operator", "backup", "verification"})
+                          "down_plan", "manual_check", "operator", "backup", "verification",
+                          "step_done", "attempt", "lock_timeout"})
 # Events whose `checks` make up the automated checklist; a later result of an id wins.
 CHECK_EVENTS = frozenset({"run_finished", "verification"})
 # Only these fields of a run's target are ever printed: host, port, database, role.
@@ -78,26 +82,24 @@ def record_manual_check(journal: Journal, check_id: str, done: bool, note: str =
     if check_id not in MANUAL_IDS:
         known = ", ".join(m.id for m in MANUAL_CHECKS)
         raise ValueError(f"unknown manual check {check_id!r}; known: {known}")
-    journal.write("manual_check", id=check_id, done=bool(done), note=note)
+    journal.record(ManualCheckDone(check_id, bool(done), note))
 
 
 def record_operator(journal: Journal, name: str) -> None:
     """The name the operator signs the report with (not the OS account)."""
-    journal.write("operator", name=name.strip())
+    journal.record(OperatorNamed(name.strip()))
 
 
 def record_signed(journal: Journal, operator: str, failed_checks: list[str],
                   manual_done: list[str]) -> None:
     """The operator finished the checklist: who, with which checks failed and which manual
     items ticked. Finishing with failures is allowed; this record says they were seen."""
-    journal.write("verification_signed", operator=operator, failed_checks=failed_checks,
-                  manual_done=manual_done)
+    journal.record(VerificationSigned(operator, failed_checks, manual_done))
 
 
 def record_export(journal: Journal, fmt: str, path: str, pages: int | None = None) -> None:
     """A report left the machine as a file (pdf with its page count, or json): where to."""
-    extra = {} if pages is None else {"pages": pages}
-    journal.write("report_exported", format=fmt, path=path, **extra)
+    journal.record(ReportExported(fmt, path, pages))
 
 
 @dataclass

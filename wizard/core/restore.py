@@ -16,6 +16,15 @@ from psycopg import sql
 
 from wizard.core import names
 from wizard.core.connection import PgSettings
+from wizard.core.events import (
+    RestoreChecked,
+    RestoreDbCreated,
+    RestoreDropped,
+    RestoreFinished,
+    RestorePrepared,
+    RestoreProgram,
+    RestoreSwapped,
+)
 from wizard.core.journal import Journal, runs_for
 from wizard.core.pgenv import conninfo_arg, libpq_env
 from wizard.core.pgtools import Tool, find_tool, server_major
@@ -524,7 +533,7 @@ def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
     journal = journal or Journal.create(plan.settings, "restore")
     result = RestoreResult(ok=False, live_db=plan.live_db, restore_db=plan.restore_db,
                            warnings=list(plan.warnings), journal=str(journal.folder))
-    journal.write("restore_prepared", **plan.to_dict())
+    journal.record(RestorePrepared(plan.to_dict()))
     t0 = time.perf_counter()
     scan = plan.scan
     maint = plan.settings.with_dbname(plan.options.maintenance_db)
@@ -536,22 +545,22 @@ def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
             notes = create_database(conn, plan)
         created = True
         result.warnings += notes
-        journal.write("restore_db_created", dbname=plan.restore_db, owner=plan.db_owner)
+        journal.record(RestoreDbCreated(plan.restore_db, plan.db_owner))
         result.timings["create_s"] = _since(t0)
         report("step", f"restoring {plan.inspection.path} into {plan.restore_db}: "
                        + " ".join(plan.argv()))
         t1 = time.perf_counter()
         outcome = _restore_program(plan, scan, report, progress, cancel, result)
         result.timings["restore_s"] = _since(t1)
-        journal.write("restore_program", outcome=outcome.to_dict(),
-                      ignored_errors=result.ignored_errors, warnings=result.warnings)
+        journal.record(RestoreProgram(outcome.to_dict(), result.ignored_errors,
+                                      result.warnings))
         _step(cancel, "during the restore")
         with plan.settings.with_dbname(plan.restore_db).connect(autocommit=True) as conn:
             report("step", "checking the restored database")
             t1 = time.perf_counter()
             failures = check_restored(conn, plan, result)
             result.timings["check_s"] = _since(t1)
-        journal.write("restore_checks", checks=result.checks, counts=result.counts)
+        journal.record(RestoreChecked(result.checks, result.counts))
         if failures:
             raise RestoreFailed("the restored database failed its checks: "
                                 + "; ".join(failures))
@@ -572,9 +581,9 @@ def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
                            "is untouched")
             drop_database(maint, plan.restore_db, plan.server_major)
             result.dropped = True
-            journal.write("restore_dropped", dbname=plan.restore_db)
+            journal.record(RestoreDropped(plan.restore_db))
         result.timings["total_s"] = _since(t0)
-        journal.write("restore_finished", result=result.to_dict())
+        journal.record(RestoreFinished(result.to_dict()))
         if isinstance(exc, (RestoreFailed, _Stop, SwapFailed, SwapCancelled, psycopg.Error,
                             ProgramNotFound)):
             report("error", result.error)
@@ -589,8 +598,8 @@ def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
         _analyze(plan, report, result)
     result.timings["total_s"] = _since(t0)
     progress(1.0, "restored")
-    journal.write("restore_swapped", live_db=plan.live_db, before_db=plan.before_db,
-                  terminated=result.terminated, attempts=result.swap_attempts)
+    journal.record(RestoreSwapped(plan.live_db, plan.before_db, result.terminated,
+                                  result.swap_attempts))
     report("step", f"{plan.live_db} is now the restored copy; the old one is kept as "
                    f"{plan.before_db}")
     if after_swap is not None:
@@ -601,7 +610,7 @@ def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
             report("warn", f"after the swap: {exc}")
     for step in result.next_steps:
         report("step", f"next: {step}")
-    journal.write("restore_finished", result=result.to_dict())
+    journal.record(RestoreFinished(result.to_dict()))
     return result
 
 

@@ -20,7 +20,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from wizard.core.backup import DEFAULT_COMPRESSION, FORMATS, BackupOptions, BackupResult, backup
+from wizard.core.backup import (
+    DEFAULT_COMPRESSION,
+    FORMATS,
+    BackupOptions,
+    BackupResult,
+    backup,
+    record_skipped,
+)
 from wizard.core.session import WizardSession
 from wizard.core.units import format_bytes
 from wizard.ui.confirm import confirm_typed
@@ -242,8 +249,8 @@ class BackupPage(StepPage):
             return
         who = session.operator or getpass.getuser()
         when = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        session.ensure_journal().write("backup_skipped", dbname=db, who=who, when=when,
-                                       how="typed confirmation in the wizard")
+        record_skipped(session.ensure_journal(), db, who, when,
+                       "typed confirmation in the wizard")
         self.skipped = {"who": who, "when": when}
         session.results["backup_skipped"] = self.skipped
         self.log.append("warn", f"continuing WITHOUT a backup of {db}: confirmed by {who} "

@@ -303,10 +303,8 @@ class CachePage(StepPage):
         self._update_buttons()
 
     def skip(self) -> None:
-        redis = self.session.redis
-        self.session.ensure_journal().write(
-            "cache_skipped", redis=redis.describe() if redis else None,
-            reason="operator skipped the cache step")
+        cache.record_skipped(self.session.ensure_journal(), self.session.redis,
+                             "operator skipped the cache step")
         self.session.results["cache"] = "skipped"
         self.summary.setText("Cache step skipped (written to the run's journal). Old keys "
                              "that name prosumers may remain until they expire.")
