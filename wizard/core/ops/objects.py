@@ -20,6 +20,7 @@ from wizard.core.ops.targets import (
     final_columns,
     is_place,
     managed_foreign_keys,
+    table_names,
     touches_renamed_column,
 )
 
@@ -171,8 +172,7 @@ class RenameNotNull(_RenameConstraint):
         for nn in (c for c in d.constraints if c.kind == "n"):
             if nn.table != target and not touches_renamed_column(nn.table, nn.columns, target):
                 continue
-            after = names.NEW_TABLE if nn.table == target else nn.table
-            before = names.OLD_TABLE if nn.table == target else nn.table
+            after, before = table_names(nn.table, target)
             found.append(ObjectRename(
                 cls.kind, after, before,
                 before_columns(after, final_columns(after, nn.columns)),
@@ -203,8 +203,7 @@ class RenameIndex(RenameObject):
             if idx.table != target and not touches_renamed_column(idx.table, idx.columns,
                                                                    target):
                 continue
-            after = names.NEW_TABLE if idx.table == target else idx.table
-            before = names.OLD_TABLE if idx.table == target else idx.table
+            after, before = table_names(idx.table, target)
             cols = final_columns(after, idx.columns)
             found.append(ObjectRename(cls.kind, after, before, before_columns(after, cols),
                                       idx.name, names.renamed(idx.name, "idx", after, cols)))
@@ -235,8 +234,7 @@ class RenameSequence(RenameObject):
         for seq in d.sequences:
             if seq.table != target and not is_place(seq.table, seq.column):
                 continue
-            after = names.NEW_TABLE if seq.table == target else seq.table
-            before = names.OLD_TABLE if seq.table == target else seq.table
+            after, before = table_names(seq.table, target)
             found.append(ObjectRename(cls.kind, after, before,
                                       (names.column_before(after, seq.column),), seq.name,
                                       names.swap_word(seq.name, "prosumer", "user")))

@@ -14,6 +14,11 @@ def before_columns(table: str, columns: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(names.column_before(table, c) for c in columns)
 
 
+def table_names(table: str, target: str | None) -> tuple[str, str]:
+    """A table's name (after the rename, before it): only the target table changes."""
+    return (names.NEW_TABLE, names.OLD_TABLE) if table == target else (table, table)
+
+
 def is_place(table: str, column: str) -> bool:
     """One of the seven referencing columns, under its old or its new name."""
     return any(p.table == table and column in (p.old, p.new) for p in names.REFERENCING)
