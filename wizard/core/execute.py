@@ -221,6 +221,7 @@ class _Attempt:
         self.current: str | None = None
         self.index: int | None = None  # the step running, 1-based
         self.started_at = 0.0  # epoch seconds of the server's clock before the first step
+        self._stamps: list[psycopg.Cursor[Any]] = []
 
     def _label(self, n: int) -> str:
         steps = self.plan.catalog_steps
@@ -237,7 +238,7 @@ class _Attempt:
                 f"{self.plan.digest[:12]}): {_facts_difference(self.plan.facts, now)}. "
                 f"Nothing was changed; make the plan again, review it, then run it.")
 
-    def run(self, exp: Expectations, schema: str) -> tuple[list[Check], float]:
+    def run(self, exp: Expectations, schema: str) -> list[Check]:
         steps = self.plan.catalog_steps
         with self.conn.cursor() as cur:
             cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
@@ -267,9 +268,9 @@ class _Attempt:
             self.index = done + 1 if done < len(steps) else None
             self.current = self._label(done + 1) if done < len(steps) else \
                 "catalog checks inside the transaction"
-            self._timings(steps, stamps[:done + 1])
+            self._stamps = stamps[:done + 1]
             raise
-        self._timings(steps, stamps)
+        self._stamps = stamps  # read after the transaction: not while the locks are held
         self.current = "catalog checks inside the transaction"
         if up:
             found = receive(sent)
@@ -279,7 +280,7 @@ class _Attempt:
         else:
             checks = down_checks(self.conn, exp, schema)
         self.current = None
-        return checks, self.started_at
+        return checks
 
     def _check_queries(self, exp: Expectations, schema: str
                        ) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -295,14 +296,16 @@ class _Attempt:
             return
         self.current = "preparing the checks (no lock held yet)"
         self.conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        self._stamp().fetchone()
         ready = dict(checks_sql)
         if not self.plan.source or not self.plan.source.migrations_table:
             ready.pop("migration_row")  # the plan creates the table: nothing to prepare yet
         receive(send(self.conn, ready, prepare=True))
 
     def _stamp(self) -> psycopg.Cursor[Any]:
+        """The server's clock, queued (prepared once: between statements it costs a bind)."""
         cur = self.conn.cursor()
-        cur.execute("SELECT clock_timestamp()")
+        cur.execute("SELECT clock_timestamp()", prepare=True)
         return cur
 
     def _timings(self, steps: list[Operation], stamps: list[psycopg.Cursor[Any]]) -> None:
@@ -319,8 +322,17 @@ class _Attempt:
             ms = round((b - a).total_seconds() * 1000, 2)
             op = steps[n - 1]
             self.steps.append(StepResult(n, op.title, op.sql, ms, op=op.op))
-            self.report("step", f"{self._label(n)} ({ms:.1f} ms)")
-            self.emit(StepDone(n, len(steps), op.op, op.title, ms, self.attempt))
+
+    def tell(self) -> None:
+        """Time and report the steps, once the transaction has ended: reading the server's
+        timestamps and writing the log and the journal while the locks are held would make
+        the application wait for Python and for disks."""
+        if self._stamps and not self.steps:
+            self._timings(self.plan.catalog_steps, self._stamps)
+        total = len(self.plan.catalog_steps)
+        for step in self.steps:
+            self.report("step", f"[{step.index}/{total}] {step.title} ({step.ms:.1f} ms)")
+            self.emit(StepDone(step.index, total, step.op, step.title, step.ms, self.attempt))
 
 
 def run_plan(settings: PgSettings, plan: Plan, before: Discovery, exp: Expectations, *,
@@ -424,7 +436,7 @@ def _attempts(conn: psycopg.Connection[Any], settings: PgSettings, plan: Plan,
         log("info", f"{verb} attempt {attempt}: BEGIN; lock_timeout "
             f"{opts.lock_timeout_s:g} s, statement_timeout {opts.statement_timeout_s:g} s")
         try:
-            checks, started = runner.run(exp, before.schema)
+            checks = runner.run(exp, before.schema)
             failed = [c for c in checks if c.status == FAIL]
             if failed or opts.rehearse:
                 runner.current = "ROLLBACK"
@@ -434,8 +446,10 @@ def _attempts(conn: psycopg.Connection[Any], settings: PgSettings, plan: Plan,
                 conn.commit()
             ended = conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
             conn.rollback()
+            runner.tell()
             result.steps, result.checks = runner.steps, checks
-            result.blocked_ms = round((float(ended[0]) - started) * 1000, 2) if ended else None
+            result.blocked_ms = (round((float(ended[0]) - runner.started_at) * 1000, 2)
+                                 if ended and runner.started_at else None)
             if failed:
                 result.failed_step = "catalog checks inside the transaction"
                 result.error = "rolled back, nothing changed: " + "; ".join(
@@ -448,6 +462,7 @@ def _attempts(conn: psycopg.Connection[Any], settings: PgSettings, plan: Plan,
             return
         except psycopg.errors.LockNotAvailable:
             conn.rollback()
+            runner.tell()
             blockers = _blockers(settings, oids)
             result.lock_waits.append(blockers)
             who = "; ".join(f"pid {b['pid']} ({b['application_name'] or '-'}, {b['client']}, "
@@ -481,6 +496,7 @@ def _attempts(conn: psycopg.Connection[Any], settings: PgSettings, plan: Plan,
         except psycopg.Error as exc:
             if not conn.closed:
                 conn.rollback()
+            runner.tell()
             result.failed_step, result.failed_index = runner.current, runner.index
             result.steps = runner.steps
             result.error = f"failed at {runner.current}: {_describe_error(exc)}"

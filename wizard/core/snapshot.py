@@ -38,9 +38,10 @@ class _Catalog:
     tables: dict[int, str] = field(default_factory=dict)
     columns: dict[int, dict[int, str]] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
+    by_kind: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def of(self, kind: str) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r["kind"] == kind]
+        return self.by_kind.get(kind, [])
 
     def rel(self, name: str) -> int | None:
         return next((oid for oid, n in self.tables.items() if n == name), None)
@@ -53,6 +54,7 @@ class _Catalog:
 def _catalog(rows: list[dict[str, Any]]) -> _Catalog:
     cat = _Catalog(rows=rows)
     for r in rows:
+        cat.by_kind.setdefault(r["kind"], []).append(r)
         if r["kind"] == "table":
             cat.tables[int(r["rel"])] = r["name"]
         elif r["kind"] == "column":

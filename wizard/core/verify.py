@@ -124,7 +124,7 @@ def receive(sent: Sent) -> dict[str, tuple[str, list[dict[str, Any]]]]:
     """Every result of `send`, by key (the first read syncs a pipeline: one round trip)."""
     found = {}
     for key, query, cur in sent:
-        found[key] = (query, [dict(r) for r in cur.fetchall()])
+        found[key] = (query, cur.fetchall())
         cur.close()
     return found
 
