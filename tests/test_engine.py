@@ -412,3 +412,22 @@ def test_verify_fails_while_a_name_of_the_renamed_objects_still_says_prosumer(
     assert check.status == "fail"
     assert check.detail == ('index prosumer_email_idx on "user"; index wallet_prosumer_idx '
                             'on wallet; trigger set_timestamp_prosumers on "user"')
+
+
+def test_a_failing_check_inside_the_transaction_rolls_everything_back(pg_db: PgSettings
+                                                                      ) -> None:
+    """A hand-made CHECK constraint named prosumer is not one the plan renames: the
+    server's verdict in the transaction fails, so its COMMIT never runs."""
+    with pg_db.connect() as conn:
+        conn.execute("ALTER TABLE prosumer ADD CONSTRAINT prosumer_email_check "
+                     "CHECK (email <> '')")
+    original = fingerprint(pg_db)
+    _plan, result, journal = jobs.run(pg_db, UP)
+    assert not result.ok
+    assert result.error
+    assert result.error.startswith("rolled back, nothing changed")
+    assert "prosumer_email_check" in result.error
+    assert result.failed_step == "catalog checks inside the transaction"
+    assert fingerprint(pg_db) == original
+    assert len(result.steps) == len(_plan.catalog_steps)  # every statement ran, then ROLLBACK
+    assert journal.events("run_finished")[-1]["result"]["ok"] is False

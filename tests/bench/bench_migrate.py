@@ -83,12 +83,12 @@ def _probe_loop(settings: PgSettings, ready: Any, stop: Any, worst: Any) -> None
             t0 = time.perf_counter()
             conn.execute("SELECT 1 FROM wallet LIMIT 1")
             worst.value = max(worst.value, (time.perf_counter() - t0) * 1000)
-            time.sleep(0.0005)
+            time.sleep(0.001)
 
 
 class Probe:
     """An application session, in a process of its own (so the tool's Python cannot delay
-    it), asking for wallet rows every half millisecond; `worst_ms` is its longest wait."""
+    it), asking for wallet rows every millisecond; `worst_ms` is its longest wait."""
 
     def __init__(self, settings: PgSettings) -> None:
         ctx = multiprocessing.get_context("fork")
