@@ -29,12 +29,11 @@ from wizard.core.journal import Journal
 from wizard.core.ops import Operation
 from wizard.core.plan import UP, Plan
 from wizard.core.reporting import Cancelled, Report
-from wizard.core.snapshot import guard_query, rows_from_snapshot, snapshot_query
+from wizard.core.snapshot import rows_from_snapshot, snapshot_query
 from wizard.core.verify import (
     FAIL,
     Check,
     Expectations,
-    Sent,
     catalog_checks,
     count_rows,
     down_checks,
@@ -223,8 +222,6 @@ class _Attempt:
         self.index: int | None = None  # the step running, 1-based
         self.started_at = 0.0  # epoch seconds of the server's clock before the first step
         self._stamps: list[psycopg.Cursor[Any]] = []
-        self.ended = self.committed = False  # the runner ended the transaction itself
-        self._guard: tuple[str, dict[str, Any]] = ("", {})
 
     def _label(self, n: int) -> str:
         steps = self.plan.catalog_steps
@@ -253,12 +250,9 @@ class _Attempt:
             raise RunCancelled(f"cancelled before step 1/{len(steps)}")
         up = self.plan.direction == UP
         checks_sql = self._check_queries(exp, schema) if up else {}
-        if up:
-            self._guard = guard_query(exp, self.oids, schema)
         self._warm(checks_sql)
         stamps: list[psycopg.Cursor[Any]] = []
         executed: list[psycopg.Cursor[Any]] = []
-        sent: Sent = []
         self.current = self._label(1) if steps else None
         try:
             with self.conn.pipeline():
@@ -268,59 +262,24 @@ class _Attempt:
                     cur.execute(op.sql.encode())
                     executed.append(cur)
                     stamps.append(self._stamp())
-                if up:
-                    sent = send(self.conn, checks_sql, prepare=True)
-                    self._end_in_pipeline()
-        except psycopg.errors.DivisionByZero:
-            # The guard's verdict: a check fails. Nothing was committed; the snapshot read
-            # before the verdict says which check.
-            self.conn.rollback()
-            self.ended, self._stamps = True, stamps
-            self.current = "catalog checks inside the transaction"
-            return self._evaluate(sent, exp, refused=True)
+                sent = send(self.conn, checks_sql, prepare=True)
         except psycopg.Error:
             done = sum(1 for c in executed if c.pgresult is not None)
             self.index = done + 1 if done < len(steps) else None
-            if done < len(steps):
-                self.current = self._label(done + 1)
-            elif self.current not in ("COMMIT", "ROLLBACK"):
-                self.current = "catalog checks inside the transaction"
+            self.current = self._label(done + 1) if done < len(steps) else \
+                "catalog checks inside the transaction"
             self._stamps = stamps[:done + 1]
             raise
         self._stamps = stamps  # read after the transaction: not while the locks are held
         self.current = "catalog checks inside the transaction"
-        checks = self._evaluate(sent, exp) if up else down_checks(self.conn, exp, schema)
-        self.current = None
-        return checks
-
-    def _end_in_pipeline(self) -> None:
-        """Queue the server's verdict on the checks, then COMMIT (ROLLBACK when
-        rehearsing): the statements, the checks and the end of the transaction are one
-        round trip. A failing verdict aborts the transaction, so COMMIT never runs."""
-        query, params = self._guard
-        self.conn.cursor().execute(query, params, prepare=True)
-        if self.opts.rehearse:
-            self.current = "ROLLBACK"
-            self.conn.rollback()
+        if up:
+            found = receive(sent)
+            snap_query, snap_rows = found.pop("snapshot")
+            found.update(rows_from_snapshot(snap_rows, snap_query))
+            checks = evaluate_catalog(found, exp, in_transaction=True)
         else:
-            self.current = "COMMIT"
-            self.conn.commit()
-            self.committed = True
-        self.ended = True
-
-    def _evaluate(self, sent: Sent, exp: Expectations, *, refused: bool = False
-                  ) -> list[Check]:
-        """The in-transaction checks, each with its evidence, from the snapshot read in
-        the transaction (after it ended: the verdict was the server's)."""
-        found = receive(sent)
-        snap_query, snap_rows = found.pop("snapshot")
-        found.update(rows_from_snapshot(snap_rows, snap_query))
-        checks = evaluate_catalog(found, exp, in_transaction=True)
-        if refused and not any(c.status == FAIL for c in checks):
-            checks.append(Check("guard", "The server's verdict on the checks", FAIL,
-                                "the server found a difference the checks here do not name "
-                                "(report this); nothing was committed",
-                                {"query": self._guard[0]}))
+            checks = down_checks(self.conn, exp, schema)
+        self.current = None
         return checks
 
     def _check_queries(self, exp: Expectations, schema: str
@@ -330,9 +289,9 @@ class _Attempt:
                                   {"names": list(exp.migration_names)})}
 
     def _warm(self, checks_sql: dict[str, tuple[str, dict[str, Any]]]) -> None:
-        """Plan the in-transaction checks and their verdict before the first lock is
-        taken: prepared with a generic plan (the catalogs they read keep their shape), so
-        while the locks are held the server only executes them."""
+        """Plan the in-transaction checks before the first lock is taken: prepared with a
+        generic plan (the catalogs they read keep their shape), so while the locks are
+        held the server only executes them."""
         if not checks_sql:
             return
         self.current = "preparing the checks (no lock held yet)"
@@ -341,12 +300,7 @@ class _Attempt:
         ready = dict(checks_sql)
         if not self.plan.source or not self.plan.source.migrations_table:
             ready.pop("migration_row")  # the plan creates the table: nothing to prepare yet
-        ready["guard"] = self._guard
-        try:
-            with self.conn.transaction():  # before the plan the verdict is no: that is fine
-                receive(send(self.conn, ready, prepare=True))
-        except psycopg.errors.DivisionByZero:
-            pass
+        receive(send(self.conn, ready, prepare=True))
 
     def _stamp(self) -> psycopg.Cursor[Any]:
         """The server's clock, queued (prepared once: between statements it costs a bind)."""
@@ -484,26 +438,18 @@ def _attempts(conn: psycopg.Connection[Any], settings: PgSettings, plan: Plan,
         try:
             checks = runner.run(exp, before.schema)
             failed = [c for c in checks if c.status == FAIL]
-            if not runner.ended:
-                runner.current = "ROLLBACK" if failed or opts.rehearse else "COMMIT"
-                if failed or opts.rehearse:
-                    conn.rollback()
-                else:
-                    conn.commit()
-                    runner.committed = True
+            if failed or opts.rehearse:
+                runner.current = "ROLLBACK"
+                conn.rollback()
+            else:
+                runner.current = "COMMIT"
+                conn.commit()
             ended = conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
             conn.rollback()
             runner.tell()
             result.steps, result.checks = runner.steps, checks
             result.blocked_ms = (round((float(ended[0]) - runner.started_at) * 1000, 2)
                                  if ended and runner.started_at else None)
-            if failed and runner.committed:
-                result.error = ("committed (the server's verdict passed), but the checks "
-                                "inside the transaction found: " + "; ".join(
-                                    f"{c.title}: {c.detail}" for c in failed)
-                                + ". Run `enerlink-migrate verify`, or revert.")
-                log("error", result.error)
-                return
             if failed:
                 result.failed_step = "catalog checks inside the transaction"
                 result.error = "rolled back, nothing changed: " + "; ".join(

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wizard.core import names
 from wizard.core.sqlfiles import query
-
-if TYPE_CHECKING:
-    from wizard.core.verify import Expectations
 
 SNAPSHOT_SQL = "catalog/snapshot.sql"
 _PROSUMER = re.compile("prosumer", re.IGNORECASE)
@@ -29,30 +26,6 @@ def snapshot_query(oids: list[int], schema: str) -> tuple[str, dict[str, Any]]:
     return query(SNAPSHOT_SQL, "snapshot"), {
         "oids": oids, "schema": schema,
         "names": [names.OLD_TABLE, names.NEW_TABLE, *names.CHILD_TABLES, "migrations"]}
-
-
-def guard_query(exp: Expectations, oids: list[int], schema: str) -> tuple[str, dict[str, Any]]:
-    """The server-side decision to commit: the snapshot and every in-transaction check of
-    verify.evaluate_catalog on it, failing (division by zero) when one would fail. The
-    migrations row is left out: its INSERT succeeding is what puts it there."""
-    snap, params = snapshot_query(oids, schema)
-    text = "WITH snap AS (\n" + snap.rstrip().rstrip(";") + "\n)\n" + query(SNAPSHOT_SQL,
-                                                                           "guard")
-    promised = [e for e in exp.objects if e.kind not in ("row", "valid")]
-    fks = sorted(exp.fk_shapes.items())
-    params.update({
-        "e_kind": [e.kind for e in promised], "e_table": [e.table for e in promised],
-        "e_name": [e.name for e in promised], "e_present": [e.present for e in promised],
-        "fk_table": [label.split(".")[0] for label, _ in fks],
-        "fk_column": [label.split(".")[1] for label, _ in fks],
-        "fk_del": [shape[0] for _, shape in fks], "fk_upd": [shape[1] for _, shape in fks],
-        "fk_def": [shape[2] for _, shape in fks], "fk_defd": [shape[3] for _, shape in fks],
-        "fk_name": [exp.fk_names.get(label, "") for label, _ in fks],
-        "fk_valid": [label in exp.must_be_validated for label, _ in fks],
-        "idx_names": list(exp.index_names),
-        "places": [f"{p.table}.{p.new}" for p in names.REFERENCING],
-        "children": list(names.CHILD_TABLES)})
-    return text, params
 
 
 def _shown(table: str) -> str:
