@@ -63,7 +63,7 @@ EXPECTED_SQL = {
 }
 
 
-def _concrete(cls: type[Operation]) -> list[type[Operation]]:
+def _concrete(cls: type[Any]) -> list[type[Operation]]:
     found = []
     for sub in cls.__subclasses__():
         if not inspect.isabstract(sub) and "op" in sub.__dict__:
