@@ -42,3 +42,19 @@ SELECT 'sequence', dep.refobjid, s.relname::text, ARRAY[dep.refobjsubid]::int2[]
  WHERE dep.refobjid = ANY(%(oids)s::oid[]) AND dep.classid = 'pg_class'::regclass
    AND dep.refclassid = 'pg_class'::regclass AND dep.deptype IN ('a', 'i')
    AND s.relkind = 'S';
+
+-- name: digest
+-- The snapshot as one md5, so that while the locks are held one short row crosses the
+-- network: wizard/core/snapshot.py computes the same digest of the catalog it predicts
+-- from the operations (same line format, lines sorted bytewise). Tables the plan creates
+-- have an OID nobody knows in advance: it shows as '-'.
+SELECT md5(coalesce(string_agg(line, E'\n' ORDER BY line COLLATE "C"), '')) AS digest
+  FROM (SELECT concat_ws('|', s.kind,
+                         CASE WHEN s.rel = ANY(%(oids)s::oid[]) THEN s.rel::text ELSE '-' END,
+                         s.name, coalesce(array_to_string(s.keys, ','), ''),
+                         coalesce(s.contype, ''), coalesce(s.ref::text, ''),
+                         coalesce(array_to_string(s.ref_keys, ','), ''),
+                         coalesce(s.on_delete, ''), coalesce(s.on_update, ''),
+                         coalesce(s.deferrable::text, ''), coalesce(s.deferred::text, ''),
+                         coalesce(s.validated::text, ''), coalesce(s.attnum::text, '')) AS line
+          FROM (%(snapshot)s) s) lines;

@@ -29,11 +29,19 @@ from wizard.core.journal import Journal
 from wizard.core.ops import Operation
 from wizard.core.plan import UP, Plan
 from wizard.core.reporting import Cancelled, Report
-from wizard.core.snapshot import rows_from_snapshot, snapshot_query
+from wizard.core.snapshot import (
+    CannotPredict,
+    digest_of,
+    digest_query,
+    predict,
+    rows_from_snapshot,
+    snapshot_query,
+)
 from wizard.core.verify import (
     FAIL,
     Check,
     Expectations,
+    Sent,
     catalog_checks,
     count_rows,
     down_checks,
@@ -222,6 +230,9 @@ class _Attempt:
         self.index: int | None = None  # the step running, 1-based
         self.started_at = 0.0  # epoch seconds of the server's clock before the first step
         self._stamps: list[psycopg.Cursor[Any]] = []
+        self.schema = ""
+        self.predicted: tuple[str, list[Check]] | None = None  # digest, checks
+        self.notes: list[str] = []  # said after the transaction (not while locks are held)
 
     def _label(self, n: int) -> str:
         steps = self.plan.catalog_steps
@@ -249,8 +260,12 @@ class _Attempt:
         if self.cancel.is_set():
             raise RunCancelled(f"cancelled before step 1/{len(steps)}")
         up = self.plan.direction == UP
+        self.schema = schema
         checks_sql = self._check_queries(exp, schema) if up else {}
-        self._warm(checks_sql)
+        self._warm(checks_sql, exp)
+        if up and self.predicted:  # one short row back: the digest of the snapshot
+            checks_sql = {"digest": digest_query(self.oids, schema),
+                          "migration_row": checks_sql["migration_row"]}
         stamps: list[psycopg.Cursor[Any]] = []
         executed: list[psycopg.Cursor[Any]] = []
         self.current = self._label(1) if steps else None
@@ -272,15 +287,38 @@ class _Attempt:
             raise
         self._stamps = stamps  # read after the transaction: not while the locks are held
         self.current = "catalog checks inside the transaction"
-        if up:
-            found = receive(sent)
-            snap_query, snap_rows = found.pop("snapshot")
-            found.update(rows_from_snapshot(snap_rows, snap_query))
-            checks = evaluate_catalog(found, exp, in_transaction=True)
+        if up and self.predicted:
+            checks = self._fast_checks(sent, exp, schema)
+        elif up:
+            checks = self._evaluate(sent, exp)
         else:
             checks = down_checks(self.conn, exp, schema)
         self.current = None
         return checks
+
+    def _evaluate(self, sent: Sent, exp: Expectations) -> list[Check]:
+        """The in-transaction checks from the snapshot read in the transaction."""
+        found = receive(sent)
+        snap_query, snap_rows = found.pop("snapshot")
+        found.update(rows_from_snapshot(snap_rows, snap_query))
+        return evaluate_catalog(found, exp, in_transaction=True)
+
+    def _fast_checks(self, sent: Sent, exp: Expectations, schema: str) -> list[Check]:
+        """Under the lock: the server's digest against the predicted one. Equal, the
+        predicted checks stand (the catalog is exactly the predicted one); otherwise the
+        whole snapshot is read and checked, as without a prediction."""
+        assert self.predicted is not None
+        found = receive(sent)
+        digest, checks = self.predicted
+        rows = found["migration_row"][1]
+        if found["digest"][1][0]["digest"] == digest and rows:
+            return [Check(c.id, c.title, c.status, c.detail,
+                          {**c.evidence, "result": rows}) if c.id == "migration_row" else c
+                    for c in checks]
+        self.notes.append("the catalog after the statements is not the predicted one: "
+                          "checked in full")
+        return self._evaluate(send(self.conn, self._check_queries(exp, schema), prepare=True),
+                              exp)
 
     def _check_queries(self, exp: Expectations, schema: str
                        ) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -288,7 +326,8 @@ class _Attempt:
                 "migration_row": (migration_rows_query(schema),
                                   {"names": list(exp.migration_names)})}
 
-    def _warm(self, checks_sql: dict[str, tuple[str, dict[str, Any]]]) -> None:
+    def _warm(self, checks_sql: dict[str, tuple[str, dict[str, Any]]],
+              exp: Expectations) -> None:
         """Plan the in-transaction checks before the first lock is taken: prepared with a
         generic plan (the catalogs they read keep their shape), so while the locks are
         held the server only executes them."""
@@ -297,10 +336,28 @@ class _Attempt:
         self.current = "preparing the checks (no lock held yet)"
         self.conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
         self._stamp().fetchone()
-        ready = dict(checks_sql)
+        ready = {**checks_sql, "digest": digest_query(self.oids, self.schema)}
         if not self.plan.source or not self.plan.source.migrations_table:
             ready.pop("migration_row")  # the plan creates the table: nothing to prepare yet
-        receive(send(self.conn, ready, prepare=True))
+        found = receive(send(self.conn, ready, prepare=True))
+        self._predict(found["snapshot"][1], exp)
+
+    def _predict(self, rows: list[dict[str, Any]], exp: Expectations) -> None:
+        """From the snapshot before the statements (the catalog is as the plan says), the
+        one they will leave and its digest; when its checks pass, the run under the lock
+        only compares the server's digest with this one."""
+        try:
+            after = predict(rows, self.plan.catalog_steps)
+        except CannotPredict as exc:
+            self.notes.append(f"checks read in full under the lock: {exc}")
+            return
+        query = snapshot_query(self.oids, self.schema)[0]
+        found = rows_from_snapshot(after, query)
+        found["migration_row"] = (migration_rows_query(self.schema), [
+            {"name": n} for n in exp.migration_names[:1]])
+        checks = evaluate_catalog(found, exp, in_transaction=True)
+        if not any(c.status == FAIL for c in checks):
+            self.predicted = (digest_of(after, self.oids), checks)
 
     def _stamp(self) -> psycopg.Cursor[Any]:
         """The server's clock, queued (prepared once: between statements it costs a bind)."""
@@ -447,6 +504,8 @@ def _attempts(conn: psycopg.Connection[Any], settings: PgSettings, plan: Plan,
             ended = conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
             conn.rollback()
             runner.tell()
+            for note in runner.notes:
+                log("info", note)
             result.steps, result.checks = runner.steps, checks
             result.blocked_ms = (round((float(ended[0]) - runner.started_at) * 1000, 2)
                                  if ended and runner.started_at else None)

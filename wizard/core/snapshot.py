@@ -8,12 +8,16 @@ verify.sql queries themselves run; tests hold both to the same answers.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wizard.core import names
 from wizard.core.sqlfiles import query
+
+if TYPE_CHECKING:
+    from wizard.core.ops import Operation
 
 SNAPSHOT_SQL = "catalog/snapshot.sql"
 _PROSUMER = re.compile("prosumer", re.IGNORECASE)
@@ -138,3 +142,103 @@ def _objects(cat: _Catalog) -> list[dict[str, Any]]:
             out.append({"kind": r["kind"], "on_table": on, "name": r["name"],
                         "validated": True if r["validated"] is None else r["validated"]})
     return out
+
+
+# -- the prediction: the snapshot the operations will leave, and its digest ----------------
+
+def digest_query(oids: list[int], schema: str) -> tuple[str, dict[str, Any]]:
+    """The snapshot's md5 (sql/catalog/snapshot.sql "digest" around "snapshot")."""
+    snap, params = snapshot_query(oids, schema)
+    text = query(SNAPSHOT_SQL, "digest").replace("%(snapshot)s", snap.rstrip().rstrip(";"))
+    return text, params
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)  # array_to_string(keys, ',')
+    return str(value)
+
+
+_FIELDS = ("name", "keys", "contype", "ref", "ref_keys", "on_delete", "on_update",
+           "deferrable", "deferred", "validated", "attnum")
+
+
+def digest_of(rows: list[dict[str, Any]], oids: list[int]) -> str:
+    """The md5 the digest query computes, of rows shaped like the snapshot's."""
+    known = set(oids)
+    lines = sorted(("|".join([r["kind"], str(r["rel"]) if r["rel"] in known else "-",
+                              *(_text(r[f]) for f in _FIELDS)]) for r in rows),
+                   key=lambda line: line.encode())
+    return hashlib.md5("\n".join(lines).encode(), usedforsecurity=False).hexdigest()
+
+
+class CannotPredict(ValueError):
+    """An operation whose effect on the snapshot this module does not model."""
+
+
+def predict(rows: list[dict[str, Any]], operations: list[Operation]) -> list[dict[str, Any]]:
+    """The snapshot after the operations, from the snapshot before them.
+
+    A fast path only: when the catalog after the statements differs from this (or an
+    operation is not modelled), the run reads the whole snapshot and checks it instead.
+    """
+    from wizard.core import ops
+
+    after = [dict(r) for r in rows]
+
+    def rel_of(table: str) -> int:
+        found = [r["rel"] for r in after if r["kind"] == "table" and r["name"] == table]
+        if len(found) != 1:
+            raise CannotPredict(f"table {table} is not in the snapshot")
+        return int(found[0])
+
+    def rename(kind: str, rel: int | None, before: str, new: str) -> None:
+        hits = [r for r in after if r["kind"] == kind and r["name"] == before
+                and (rel is None or r["rel"] == rel)]
+        if len(hits) != 1:
+            raise CannotPredict(f"{kind} {before}: {len(hits)} in the snapshot")
+        hits[0]["name"] = new
+
+    for op in operations:
+        if isinstance(op, ops.RenameTable):
+            rename("table", None, op.before, op.after)
+        elif isinstance(op, ops.RenameColumn):
+            rename("column", rel_of(op.on), op.before, op.after)
+        elif isinstance(op, ops.RenameIndex | ops.RenameSequence | ops.RenameTrigger):
+            rel = None if isinstance(op, ops.RenameSequence) else rel_of(op.on)
+            rename(op.catalog_kind, rel, op.before, op.after)
+        elif isinstance(op, ops.RenameObject):  # a constraint; a key's index follows it
+            rel = rel_of(op.on)
+            con = [r for r in after if r["kind"] == "constraint" and r["rel"] == rel
+                   and r["name"] == op.before]
+            rename("constraint", rel, op.before, op.after)
+            if con and con[0]["contype"] in ("p", "u"):
+                rename("index", rel, op.before, op.after)
+        elif isinstance(op, ops.AddForeignKey):
+            after.append(_new_foreign_key(after, op, rel_of(op.on), rel_of(op.ref_table)))
+        elif isinstance(op, ops.CreateMigrationsTable):
+            after.append({"kind": "table", "rel": -1, "name": ops.history.MIGRATIONS,
+                          **dict.fromkeys(_FIELDS[1:])})
+        elif not isinstance(op, ops.RecordMigration):
+            raise CannotPredict(f"{op.op} is not modelled")
+    return after
+
+
+def _new_foreign_key(rows: list[dict[str, Any]], op: Any, rel: int, ref: int
+                     ) -> dict[str, Any]:
+    def attnum(table_rel: int, column: str) -> int:
+        found = [r["attnum"] for r in rows if r["kind"] == "column" and r["rel"] == table_rel
+                 and r["name"] == column]
+        if len(found) != 1:
+            raise CannotPredict(f"column {column} is not in the snapshot")
+        return int(found[0])
+
+    return {"kind": "constraint", "rel": rel, "name": op.name,
+            "keys": [attnum(rel, op.column)], "contype": "f", "ref": ref,
+            "ref_keys": [attnum(ref, op.ref_column)], "on_delete": "c" if op.cascade else "a",
+            "on_update": "a", "deferrable": False, "deferred": False, "validated": False,
+            "attnum": None}
