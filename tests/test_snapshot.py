@@ -3,6 +3,7 @@ verify.sql's queries answer on the same catalog (pre, partial, migrated, odd nam
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -144,3 +145,19 @@ def test_a_catalog_other_than_predicted_is_checked_in_full(pg_db: PgSettings,
     finally:
         with pg_server.admin_connect(pg_db.dbname) as admin:
             admin.execute("DROP EVENT TRIGGER audit_hook")
+
+
+@pytest.mark.pg_matrix("realworld")
+@pytest.mark.realworld
+def test_the_real_schema_takes_the_predicted_path(pg_server: PostgresServer,
+                                                  realworld_dir: Path,
+                                                  empty_db: PgSettings) -> None:
+    loaded = pg_server.psql_file(empty_db.dbname,
+                                 realworld_dir / "enerlink_pre_rename_schema.sql")
+    assert loaded.returncode == 0, loaded.stderr
+    superuser = pg_server.settings(empty_db.dbname)
+    _plan, result, journal = jobs.run(superuser, UP)
+    assert result.ok, result.error
+    logged = " ".join(e["message"] for e in journal.events("log"))
+    assert "checked in full" not in logged
+    assert "checks read in full" not in logged
