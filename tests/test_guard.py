@@ -96,5 +96,54 @@ def test_a_backup_file_cut_short_since_no_longer_counts(pg_db: PgSettings,
     assert made.verified
     data = Path(made.path).read_bytes()
     Path(made.path).write_bytes(data[: len(data) // 2])
-    with pytest.raises(jobs.GuardRefused, match="no verified backup of"):
+    with pytest.raises(jobs.GuardRefused, match="is not the file that was verified"):
         jobs.run(pg_db, UP, guard=jobs.Guard(), journal=journal)
+
+
+def _flip(path: Path, count: int = 16) -> None:
+    """Change bytes in the middle of the file, keeping its size (as a bad disk or a hand
+    would): only the sha256 can tell."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + count] = bytes(b ^ 0xFF for b in data[middle:middle + count])
+    path.write_bytes(bytes(data))
+
+
+def test_a_backup_changed_since_its_verification_is_refused(pg_db: PgSettings,
+                                                            tmp_path: Path) -> None:
+    journal = Journal.create(pg_db, "wizard")
+    made = backup(pg_db, BackupOptions(out_dir=tmp_path / "backups"), journal=journal)
+    assert made.verified, made.error
+    path = Path(made.path)
+    size = path.stat().st_size
+    _flip(path)
+    assert path.stat().st_size == size
+    before = fingerprint(pg_db)
+    with pytest.raises(jobs.GuardRefused, match="is not the file that was verified") as refused:
+        jobs.run(pg_db, UP, guard=jobs.Guard(), journal=journal)
+    assert made.path in str(refused.value)
+    assert (made.sha256 or "")[:16] in str(refused.value)
+    assert fingerprint(pg_db) == before
+    assert "is not the file that was verified" in journal.events("refused")[-1]["reason"]
+
+
+def test_the_accepted_backup_is_the_migrate_reports_rollback_point(pg_db: PgSettings,
+                                                                   tmp_path: Path) -> None:
+    from wizard.core.report import build_report, render_html
+
+    made = backup(pg_db, BackupOptions(out_dir=tmp_path / "backups"),
+                  journal=Journal.create(pg_db, "backup"))  # the backup's own run, as CLI
+    assert made.verified, made.error
+    _plan, result, journal = jobs.run(pg_db, UP, guard=jobs.Guard())  # as CLI migrate does
+    assert result.ok, result.error
+    accepted = journal.events("backup_accepted")
+    assert [(a["path"], a["sha256"]) for a in accepted] == [(made.path, made.sha256)]
+    assert accepted[0]["rehash_s"] >= 0
+    model = build_report(journal)
+    item = next(i for i in model.checklist if i.id == "backup_verified")
+    assert item.status == "pass"
+    assert "rollback point" in item.detail
+    html = render_html(model)
+    assert "No backup was recorded in this run" not in html
+    assert made.sha256
+    assert made.sha256 in html

@@ -507,6 +507,25 @@ def backup(settings: PgSettings, options: BackupOptions, *, report: Report = no_
 # --- the migrate guard -------------------------------------------------------------------
 
 
+def newest_verified_backup(settings: PgSettings, journals: Iterable[Journal]
+                           ) -> dict[str, Any] | None:
+    """The newest verified `backup` event for this host, port and database whose file is
+    still there (with its journal folder under "journal"), whatever its content now: the
+    caller hashes it, so a changed file is refused rather than an older one taken."""
+    found: list[dict[str, Any]] = []
+    for journal in journals:
+        target = journal.target()
+        for event in journal.events("backup"):
+            where = (event.get("host", target.get("host")),
+                     int(event.get("port", target.get("port")) or 0),
+                     event.get("dbname", target.get("dbname")))
+            if event.get("verified") and where == (settings.host, settings.port,
+                                                   settings.dbname):
+                found.append({**event, "journal": str(journal.folder)})
+    return next((e for e in sorted(found, key=lambda e: str(e.get("ts", "")), reverse=True)
+                 if e.get("sha256") and Path(str(e.get("path", ""))).exists()), None)
+
+
 def latest_verified_backup(settings: PgSettings, journals: Iterable[Journal], *,
                            rehash: bool = True) -> dict[str, Any] | None:
     """The newest verified `backup` event for this host, port and database whose file still

@@ -132,6 +132,19 @@ class BackupCancelled(Event):
 
 
 @dataclass(frozen=True)
+class BackupAccepted(Event):
+    """The migrate guard's rollback point: the verified backup, hashed again just now."""
+
+    event = "backup_accepted"
+    path: str
+    size_bytes: int
+    sha256: str
+    verified_at: str
+    journal: str
+    rehash_s: float
+
+
+@dataclass(frozen=True)
 class BackupSkipped(Event):
     """The DBA typed the database's name to go on without a backup."""
 

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 from wizard.core import names, orphans
-from wizard.core.backup import latest_verified_backup
+from wizard.core.archive import archive_sha256, archive_size
+from wizard.core.backup import newest_verified_backup
 from wizard.core.connection import PgSettings
 from wizard.core.discovery import Discovery, discover
-from wizard.core.events import BackupSkipped, DownPlan, PlanMade, PlanShown, Refused, StateBefore
+from wizard.core.events import (
+    BackupAccepted,
+    BackupSkipped,
+    DownPlan,
+    PlanMade,
+    PlanShown,
+    Refused,
+    StateBefore,
+)
 from wizard.core.execute import EventSink, RunOptions, RunResult, run_plan
 from wizard.core.journal import Journal, runs_for
 from wizard.core.plan import DOWN, UP, Plan, PlanRefused, build_down, build_up
 from wizard.core.reporting import Report, no_report
+from wizard.core.units import format_bytes
 from wizard.core.verify import (
     Check,
     Expectations,
@@ -200,8 +213,7 @@ def check_guard(settings: PgSettings, plan: Plan, journal: Journal, guard: Guard
     elif skipped:
         report("warn", f"migrating {db} without a backup: {skipped[-1].get('how', 'confirmed')}")
     else:
-        backup = latest_verified_backup(settings, [journal, *runs_for(settings)],
-                                        rehash=False)
+        backup = newest_verified_backup(settings, [journal, *runs_for(settings)])
         changed = _last_change(settings)
         oldest = (datetime.now(timezone.utc) - timedelta(hours=guard.max_backup_age_h)
                   ).isoformat(timespec="milliseconds")
@@ -216,13 +228,34 @@ def check_guard(settings: PgSettings, plan: Plan, journal: Journal, guard: Guard
                 f"no verified backup of {settings.describe()}{stale} in the run journals: "
                 f"run `enerlink-migrate backup --out DIR` first (or, knowingly, "
                 f"`migrate --without-backup --confirm {db}`)")
-        report("info", f"verified backup: {backup.get('path')} (sha256 "
-                       f"{str(backup.get('sha256', ''))[:12]}…)")
+        _accept_backup(backup, journal, report)
     if guard.check_orphans and orphans.needs_orphan_check(plan):
         report("info", "the plan adds or validates a foreign key: scanning for orphans")
         blocking = orphans.blocking_orphans(orphans.scan(settings, journal=journal), plan)
         if blocking:
             raise GuardRefused("orphan rows stop the migration: " + "; ".join(blocking))
+
+
+def _accept_backup(backup: dict[str, Any], journal: Journal, report: Report) -> None:
+    """Hash the backup again (before the transaction, never under a lock): only the exact
+    file that was verified may be the rollback point, which the migrate journal records."""
+    path = Path(str(backup.get("path")))
+    report("info", f"hashing the backup {path} again ({format_bytes(archive_size(path))}) "
+                   f"before the transaction")
+    t0 = time.perf_counter()
+    now = archive_sha256(path)
+    seconds = round(time.perf_counter() - t0, 3)
+    recorded = str(backup.get("sha256", ""))
+    if now != recorded:
+        raise GuardRefused(
+            f"the backup {path} is not the file that was verified: its sha256 is now "
+            f"{now[:16]}…, the journal recorded {recorded[:16]}… (verified "
+            f"{backup.get('ts')}). Restoring it could fail or bring back other data: take a "
+            f"new backup (`enerlink-migrate backup --out DIR`), then migrate")
+    journal.record(BackupAccepted(str(path), archive_size(path), now, str(backup.get("ts", "")),
+                                  str(backup.get("journal", "")), seconds))
+    report("info", f"rollback point: {path} (sha256 {now[:12]}…, hashed again in "
+                   f"{seconds:.2f} s)")
 
 
 def make_plan_from_record(after: Discovery, up: Plan) -> Plan:

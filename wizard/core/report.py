@@ -18,7 +18,7 @@ from wizard.core.units import format_bytes
 # record and its log lines say.
 KNOWN_EVENTS = frozenset({"run_started", "state_before", "plan", "log", "run_finished",
                           "down_plan", "manual_check", "operator", "backup", "verification",
-                          "step_done", "attempt", "lock_timeout"})
+                          "step_done", "attempt", "lock_timeout", "backup_accepted"})
 # Events whose `checks` make up the automated checklist; a later result of an id wins.
 CHECK_EVENTS = frozenset({"run_finished", "verification"})
 # Only these fields of a run's target are ever printed: host, port, database, role.
@@ -288,6 +288,16 @@ def _automated(events: list[dict[str, Any]]) -> list[ChecklistItem]:
                         str(c["id"]), str(c.get("title", c["id"])), "automated", source,
                         str(c.get("status", WARN)), str(c.get("detail", "")),
                         redact(c.get("evidence") or {}))
+        if name == "backup_accepted":
+            found["backup_verified"] = ChecklistItem(
+                "backup_verified", "A verified backup of this database was taken",
+                "automated", "Backup", PASS,
+                f"rollback point {ev.get('path', '?')}, {size_text(ev.get('size_bytes'))}, "
+                f"sha256 {ev.get('sha256', '?')} (verified "
+                f"{format_ts(str(ev.get('verified_at', '')))}, hashed again before the "
+                f"migration)",
+                {"result": redact({k: ev[k] for k in ("path", "sha256", "verified_at",
+                                                       "journal") if k in ev})})
         if name == "backup":
             verified = ev.get("verified")
             found["backup_verified"] = ChecklistItem(
@@ -348,7 +358,8 @@ def build_report(journal: Journal) -> ReportModel:
         state_after=last.state_after if last else "",
         outcome=outcome, outcome_ok=ok, runs=runs,
         backups=[redact({k: v for k, v in e.items() if k != "event"})
-                 for e in events if e["event"] == "backup"],
+                 for e in events if e["event"] == "backup"]
+        + [redact(_rollback_point(e)) for e in events if e["event"] == "backup_accepted"],
         checklist=_automated(events) + _manual(events),
         others=[OtherEvent(e["event"], str(e.get("ts", "")),
                            redact({k: v for k, v in e.items() if k not in ("ts", "event")}))
@@ -431,6 +442,14 @@ def _summary(m: ReportModel) -> str:
         ("Run journal", f'<span class="mono">{_e(m.run)}</span>'),
     ]
     return _kv(rows)
+
+
+def _rollback_point(e: dict[str, Any]) -> dict[str, Any]:
+    """The backup the migrate guard accepted, laid out as the backups of the run are."""
+    return {"path": e.get("path"), "size_bytes": e.get("size_bytes"),
+            "sha256": e.get("sha256"), "verified": True, "ts": e.get("verified_at"),
+            "role": "rollback point: the verified backup the migration relied on, hashed "
+                    "again just before it", "backup_journal": e.get("journal")}
 
 
 def _backups(m: ReportModel) -> str:
