@@ -147,3 +147,24 @@ def test_the_accepted_backup_is_the_migrate_reports_rollback_point(pg_db: PgSett
     assert "No backup was recorded in this run" not in html
     assert made.sha256
     assert made.sha256 in html
+
+
+def test_a_rolled_back_attempt_keeps_the_backup_valid(pg_db: PgSettings, tmp_path: Path
+                                                      ) -> None:
+    """A migration that rolled back changed nothing: the backup taken before it still is
+    the rollback point of the next attempt."""
+    journal = Journal.create(pg_db, "wizard")
+    made = backup(pg_db, BackupOptions(out_dir=tmp_path / "backups"), journal=journal)
+    assert made.verified, made.error
+    with pg_db.connect() as conn:  # a CHECK named prosumer makes the in-transaction check fail
+        conn.execute("ALTER TABLE prosumer ADD CONSTRAINT prosumer_email_check "
+                     "CHECK (email <> '')")
+    _plan, failed, _j = jobs.run(pg_db, UP, guard=jobs.Guard(), journal=journal)
+    assert not failed.ok
+    assert failed.error
+    assert failed.error.startswith("rolled back, nothing changed")
+    with pg_db.connect() as conn:
+        conn.execute("ALTER TABLE prosumer DROP CONSTRAINT prosumer_email_check")
+    _plan, result, journal = jobs.run(pg_db, UP, guard=jobs.Guard())
+    assert result.ok, result.error
+    assert journal.events("backup_accepted")[-1]["sha256"] == made.sha256

@@ -217,6 +217,19 @@ class PlanMade(Event):
 
 
 @dataclass(frozen=True)
+class Expected(Event):
+    """What the migrated schema must show, taken from the catalog before the run: what a
+    later `verify` judges against (the keys' shapes as they were, not the entities')."""
+
+    event = "expected"
+    fk_shapes: dict[str, list[Any]]
+    fk_names: dict[str, str]
+    index_names: list[str]
+    must_be_validated: list[str]
+    added: list[str]
+
+
+@dataclass(frozen=True)
 class Refused(Event):
     event = "refused"
     reason: str

@@ -18,6 +18,7 @@ from wizard.core.events import (
     BackupAccepted,
     BackupSkipped,
     DownPlan,
+    Expected,
     PlanMade,
     PlanShown,
     Refused,
@@ -66,6 +67,7 @@ class UpRecord:
     added_fks: list[tuple[str, str]]
     created_migrations_table: bool
     counts_before: dict[str, int] | None
+    expected: dict[str, Any] | None = None  # the run's Expected event (older runs: none)
 
 
 def inspect(settings: PgSettings) -> Discovery:
@@ -81,10 +83,12 @@ def last_up_record(settings: PgSettings) -> UpRecord | None:
         plans = journal.events("plan")
         if finished and plans and finished[-1]["result"]["direction"] == UP:
             plan = plans[-1]
+            expected = journal.events("expected")
             return UpRecord(plan.get("name_map", {}),
                             [(str(x[0]), str(x[1])) for x in plan.get("added_fks", [])],
                             bool(plan.get("created_migrations_table")),
-                            finished[-1]["result"].get("counts_before"))
+                            finished[-1]["result"].get("counts_before"),
+                            expected[-1] if expected else None)
         if finished and finished[-1]["result"]["direction"] == DOWN:
             return None  # reverted since: nothing to take names from
     return None
@@ -168,6 +172,9 @@ def run(settings: PgSettings, direction: str, *, options: RunOptions | None = No
     exp = expectations_from(before, plan) if direction == UP else Expectations({})
     if direction == UP:
         exp.migration_names = (migration[1], *names.ALSO_APPLIED)
+        journal.record(Expected({k: list(v) for k, v in exp.fk_shapes.items()},
+                                exp.fk_names, exp.index_names, sorted(exp.must_be_validated),
+                                sorted(exp.added)))
     result = run_plan(settings, plan, before, exp, options=opts, report=report, cancel=cancel,
                       journal=journal, events=events)
     if result.discovery_after is not None and direction == UP:
@@ -185,8 +192,9 @@ def _last_change(settings: PgSettings) -> str:
             result = event.get("result", {})
             # A run that committed and then failed a check after commit changed the schema
             # too: its state after differs from its state before.
+            # A rolled-back attempt never reached the checks after commit: no state after.
             committed = result.get("ok") or (result.get("state_after") not in (
-                None, result.get("state_before")))
+                None, "", result.get("state_before")))
             if committed and not result.get("rehearsal") and result.get("steps"):
                 newest = max(newest, str(event.get("ts", "")))
         for event in journal.events("restore_finished"):
@@ -264,12 +272,29 @@ def make_plan_from_record(after: Discovery, up: Plan) -> Plan:
                       created_migrations_table=up.creates_migrations_table)
 
 
+def _verify_expectations(d: Discovery, record: UpRecord | None) -> Expectations:
+    """What the migration recorded before it ran; without that journal, the entities'
+    defaults, against which a key migrate would have kept as it was is only a warning."""
+    if record is None or record.expected is None:
+        exp = expectations_of_catalog(d)
+        exp.shapes_recorded = False
+        return exp
+    e = record.expected
+    exp = Expectations({k: (str(v[0]), str(v[1]), bool(v[2]), bool(v[3]))
+                        for k, v in e.get("fk_shapes", {}).items()})
+    exp.fk_names = dict(e.get("fk_names", {}))
+    exp.index_names = list(e.get("index_names", []))
+    exp.must_be_validated = set(e.get("must_be_validated", []))
+    exp.added = set(e.get("added", []))
+    return exp
+
+
 def verify(settings: PgSettings) -> list[Check]:
     """The checklist after the fact: catalog checks, row counts from the journal if any."""
     record = last_up_record(settings)
     with settings.connect() as conn:
         d = discover(conn)
-        checks = catalog_checks(conn, expectations_of_catalog(d), d.schema)
+        checks = catalog_checks(conn, _verify_expectations(d, record), d.schema)
         if d.target_table is not None:
             # The tables counted before the migration, under their current names.
             tables = ([names.NEW_TABLE if t == names.OLD_TABLE else t

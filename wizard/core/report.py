@@ -18,7 +18,8 @@ from wizard.core.units import format_bytes
 # record and its log lines say.
 KNOWN_EVENTS = frozenset({"run_started", "state_before", "plan", "log", "run_finished",
                           "down_plan", "manual_check", "operator", "backup", "verification",
-                          "step_done", "attempt", "lock_timeout", "backup_accepted"})
+                          "step_done", "attempt", "lock_timeout", "backup_accepted",
+                          "expected"})
 # Events whose `checks` make up the automated checklist; a later result of an id wins.
 CHECK_EVENTS = frozenset({"run_finished", "verification"})
 # Only these fields of a run's target are ever printed: host, port, database, role.
