@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -436,6 +437,7 @@ def test_wrong_password_is_explained_and_leaves_nothing(
     private_tmp = tmp_path / "tmp"
     private_tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     monkeypatch.delenv("PGPASSWORD", raising=False)
     wrong = pg_db.with_password("not-the-password")
     with pytest.raises(BackupRefused, match="password authentication failed"):
@@ -451,7 +453,9 @@ def test_wrong_password_is_explained_and_leaves_nothing(
     assert f"wrong password for role {pg_db.user}" in result.error
     assert "removed" in result.error
     assert not plan.path.exists()
-    assert list(private_tmp.iterdir()) == []  # the temporary pgpass folder is gone
+    # The temporary pgpass folder is gone (our 0700 folder for them stays, empty).
+    assert [p.name for p in private_tmp.iterdir()] == [f"enerlink-migrate-{os.getuid()}"]
+    assert not list(private_tmp.glob("*/*"))
     assert ("error", result.error) in log.lines
     assert journal.events("backup")[-1]["verified"] is False
     assert "not-the-password" not in journal.path.read_text()
@@ -655,3 +659,58 @@ def test_ctrl_c_in_the_cli_cancels_and_removes_the_partial_file(
     assert proc.returncode == 1, stdout + stderr
     assert "cancelled by the operator" in stderr
     assert list(out.iterdir()) == []
+
+
+def test_a_backup_killed_with_sigkill_leaves_no_password_behind(
+        pg_db: PgSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pg_dump waits for a table another session holds exclusively; meanwhile the backup's
+    process is killed (SIGKILL: no cleanup runs). Its pgpass file stays until the next
+    command starts, which removes it."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    code = ("import sys; from pathlib import Path; from wizard.core.backup import "
+            "BackupOptions, backup; from wizard.core.connection import PgSettings; "
+            "host, port, db, user, out = sys.argv[1:]; "
+            "s = PgSettings(host=host, port=int(port), dbname=db, user=user, "
+            "password=sys.stdin.readline().rstrip('\\n'), sslmode='disable'); "
+            "backup(s, BackupOptions(out_dir=Path(out)))")
+    with pg_db.connect() as blocker:
+        blocker.execute("LOCK TABLE wallet IN ACCESS EXCLUSIVE MODE")
+        child = subprocess.Popen(  # the password on stdin: never argv, never environ
+            [sys.executable, "-c", code, pg_db.host, str(pg_db.port), pg_db.dbname,
+             pg_db.user, str(tmp_path / "backups")],
+            stdin=subprocess.PIPE, text=True, start_new_session=True)
+        assert child.stdin is not None
+        child.stdin.write(f"{pg_db.password}\n")
+        child.stdin.close()
+        root = runtime / "enerlink-migrate"
+        deadline = time.monotonic() + 20
+        while not list(root.glob("pgpass-*/pgpass")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        left = list(root.glob("pgpass-*/pgpass"))
+        assert left, "the backup never wrote its pgpass file"
+        assert pg_db.password in left[0].read_text()
+        os.killpg(child.pid, signal.SIGKILL)  # the backup and its pg_dump, at once
+        child.wait(10)
+        blocker.rollback()
+    assert left[0].exists()  # nothing ran to remove it
+    out = run_cli(pg_db, "inspect", folder=tmp_path)  # the next command, any command
+    assert out.returncode == 0, out.stderr
+    assert not left[0].exists()
+    assert not list(root.glob("pgpass-*"))
+
+
+def test_the_sweep_removes_only_what_a_gone_process_left(tmp_path: Path) -> None:
+    from wizard.core.pgenv import sweep_passfiles
+
+    dead_pid = subprocess.Popen(["true"])  # a process that has ended: its pid is free
+    dead_pid.wait()
+    mine = tmp_path / f"pgpass-{os.getpid()}-abc"
+    left = tmp_path / f"pgpass-{dead_pid.pid}-def"
+    for folder in (mine, left):
+        folder.mkdir()
+        (folder / "pgpass").write_text("h:5432:*:u:secret\n")
+    assert sweep_passfiles(tmp_path) == [left]
+    assert mine.exists()
+    assert not left.exists()

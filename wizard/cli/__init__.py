@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import traceback
@@ -31,6 +32,7 @@ from wizard.cli.common import (
 )
 from wizard.core.discovery import DiscoveryError
 from wizard.core.journal import runs_root, write_traceback
+from wizard.core.pgenv import sweep_passfiles
 
 CRASH_LOG = "cli-errors.log"
 
@@ -58,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. A DBA never sees a traceback: an unexpected error prints one line
     naming the log that holds it, and a closed pipe (`... | head -1`) ends quietly."""
     new_command()
+    with contextlib.suppress(OSError):  # a password file a killed run left behind goes now
+        sweep_passfiles()
     try:
         parser = build_parser()
         code = _dispatch(parser, parser.parse_args(argv))

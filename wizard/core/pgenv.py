@@ -21,6 +21,40 @@ from wizard.core.files import private_folder
 SECRET_NAME = re.compile(r"PASSW|SECRET|TOKEN|CREDENTIAL|PRIVATE_?KEY|API_?KEY|AUTH$",
                          re.IGNORECASE)
 PASSFILE_NAME = "pgpass"
+PASSFOLDER_PREFIX = "pgpass-"  # pgpass-<pid of the process that made it>-<random>
+
+
+def secrets_root() -> Path:
+    """Where temporary password files go: the per-user runtime folder (XDG_RUNTIME_DIR, a
+    tmpfs that goes at logout) when there is one, else a 0700 folder of ours in the temp
+    folder. Either way only this user can list it."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_dir() and Path(runtime).stat().st_uid == os.getuid():
+        return private_folder(Path(runtime) / "enerlink-migrate")
+    return private_folder(Path(tempfile.gettempdir()) / f"enerlink-migrate-{os.getuid()}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: not ours to judge
+    return True
+
+
+def sweep_passfiles(root: Path | None = None) -> list[Path]:
+    """Remove the password files left by a process that is gone (killed mid-backup, say):
+    every command runs this first. Returns the folders removed."""
+    root = root or secrets_root()
+    removed = []
+    for folder in root.glob(f"{PASSFOLDER_PREFIX}*"):
+        pid = folder.name[len(PASSFOLDER_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def child_environ(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -53,8 +87,10 @@ def libpq_env(settings: PgSettings) -> Iterator[dict[str, str]]:
     """The environment for pg_dump, pg_restore or psql run with `--no-password`.
 
     With a password in `settings` (or, failing that, in our own PGPASSWORD) it goes to a
-    temporary pgpass file (0600 in a fresh 0700 folder) named by PGPASSFILE, removed on
-    exit even after an error. Without one, libpq's own PGPASSFILE / ~/.pgpass lookup stays.
+    temporary pgpass file (0600 in a fresh 0700 folder under `secrets_root`, named after
+    this process) given by PGPASSFILE, removed on exit even after an error, and by the
+    next command's sweep if this process is killed. Without one, libpq's own PGPASSFILE /
+    ~/.pgpass lookup stays.
     """
     env = child_environ()
     password = settings.password
@@ -63,7 +99,9 @@ def libpq_env(settings: PgSettings) -> Iterator[dict[str, str]]:
     if password is None:
         yield env
         return
-    folder = Path(tempfile.mkdtemp(prefix="enerlink-pgpass-"))
+    root = secrets_root()
+    sweep_passfiles(root)
+    folder = Path(tempfile.mkdtemp(prefix=f"{PASSFOLDER_PREFIX}{os.getpid()}-", dir=root))
     try:
         private_folder(folder)  # mkdtemp asks for 0700, which a umask can still narrow
         passfile = folder / PASSFILE_NAME

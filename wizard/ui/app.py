@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -10,6 +11,7 @@ from PySide6.QtWidgets import QApplication
 
 from wizard.core.files import FolderNotPrivate, private_folder
 from wizard.core.journal import runs_root
+from wizard.core.pgenv import sweep_passfiles
 from wizard.core.resources import resource_path
 from wizard.ui import require_sound_binding
 from wizard.ui.error_panel import ErrorHook
@@ -49,6 +51,8 @@ def run_gui(profile: str | None = None) -> int:
     except FolderNotPrivate as exc:
         print(f"enerlink-migrate: {exc}", file=sys.stderr)
         return 2
+    with contextlib.suppress(OSError):  # a password file a killed run left behind goes now
+        sweep_passfiles()
     app, window, hook = build(profile)
     arm_startup_probe(window)
     window.show()
