@@ -690,6 +690,7 @@ def test_a_backup_killed_with_sigkill_leaves_no_password_behind(
             time.sleep(0.02)
         left = list(root.glob("pgpass-*/pgpass"))
         assert left, "the backup never wrote its pgpass file"
+        assert pg_db.password
         assert pg_db.password in left[0].read_text()
         os.killpg(child.pid, signal.SIGKILL)  # the backup and its pg_dump, at once
         child.wait(10)
