@@ -450,3 +450,28 @@ def test_verify_judges_against_the_state_recorded_before_the_migration(
     assert "wallet.user_id" in checks["foreign_keys"].detail
     assert "migrate keeps what it finds" in checks["foreign_keys"].detail
     assert all(c.status != "fail" for c in checks.values()), checks
+
+
+def test_a_second_run_says_at_once_who_holds_the_migration_lock(pg_db: PgSettings) -> None:
+    """The lock is taken before anything is read: a second run (here, a session holding
+    the lock while an exclusive lock stops every catalog read of prosumer) is refused at
+    once, naming the holder and the run's journal."""
+    from wizard.core.execute import ADVISORY_KEY
+    from wizard.core.journal import Journal
+
+    first = Journal.create(pg_db, "migrate")  # the first run's journal: started, unfinished
+    with pg_db.connect(autocommit=True) as holder, pg_db.connect() as blocker:
+        holder.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_KEY,))
+        blocker.execute("LOCK TABLE prosumer IN ACCESS EXCLUSIVE MODE")
+        t0 = time.perf_counter()
+        with pytest.raises(jobs.RunInProgress) as refused:
+            jobs.run(pg_db, UP)
+        waited = time.perf_counter() - t0
+        blocker.rollback()
+    message = str(refused.value)
+    assert "another enerlink-migrate run is migrating" in message
+    assert "server pid" in message
+    assert str(first.folder) in message
+    assert "nothing was read or changed" in message
+    assert waited < 5, waited  # not a speed figure: without the lock first this never returns
+    assert jobs.inspect(pg_db).state == "pre"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -395,8 +396,11 @@ class _Attempt:
 def run_plan(settings: PgSettings, plan: Plan, before: Discovery, exp: Expectations, *,
              options: RunOptions | None = None, report: Report | None = None,
              cancel: threading.Event | None = None,
-             journal: Journal | None = None, events: EventSink | None = None) -> RunResult:
+             journal: Journal | None = None, events: EventSink | None = None,
+             locked: bool = False) -> RunResult:
     """Execute (or rehearse) a plan. The schema changes only if every catalog check passes.
+
+    `locked`: the caller holds the migration lock (migration_lock) on another session.
 
     `events` receives the structured progress (StepDone, AttemptStarted, LockTimedOut) as
     the journal records it.
@@ -432,14 +436,14 @@ def run_plan(settings: PgSettings, plan: Plan, before: Discovery, exp: Expectati
         t0 = time.perf_counter()
         result.counts_before = count_rows(conn, tables, before.schema)
         result.counting_s = time.perf_counter() - t0
-        if not _advisory_lock(conn, settings, log):
+        if not locked and not _advisory_lock(conn, settings, log):
             result.error = ("another enerlink-migrate run holds the migration lock on this "
                             "database; wait for it to finish")
             return result
         try:
             _attempts(conn, settings, plan, opts, exp, before, oids, result, log, stop, emit)
         finally:
-            if not conn.closed:
+            if not conn.closed and not locked:
                 conn.autocommit = True
                 conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_KEY,))
         if result.ok and not opts.rehearse:
@@ -466,18 +470,43 @@ def _table_oids(conn: psycopg.Connection[Any], d: Discovery) -> list[int]:
     return oids
 
 
+def lock_holder(conn: psycopg.Connection[Any]) -> str:
+    """Who holds the migration lock: the server's view of the session, or ''."""
+    holder = conn.execute(
+        "SELECT pid, application_name, coalesce(client_addr::text, 'local'), "
+        "to_char(backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') FROM pg_locks "
+        "JOIN pg_stat_activity USING (pid) WHERE locktype = 'advisory' AND granted "
+        "AND ((classid::bigint << 32) | objid::bigint) = %s", (ADVISORY_KEY,)).fetchone()
+    if not holder:
+        return ""
+    return (f"server pid {holder[0]}, {holder[1] or 'no application_name'}, from "
+            f"{holder[2]}, connected {holder[3]}")
+
+
+@contextmanager
+def migration_lock(settings: PgSettings) -> Iterator[str | None]:
+    """Hold the one migration lock of this database for a whole run (its catalog reads
+    included), taken with pg_try_advisory_lock: yields None when held, else who holds it."""
+    with settings.connect(autocommit=True) as conn:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_KEY,)).fetchone()
+        if not (row and row[0]):
+            yield lock_holder(conn) or "another session"
+            return
+        try:
+            yield None
+        finally:
+            if not conn.closed:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_KEY,))
+
+
 def _advisory_lock(conn: psycopg.Connection[Any], settings: PgSettings,
                    log: Report) -> bool:
     row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_KEY,)).fetchone()
     if row and row[0]:
         return True
-    holder = conn.execute(
-        "SELECT pid, application_name, coalesce(client_addr::text, 'local') FROM pg_locks "
-        "JOIN pg_stat_activity USING (pid) WHERE locktype = 'advisory' AND granted "
-        "AND ((classid::bigint << 32) | objid::bigint) = %s", (ADVISORY_KEY,)).fetchone()
-    who = f" (pid {holder[0]}, {holder[1] or 'no application_name'}, {holder[2]})" \
-        if holder else ""
-    log("error", f"another enerlink-migrate run is migrating {settings.describe()}{who}")
+    who = lock_holder(conn)
+    log("error", f"another enerlink-migrate run is migrating {settings.describe()}"
+                 + (f" ({who})" if who else ""))
     return False
 
 

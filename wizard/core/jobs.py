@@ -24,7 +24,7 @@ from wizard.core.events import (
     Refused,
     StateBefore,
 )
-from wizard.core.execute import EventSink, RunOptions, RunResult, run_plan
+from wizard.core.execute import EventSink, RunOptions, RunResult, migration_lock, run_plan
 from wizard.core.journal import Journal, runs_for
 from wizard.core.plan import DOWN, UP, Plan, PlanRefused, build_down, build_up
 from wizard.core.reporting import Report, no_report
@@ -107,6 +107,26 @@ def make_plan(d: Discovery, direction: str, settings: PgSettings,
         migration_name=migration[1])
 
 
+class RunInProgress(PlanRefused):
+    """Another enerlink-migrate run holds this database's migration lock."""
+
+
+def _running_elsewhere(settings: PgSettings, journal: Journal) -> str:
+    """The newest run of this database that started a migration and never finished."""
+    for other in runs_for(settings):
+        if other.folder == journal.folder:
+            continue
+        started = other.events("run_started")
+        command = str(started[0].get("command", "")) if started else ""
+        if command.endswith(("migrate", "revert")) and not other.events("run_finished") \
+                and not other.events("refused"):
+            s = started[0]
+            return (f"; its journal: {command} started {s.get('ts')} by "
+                    f"{s.get('operator')}@{s.get('client_host')} (pid {s.get('pid')}), "
+                    f"{other.folder}")
+    return ""
+
+
 class PlanMismatch(PlanRefused):
     """The plan built now is not the plan the DBA approved (its digest differs)."""
 
@@ -153,6 +173,22 @@ def run(settings: PgSettings, direction: str, *, options: RunOptions | None = No
     opts = options or RunOptions()
     command = ("rehearse-" if opts.rehearse else "") + ("migrate" if direction == UP else "revert")
     journal = journal or Journal.create(settings, command)
+    with migration_lock(settings) as holder:
+        if holder is not None:
+            reason = (f"another enerlink-migrate run is migrating {settings.describe()} "
+                      f"({holder}{_running_elsewhere(settings, journal)}): wait for it to "
+                      f"finish; nothing was read or changed")
+            journal.record(Refused(reason))
+            raise RunInProgress(reason)
+        return _run_locked(settings, direction, opts, report, cancel, migration, journal,
+                           guard, plan, digest, events)
+
+
+def _run_locked(settings: PgSettings, direction: str, opts: RunOptions,
+                report: Report | None, cancel: threading.Event | None,
+                migration: tuple[int, str], journal: Journal, guard: Guard | None,
+                plan: Plan | None, digest: str | None, events: EventSink | None
+                ) -> tuple[Plan, RunResult, Journal]:
     try:
         before, plan = _approved_plan(settings, direction, plan, digest, migration)
     except PlanMismatch as exc:
@@ -176,7 +212,7 @@ def run(settings: PgSettings, direction: str, *, options: RunOptions | None = No
                                 exp.fk_names, exp.index_names, sorted(exp.must_be_validated),
                                 sorted(exp.added)))
     result = run_plan(settings, plan, before, exp, options=opts, report=report, cancel=cancel,
-                      journal=journal, events=events)
+                      journal=journal, events=events, locked=True)
     if result.discovery_after is not None and direction == UP:
         down = make_plan_from_record(result.discovery_after, plan)
         journal.record(DownPlan(down.script(), down.record()["steps"],
