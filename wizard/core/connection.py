@@ -49,8 +49,14 @@ class PgSettings:
             kwargs["sslrootcert"] = self.sslrootcert
         return kwargs
 
-    def connect(self, *, autocommit: bool = False) -> psycopg.Connection[Any]:
+    def connect(self, *, autocommit: bool = False, keepalives: bool = False
+                ) -> psycopg.Connection[Any]:
+        """A session; `keepalives` makes the operating system notice a network that went
+        away within about 15 s (the migration's session: its locks must not outlive us)."""
         kwargs = self.conninfo_kwargs()
+        if keepalives:
+            kwargs.update(keepalives=1, keepalives_idle=5, keepalives_interval=2,
+                          keepalives_count=3)
         if self.password is not None:
             kwargs["password"] = self.password
         return psycopg.connect(autocommit=autocommit, **kwargs)

@@ -422,7 +422,8 @@ def run_plan(settings: PgSettings, plan: Plan, before: Discovery, exp: Expectati
         if journal is not None:
             journal.record(LogLine(level, msg))
 
-    with settings.connect() as conn:
+    with settings.connect(keepalives=True) as conn:
+        _watch_the_client(conn)
         problems = privilege_problems(conn, before, plan)
         if problems:
             result.error = "refused before any change: " + "; ".join(problems)
@@ -452,6 +453,21 @@ def run_plan(settings: PgSettings, plan: Plan, before: Discovery, exp: Expectati
     if journal is not None:
         journal.record(RunFinished(result.to_dict()))
     return result
+
+
+IDLE_IN_TRANSACTION_S = 30  # a client stopped mid-transaction (SIGSTOP, a hung host)
+
+
+def _watch_the_client(conn: psycopg.Connection[Any]) -> None:
+    """Make the server end this session soon after its client is gone: a killed client
+    must not keep the rename's locks (and the application waiting) until a lock wait ends.
+    While it waits on a lock the server checks the socket every second (PostgreSQL 14+);
+    idle in a transaction, it gives up after IDLE_IN_TRANSACTION_S."""
+    if conn.info.server_version >= 140000:
+        conn.execute("SET client_connection_check_interval = 1000")
+    conn.execute(sql.SQL("SET idle_in_transaction_session_timeout = {}").format(
+        sql.Literal(f"{IDLE_IN_TRANSACTION_S}s")))
+    conn.commit()
 
 
 def _tables_to_count(before: Discovery, opts: RunOptions) -> list[str]:
@@ -487,7 +503,7 @@ def lock_holder(conn: psycopg.Connection[Any]) -> str:
 def migration_lock(settings: PgSettings) -> Iterator[str | None]:
     """Hold the one migration lock of this database for a whole run (its catalog reads
     included), taken with pg_try_advisory_lock: yields None when held, else who holds it."""
-    with settings.connect(autocommit=True) as conn:
+    with settings.connect(autocommit=True, keepalives=True) as conn:
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_KEY,)).fetchone()
         if not (row and row[0]):
             yield lock_holder(conn) or "another session"
