@@ -475,3 +475,21 @@ def test_a_second_run_says_at_once_who_holds_the_migration_lock(pg_db: PgSetting
     assert "nothing was read or changed" in message
     assert waited < 5, waited  # not a speed figure: without the lock first this never returns
     assert jobs.inspect(pg_db).state == "pre"
+
+
+def test_a_catalog_read_never_waits_without_a_bound_or_a_word(pg_db: PgSettings) -> None:
+    """An application session holds wallet exclusively: inspect gives up after its lock
+    waits and names that session, instead of waiting silently for as long as it lasts."""
+    from wizard.core.discovery import DiscoveryError
+
+    with pg_db.connect() as blocker:
+        blocker.execute("LOCK TABLE wallet IN ACCESS EXCLUSIVE MODE")
+        pid = blocker.info.backend_pid
+        with pytest.raises(DiscoveryError) as refused:
+            jobs.inspect(pg_db)
+        blocker.rollback()
+    message = str(refused.value)
+    assert f"pid {pid} (enerlink-migrate" in message
+    assert "AccessExclusiveLock on wallet" in message
+    assert "Nothing was changed" in message
+    assert jobs.inspect(pg_db).state == "pre"  # once it is gone, the read goes through

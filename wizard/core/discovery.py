@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import psycopg
@@ -50,19 +51,73 @@ def _text_references(rows: list[dict[str, Any]]) -> list[TextReference]:
     return found
 
 
-def discover(conn: psycopg.Connection[Any], schema: str = "public", *,
-             text_references: bool = True) -> Discovery:
-    """Read the catalog once, in one read-only snapshot, and classify the database.
+# A catalog read outside a run waits at most this long for a lock, this many times.
+READ_LOCK_TIMEOUT_S, READ_TRIES, READ_BACKOFF_S = 2.0, 3, 1.0
 
-    text_references=False skips the scan of every function, view and policy body: the
-    check inside a revert's transaction needs only names, and runs while locks are held.
+HOLDERS_SQL = """
+SELECT a.pid, coalesce(nullif(a.application_name, ''), a.backend_type) AS application,
+       coalesce(a.client_addr::text, 'local') AS client, a.state, l.mode,
+       l.relation::regclass::text AS relation,
+       round(extract(epoch FROM now() - a.xact_start)::numeric, 1) AS xact_age_s
+  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.granted AND l.locktype = 'relation' AND l.pid <> pg_backend_pid()
+   AND l.mode IN ('AccessExclusiveLock', 'ExclusiveLock', 'ShareRowExclusiveLock')
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+ ORDER BY a.pid
+"""
+
+
+def lock_holders(conn: psycopg.Connection[Any]) -> str:
+    """The sessions holding strong locks in this database, in words (autovacuum too)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(HOLDERS_SQL)
+        rows = cur.fetchall()
+    return "; ".join(f"pid {r['pid']} ({r['application']}, {r['client']}, {r['state']}, "
+                     f"transaction {r['xact_age_s']} s old) holds {r['mode']} on "
+                     f"{r['relation']}" for r in rows) or "a session that has ended since"
+
+
+def discover(conn: psycopg.Connection[Any], schema: str = "public", *,
+             text_references: bool = True,
+             lock_timeout_s: float = READ_LOCK_TIMEOUT_S) -> Discovery:
+    """Read the catalog, in one read-only snapshot, and classify the database.
+
+    Outside a run the read waits for locks at most `lock_timeout_s`, READ_TRIES times;
+    then it fails naming the sessions in the way (a DiscoveryError).
     """
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return _discover(conn, schema, text_references=text_references, lock_timeout_s=None)
+    for attempt in range(1, READ_TRIES + 1):
+        try:
+            return _discover(conn, schema, text_references=text_references,
+                             lock_timeout_s=lock_timeout_s)
+        except psycopg.errors.LockNotAvailable:
+            conn.rollback()
+            holders = lock_holders(conn)
+            conn.rollback()
+            if attempt == READ_TRIES:
+                raise DiscoveryError(
+                    f"the catalog of {conn.info.dbname} could not be read: {READ_TRIES} "
+                    f"waits of {lock_timeout_s:g} s for a lock, held by {holders}. Nothing "
+                    f"was changed; stop that session (or wait for it), then try again."
+                    ) from None
+            time.sleep(READ_BACKOFF_S * attempt)
+    raise AssertionError("unreachable")
+
+
+def _discover(conn: psycopg.Connection[Any], schema: str, *, text_references: bool,
+              lock_timeout_s: float | None) -> Discovery:
+    """text_references=False skips the scan of every function, view and policy body: the
+    check inside a revert's transaction needs only names, and runs while locks are held."""
     q = queries(DISCOVERY_SQL)
     params = {"schema": schema, "tables": CANDIDATE_TABLES}
     outside = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         if outside:  # one consistent snapshot; inside a run we see the run's own changes
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        if lock_timeout_s is not None:
+            cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                sql.Literal(f"{int(lock_timeout_s * 1000)}ms")))
         cur.execute(q["tables"], params)
         tables = {r["table_name"]: TableInfo(r["table_name"], r["owner"], r["can_alter"],
                                              max(int(r["estimated_rows"]), 0))
