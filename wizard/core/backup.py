@@ -507,11 +507,10 @@ def backup(settings: PgSettings, options: BackupOptions, *, report: Report = no_
 # --- the migrate guard -------------------------------------------------------------------
 
 
-def newest_verified_backup(settings: PgSettings, journals: Iterable[Journal]
-                           ) -> dict[str, Any] | None:
-    """The newest verified `backup` event for this host, port and database whose file is
-    still there (with its journal folder under "journal"), whatever its content now: the
-    caller hashes it, so a changed file is refused rather than an older one taken."""
+def _verified_backups(settings: PgSettings, journals: Iterable[Journal]
+                      ) -> list[dict[str, Any]]:
+    """Every verified `backup` event for this host, port and database, newest first, each
+    with its journal folder under "journal"."""
     found: list[dict[str, Any]] = []
     for journal in journals:
         target = journal.target()
@@ -522,7 +521,14 @@ def newest_verified_backup(settings: PgSettings, journals: Iterable[Journal]
             if event.get("verified") and where == (settings.host, settings.port,
                                                    settings.dbname):
                 found.append({**event, "journal": str(journal.folder)})
-    return next((e for e in sorted(found, key=lambda e: str(e.get("ts", "")), reverse=True)
+    return sorted(found, key=lambda e: str(e.get("ts", "")), reverse=True)
+
+
+def newest_verified_backup(settings: PgSettings, journals: Iterable[Journal]
+                           ) -> dict[str, Any] | None:
+    """The newest verified backup whose file is still there, whatever its content now: the
+    caller hashes it, so a changed file is refused rather than an older one taken."""
+    return next((e for e in _verified_backups(settings, journals)
                  if e.get("sha256") and Path(str(e.get("path", ""))).exists()), None)
 
 
@@ -534,17 +540,7 @@ def latest_verified_backup(settings: PgSettings, journals: Iterable[Journal], *,
     `rehash=False` compares the recorded size instead of reading the whole file again (the
     migrate guard, inside the change window); a restore always checks the sha256.
     """
-    found: list[dict[str, Any]] = []
-    for journal in journals:
-        target = journal.target()
-        for event in journal.events("backup"):
-            where = (event.get("host", target.get("host")),
-                     int(event.get("port", target.get("port")) or 0),
-                     event.get("dbname", target.get("dbname")))
-            if event.get("verified") and where == (settings.host, settings.port,
-                                                   settings.dbname):
-                found.append({**event, "journal": str(journal.folder)})
-    for event in sorted(found, key=lambda e: str(e.get("ts", "")), reverse=True):
+    for event in _verified_backups(settings, journals):
         path = Path(str(event.get("path", "")))
         if not (event.get("sha256") and path.exists()):
             continue
