@@ -9,6 +9,8 @@ import os
 import secrets
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -276,3 +278,48 @@ def open_session() -> Any:
         window.set_session(session)
         return session
     return start
+
+
+# --- a stand-in for EnerLink's POST /auth/login ----------------------------------------
+# Stand-in: the EnerLink NestJS application is not part of this repository, so a local
+# http.server answers /auth/login the way the guide shows (and the ways it can go wrong).
+
+@dataclass
+class LoginApp:
+    """What the fake application answers (`reply`: status, JSON body) and was sent."""
+
+    url: str = ""
+    reply: tuple[int, Any] = (200, {"access_token": "tok", "user": {"userId": "user_1"}})
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _LoginHandler(BaseHTTPRequestHandler):
+    app: LoginApp  # set on the class the fixture makes
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        self.app.seen.append({"path": self.path, "body": json.loads(self.rfile.read(length))})
+        status, body = self.app.reply
+        raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *_args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def login_app() -> Iterator[LoginApp]:
+    app = LoginApp()
+    handler = type("Handler", (_LoginHandler,), {"app": app})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    app.url = f"http://127.0.0.1:{server.server_address[1]}/"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield app
+    server.shutdown()
+    server.server_close()
+    thread.join()

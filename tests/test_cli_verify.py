@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import redis
@@ -110,45 +107,16 @@ def test_a_redis_that_does_not_answer_fails_its_check_only(
 
 
 # --- the profile's login smoke check -----------------------------------------------------
-# Stand-in: the EnerLink application is not part of this repository, so a local HTTP
-# server answers POST /auth/login as the guide shows (as tests/test_smoke.py does).
-
-class _App(BaseHTTPRequestHandler):
-    seen: ClassVar[list[dict[str, Any]]] = []
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", 0))
-        _App.seen.append({"path": self.path, "body": json.loads(self.rfile.read(length))})
-        raw = json.dumps({"access_token": "tok", "user": {"userId": "user_1"}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *_args: Any) -> None:
-        return
-
-
-@pytest.fixture
-def app() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _App)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    _App.seen.clear()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
+# Stand-in: the EnerLink application is not part of this repository; conftest's
+# login_app answers POST /auth/login as the guide shows.
 
 def test_the_profiles_smoke_check_runs_last_with_the_keyrings_password(
-        pg_db: PgSettings, app: str, memory_keyring: Any, config_dir: Path,
+        pg_db: PgSettings, login_app: Any, memory_keyring: Any, config_dir: Path,
         journal_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     migrated(pg_db)
     profiles.save(Profile(name="p", pg_host=pg_db.host, pg_port=pg_db.port,
                           pg_dbname=pg_db.dbname, pg_user=pg_db.user,
-                          pg_sslmode=pg_db.sslmode, smoke_base_url=app,
+                          pg_sslmode=pg_db.sslmode, smoke_base_url=login_app.url,
                           smoke_user="test@example.com"))
     secrets.set("p", "postgres", pg_db.password or "")
     secrets.set("p", "smoke", "smoke-pw-123")
@@ -158,7 +126,7 @@ def test_the_profiles_smoke_check_runs_last_with_the_keyrings_password(
     checks = json.loads(out)
     assert [c["id"] for c in checks][-3:] == ["no_orphans", "redis_keys", "smoke_login"]
     assert checks[-1]["status"] == "pass"
-    assert _App.seen == [{"path": "/auth/login",
+    assert login_app.seen == [{"path": "/auth/login",
                           "body": {"email": "test@example.com", "password": "smoke-pw-123"}}]
     journal = verify_journal(journal_dir)
     assert "smoke-pw-123" not in out + err + journal.path.read_text()

@@ -532,19 +532,14 @@ def newest_verified_backup(settings: PgSettings, journals: Iterable[Journal]
                  if e.get("sha256") and Path(str(e.get("path", ""))).exists()), None)
 
 
-def latest_verified_backup(settings: PgSettings, journals: Iterable[Journal], *,
-                           rehash: bool = True) -> dict[str, Any] | None:
+def latest_verified_backup(settings: PgSettings, journals: Iterable[Journal]
+                           ) -> dict[str, Any] | None:
     """The newest verified `backup` event for this host, port and database whose file still
-    exists with the recorded sha256 (with its journal folder under "journal"), or None.
-
-    `rehash=False` compares the recorded size instead of reading the whole file again (the
-    migrate guard, inside the change window); a restore always checks the sha256.
-    """
+    exists with the recorded sha256 (with its journal folder under "journal"), or None."""
     for event in _verified_backups(settings, journals):
         path = Path(str(event.get("path", "")))
         if not (event.get("sha256") and path.exists()):
             continue
-        if (archive_sha256(path) == event["sha256"] if rehash
-                else archive_size(path) == event.get("size_bytes")):
+        if archive_sha256(path) == event["sha256"]:
             return event
     return None

@@ -284,8 +284,9 @@ def _accept_backup(backup: dict[str, Any], journal: Journal, report: Report) -> 
     """Hash the backup again (before the transaction, never under a lock): only the exact
     file that was verified may be the rollback point, which the migrate journal records."""
     path = Path(str(backup.get("path")))
-    report("info", f"hashing the backup {path} again ({format_bytes(archive_size(path))}) "
-                   f"before the transaction")
+    size = archive_size(path)
+    report("info", f"hashing the backup {path} again ({format_bytes(size)}) before the "
+                   f"transaction")
     t0 = time.perf_counter()
     now = archive_sha256(path)
     seconds = round(time.perf_counter() - t0, 3)
@@ -296,7 +297,7 @@ def _accept_backup(backup: dict[str, Any], journal: Journal, report: Report) -> 
             f"{now[:16]}…, the journal recorded {recorded[:16]}… (verified "
             f"{backup.get('ts')}). Restoring it could fail or bring back other data: take a "
             f"new backup (`enerlink-migrate backup --out DIR`), then migrate")
-    journal.record(BackupAccepted(str(path), archive_size(path), now, str(backup.get("ts", "")),
+    journal.record(BackupAccepted(str(path), size, now, str(backup.get("ts", "")),
                                   str(backup.get("journal", "")), seconds))
     report("info", f"rollback point: {path} (sha256 {now[:12]}…, hashed again in "
                    f"{seconds:.2f} s)")
