@@ -20,6 +20,7 @@ from wizard.core.reporting import Progress, Report
 from wizard.core.verify import Check
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
+EXIT_UNKNOWN = 4  # the connection went during COMMIT and the server could not be asked
 
 
 class CliError(RuntimeError):

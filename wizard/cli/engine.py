@@ -11,6 +11,7 @@ from wizard.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_REFUSED,
+    EXIT_UNKNOWN,
     EXIT_USAGE,
     CliError,
     checks_text,
@@ -21,6 +22,8 @@ from wizard.cli.common import (
 )
 from wizard.cli.redis_args import add_redis_options, ask_password_if_needed, given_redis
 from wizard.core import checklist, jobs, names
+from wizard.core.commit_outcome import COMMITTED
+from wizard.core.commit_outcome import UNKNOWN as UNKNOWN_COMMIT
 from wizard.core.connection import PgSettings
 from wizard.core.discovery import CONFLICT, UNKNOWN
 from wizard.core.execute import RunOptions, RunResult
@@ -102,6 +105,7 @@ def _run(args: argparse.Namespace, settings: PgSettings, direction: str) -> int:
     lock, retries = _lock_settings(args)
     options = RunOptions(lock_timeout_s=lock, retries=retries,
                          statement_timeout_s=args.statement_timeout,
+                         reconnect_s=args.reconnect_wait,
                          rehearse=getattr(args, "rehearse", False),
                          count_all_tables=args.count_all)
     out = printer(args)
@@ -115,6 +119,8 @@ def _run(args: argparse.Namespace, settings: PgSettings, direction: str) -> int:
         raise CliError(str(exc), EXIT_REFUSED) from None
     out.result({"plan": plan.to_dict(), "result": result.to_dict(),
                 "journal": str(journal.folder)}, _result_text(result, journal.folder))
+    if result.commit_lost and result.commit == UNKNOWN_COMMIT:
+        return EXIT_UNKNOWN
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -127,9 +133,14 @@ def _result_text(result: RunResult, folder: Any) -> str:
         head = (f"{verb} succeeded: {len(result.steps)} steps, application blocked "
                 f"{result.blocked_ms} ms, {result.total_s} s in all, {result.attempts} "
                 f"attempt(s)" + (" — rolled back, nothing changed" if result.rehearsal else ""))
+    elif result.commit_lost and result.commit == UNKNOWN_COMMIT:
+        head = f"{verb} outcome UNKNOWN: {result.error}"
     else:
         head = f"{verb} FAILED: {result.error}"
     lines = [head]
+    if result.commit_lost and result.commit == COMMITTED:
+        lines.append(f"  the connection was lost during COMMIT; the server then showed it "
+                     f"committed ({result.commit_evidence})")
     if result.checks:
         lines.append(checks_text(result.checks))
     if result.ok and not result.rehearsal and result.direction == UP:
@@ -192,6 +203,10 @@ def engine_options(common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     opts.add_argument("--lock-timeout", type=float, metavar="S",
                       help="seconds to wait for each lock (default: the profile's, else 2)")
     opts.add_argument("--statement-timeout", type=float, default=30.0, metavar="S")
+    opts.add_argument("--reconnect-wait", type=float, default=120.0, metavar="S",
+                      help="when the connection is lost during COMMIT, how long to keep "
+                      "asking the server whether it committed (default 120; exit 4 if "
+                      "it never answers)")
     opts.add_argument("--retries", type=int, metavar="N",
                       help="attempts after a lock timeout (default: the profile's, else 3)")
     opts.add_argument("--count-all", action="store_true",

@@ -269,6 +269,27 @@ class LockTimedOut(Event):
 
 
 @dataclass(frozen=True)
+class CommitUnknown(Event):
+    """The connection was lost while COMMIT ran: the outcome is unknown until the server
+    is asked (CommitResolved follows)."""
+
+    event = "commit_unknown"
+    attempt: int
+    error: str
+    server_pid: int | None
+
+
+@dataclass(frozen=True)
+class CommitResolved(Event):
+    """What the server showed after a CommitUnknown: committed, not committed or unknown."""
+
+    event = "commit_resolved"
+    outcome: str
+    evidence: str
+    waited_s: float
+
+
+@dataclass(frozen=True)
 class RunFinished(Event):
     event = "run_finished"
     result: dict[str, Any]

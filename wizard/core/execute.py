@@ -6,7 +6,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,10 +16,19 @@ from psycopg.rows import dict_row
 
 from wizard.core import names
 from wizard.core.catalog import catalog_facts
+from wizard.core.commit_outcome import (
+    COMMITTED,
+    NOT_COMMITTED,
+    Session,
+    resolve_commit,
+    session_of,
+)
 from wizard.core.connection import PgSettings
-from wizard.core.discovery import Discovery, discover
+from wizard.core.discovery import Discovery, DiscoveryError, discover
 from wizard.core.events import (
     AttemptStarted,
+    CommitResolved,
+    CommitUnknown,
     Event,
     LockTimedOut,
     LogLine,
@@ -88,6 +97,9 @@ class RunOptions:
     # The guide's check is the prosumer/user count. Counting every affected table exactly
     # costs two full scans of each (about 2 s at 1M users) and a rename cannot change them.
     count_all_tables: bool = False
+    # A connection lost during COMMIT: how long to keep asking the server what happened
+    # (a crashed server needs its restart and crash recovery).
+    reconnect_s: float = 120.0
 
 
 @dataclass
@@ -119,6 +131,12 @@ class RunResult:
     failed_step: str | None = None
     failed_index: int | None = None  # the step (1-based) that failed, when one did
     error: str | None = None
+    # "committed" once the server confirmed the COMMIT (its answer, or after a lost
+    # connection its catalog); "not committed" or "unknown" when the connection was lost
+    # during COMMIT and the server showed that, or could not be asked; "" without COMMIT.
+    commit: str = ""
+    commit_lost: bool = False  # the connection went during COMMIT: commit_evidence says how
+    commit_evidence: str = ""   # the outcome was established
     # The catalog as the commit left it, for the caller's next plan; not journaled.
     discovery_after: Discovery | None = field(default=None, repr=False, compare=False)
 
@@ -194,9 +212,8 @@ def _describe_error(err: psycopg.Error) -> str:
         return f"{msg} (statement_timeout): the server was too slow; nothing was committed."
     if isinstance(err, psycopg.errors.DuplicateObject | psycopg.errors.DuplicateTable):
         return f"{msg}: another object already has the target name; rename or drop it first."
-    if isinstance(err, psycopg.OperationalError | psycopg.errors.AdminShutdown):
-        return (f"the server ended our session ({msg}); the transaction was not committed, so "
-                f"the schema is unchanged. Run `enerlink-migrate inspect` to confirm.")
+    if isinstance(err, psycopg.OperationalError):
+        return f"the server ended our session ({msg})"
     detail = f" ({diag.sqlstate})" if diag.sqlstate else ""
     return msg + detail
 
@@ -422,8 +439,13 @@ def run_plan(settings: PgSettings, plan: Plan, before: Discovery, exp: Expectati
         if journal is not None:
             journal.record(LogLine(level, msg))
 
+    warnings: list[str] = []
     with settings.connect(keepalives=True) as conn:
+        conn.add_notice_handler(lambda d: warnings.append(d.message_primary or "")
+                                if d.severity_nonlocalized == "WARNING" else None)
         _watch_the_client(conn)
+        session = session_of(conn)
+        conn.commit()
         problems = privilege_problems(conn, before, plan)
         if problems:
             result.error = "refused before any change: " + "; ".join(problems)
@@ -442,13 +464,20 @@ def run_plan(settings: PgSettings, plan: Plan, before: Discovery, exp: Expectati
                             "database; wait for it to finish")
             return result
         try:
-            _attempts(conn, settings, plan, opts, exp, before, oids, result, log, stop, emit)
+            _attempts(conn, settings, plan, opts, exp, before, oids, result, log, stop, emit,
+                      session)
         finally:
-            if not conn.closed and not locked:
+            if not (conn.closed or conn.broken or locked):
                 conn.autocommit = True
                 conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_KEY,))
+        for warning in warnings:
+            log("warn", f"the server warned: {warning}")
         if result.ok and not opts.rehearse:
-            _after_commit(conn, plan, opts, exp, before, result, log)
+            if conn.closed or conn.broken:  # lost after (or during) a COMMIT that held
+                with settings.connect(keepalives=True) as fresh:
+                    _after_commit(fresh, plan, opts, exp, before, result, log)
+            else:
+                _after_commit(conn, plan, opts, exp, before, result, log)
     result.total_s = round(time.perf_counter() - t_start, 3)
     if journal is not None:
         journal.record(RunFinished(result.to_dict()))
@@ -511,8 +540,10 @@ def migration_lock(settings: PgSettings) -> Iterator[str | None]:
         try:
             yield None
         finally:
-            if not conn.closed:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_KEY,))
+            # A server that went (a crash) ended the lock with the session.
+            with suppress(psycopg.OperationalError):
+                if not (conn.closed or conn.broken):
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_KEY,))
 
 
 def _advisory_lock(conn: psycopg.Connection[Any], settings: PgSettings,
@@ -528,7 +559,8 @@ def _advisory_lock(conn: psycopg.Connection[Any], settings: PgSettings,
 
 def _attempts(conn: psycopg.Connection[Any], settings: PgSettings, plan: Plan,
               opts: RunOptions, exp: Expectations, before: Discovery, oids: list[int],
-              result: RunResult, log: Report, stop: threading.Event, emit: EventSink) -> None:
+              result: RunResult, log: Report, stop: threading.Event, emit: EventSink,
+              session: Session) -> None:
     verb = "rehearsal" if opts.rehearse else "migration"
     for attempt in range(1, opts.retries + 2):
         result.attempts = attempt
@@ -545,9 +577,16 @@ def _attempts(conn: psycopg.Connection[Any], settings: PgSettings, plan: Plan,
                 conn.rollback()
             else:
                 runner.current = "COMMIT"
-                conn.commit()
-            ended = conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
-            conn.rollback()
+                try:
+                    conn.commit()
+                except psycopg.Error as exc:
+                    if not (conn.closed or conn.broken):
+                        raise  # the server answered: an error of COMMIT is a rollback
+                    _commit_lost(settings, plan, opts, runner, session, exc, result, log,
+                                 stop, emit)
+                    return
+                result.commit = COMMITTED
+            ended = _server_clock(conn)
             runner.tell()
             for note in runner.notes:
                 log("info", note)
@@ -603,9 +642,58 @@ def _attempts(conn: psycopg.Connection[Any], settings: PgSettings, plan: Plan,
             runner.tell()
             result.failed_step, result.failed_index = runner.current, runner.index
             result.steps = runner.steps
-            result.error = f"failed at {runner.current}: {_describe_error(exc)}"
+            where = runner.current or "the end of the transaction"
+            result.error = f"failed at {where}: {_describe_error(exc)}"
+            if isinstance(exc, psycopg.OperationalError):
+                result.error += ("; the transaction was not committed (COMMIT was never "
+                                 "sent), so the schema is unchanged. Run `enerlink-migrate "
+                                 "inspect` to confirm.")
             log("error", result.error)
             return
+
+
+def _server_clock(conn: psycopg.Connection[Any]) -> tuple[Any, ...] | None:
+    """When the transaction ended, by the server's clock; None when the connection went
+    right after COMMIT (its answer came: the outcome is known)."""
+    try:
+        ended = conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
+        conn.rollback()
+    except psycopg.OperationalError:
+        return None
+    return ended
+
+
+def _commit_lost(settings: PgSettings, plan: Plan, opts: RunOptions, runner: _Attempt,
+                 session: Session, exc: psycopg.Error, result: RunResult, log: Report,
+                 stop: threading.Event, emit: EventSink) -> None:
+    """COMMIT was sent and no answer came: ask the server what happened, and say it."""
+    lost = " ".join(str(exc).split()) or type(exc).__name__
+    emit(CommitUnknown(result.attempts, lost, session.pid))
+    log("error", f"the connection was lost during COMMIT ({lost}): the outcome is unknown "
+                 f"until the server answers; asking it (up to {opts.reconnect_s:g} s)")
+    runner.tell()
+    outcome = resolve_commit(settings, plan, session, wait_s=opts.reconnect_s, cancel=stop,
+                             say=log)
+    emit(CommitResolved(outcome.outcome, outcome.evidence, outcome.waited_s))
+    result.steps, result.commit, result.commit_lost = runner.steps, outcome.outcome, True
+    result.commit_evidence = outcome.evidence
+    if outcome.outcome == COMMITTED:
+        result.ok = True
+        log("info", f"COMMIT held: the server shows the transaction committed "
+                    f"({outcome.evidence}); running the checks after commit")
+        return
+    result.failed_step = "COMMIT"
+    if outcome.outcome == NOT_COMMITTED:
+        result.error = (f"the connection was lost during COMMIT, and the server shows the "
+                        f"transaction was not committed ({outcome.evidence}): the schema is "
+                        f"unchanged. Run the migration again once the server is healthy.")
+    else:
+        result.error = (f"the connection was lost during COMMIT and the server could not be "
+                        f"asked ({outcome.evidence}). Start no version of the application yet: "
+                        f"when the server answers, run `enerlink-migrate inspect` (state "
+                        f"migrated: the migration committed, run `enerlink-migrate verify`; "
+                        f"state pre: nothing changed).")
+    log("error", result.error)
 
 
 def _after_commit(conn: psycopg.Connection[Any], plan: Plan, opts: RunOptions,
@@ -627,10 +715,11 @@ def _after_commit(conn: psycopg.Connection[Any], plan: Plan, opts: RunOptions,
                 f"not exist, then run: {step.sql};")
     try:
         _verify_after_commit(conn, plan, exp, before, result)
-    except psycopg.Error as exc:
+    except (psycopg.Error, DiscoveryError) as exc:
+        why = _describe_error(exc) if isinstance(exc, psycopg.Error) else str(exc)
         result.ok = False
-        result.error = (f"committed, but the checks after commit could not run: "
-                        f"{_describe_error(exc)}. Run `enerlink-migrate verify`.")
+        result.error = (f"committed, but the checks after commit could not run: {why}. "
+                        f"Run `enerlink-migrate verify`.")
         log("error", result.error)
         return
     failed = [c for c in result.checks if c.status == FAIL]

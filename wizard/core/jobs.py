@@ -12,6 +12,7 @@ from typing import Any
 from wizard.core import names, orphans
 from wizard.core.archive import archive_sha256, archive_size
 from wizard.core.backup import newest_verified_backup
+from wizard.core.commit_outcome import committed
 from wizard.core.connection import PgSettings
 from wizard.core.discovery import Discovery, discover
 from wizard.core.events import (
@@ -79,7 +80,7 @@ def last_up_record(settings: PgSettings) -> UpRecord | None:
     """The newest committed migration of this database found in the run journals."""
     for journal in runs_for(settings):
         finished = [e for e in journal.events("run_finished")
-                    if e["result"]["ok"] and not e["result"]["rehearsal"]]
+                    if committed(e["result"]) and not e["result"]["rehearsal"]]
         plans = journal.events("plan")
         if finished and plans and finished[-1]["result"]["direction"] == UP:
             plan = plans[-1]
@@ -226,12 +227,7 @@ def _last_change(settings: PgSettings) -> str:
     for journal in runs_for(settings):
         for event in journal.events("run_finished"):
             result = event.get("result", {})
-            # A run that committed and then failed a check after commit changed the schema
-            # too: its state after differs from its state before.
-            # A rolled-back attempt never reached the checks after commit: no state after.
-            committed = result.get("ok") or (result.get("state_after") not in (
-                None, "", result.get("state_before")))
-            if committed and not result.get("rehearsal") and result.get("steps"):
+            if committed(result) and not result.get("rehearsal") and result.get("steps"):
                 newest = max(newest, str(event.get("ts", "")))
         for event in journal.events("restore_finished"):
             if event.get("result", {}).get("ok"):

@@ -19,7 +19,7 @@ from wizard.core.units import format_bytes
 KNOWN_EVENTS = frozenset({"run_started", "state_before", "plan", "log", "run_finished",
                           "down_plan", "manual_check", "operator", "backup", "verification",
                           "step_done", "attempt", "lock_timeout", "backup_accepted",
-                          "expected"})
+                          "expected", "commit_unknown", "commit_resolved"})
 # Events whose `checks` make up the automated checklist; a later result of an id wins.
 CHECK_EVENTS = frozenset({"run_finished", "verification"})
 # Only these fields of a run's target are ever printed: host, port, database, role.
@@ -144,6 +144,10 @@ class RunSection:
     counts_after: dict[str, int]
     script: str
     notes: list[str]
+    # When the connection was lost during COMMIT: what the server showed afterwards
+    # (committed, not committed, unknown) and how.
+    commit_lost: str = ""
+    commit_evidence: str = ""
 
 
 @dataclass
@@ -270,7 +274,9 @@ def _section(plan: dict[str, Any], before: dict[str, Any],
         error=error, failed_step=result.get("failed_step"), steps=steps,
         counts_before=dict(result.get("counts_before") or {}),
         counts_after=dict(result.get("counts_after") or {}),
-        script=str(plan.get("script", "")), notes=[str(n) for n in plan.get("notes", [])])
+        script=str(plan.get("script", "")), notes=[str(n) for n in plan.get("notes", [])],
+        commit_lost=str(result.get("commit") or "unknown") if result.get("commit_lost") else "",
+        commit_evidence=str(result.get("commit_evidence") or ""))
 
 
 def _automated(events: list[dict[str, Any]]) -> list[ChecklistItem]:
@@ -344,6 +350,8 @@ def build_report(journal: Journal) -> ReportModel:
     elif last.ok:
         outcome, ok = (f"{last.kind} succeeded" + (": nothing was changed"
                                                     if "rehearsal" in last.kind else "")), True
+    elif last.commit_lost == "unknown":
+        outcome, ok = f"{last.kind} outcome UNKNOWN: {last.error}", False
     else:
         outcome, ok = f"{last.kind} FAILED: {last.error or 'see the log'}", False
     return ReportModel(
@@ -487,6 +495,10 @@ def _run_html(n: int, r: RunSection) -> str:
         rows.append(("Error", f'<span class="fail">{_e(r.error)}</span>'))
     if r.failed_step:
         rows.append(("Failed step", _e(r.failed_step)))
+    if r.commit_lost:
+        rows.append(("COMMIT", _e(f"the connection was lost during COMMIT; asked afterwards, "
+                                  f"the server showed: {r.commit_lost.upper()} "
+                                  f"({r.commit_evidence or 'no evidence'})")))
     rows += [("Note", _e(note)) for note in r.notes]
     out = head + _kv(rows)
     if r.steps:

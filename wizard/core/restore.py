@@ -15,6 +15,7 @@ import psycopg
 from psycopg import sql
 
 from wizard.core import names
+from wizard.core.commit_outcome import committed
 from wizard.core.connection import PgSettings
 from wizard.core.events import (
     RestoreChecked,
@@ -257,7 +258,7 @@ def expected_counts(settings: PgSettings, since: datetime | None) -> tuple[dict[
         for event in journal.events("run_finished"):
             result = event.get("result", {})
             counts = result.get("counts_before")
-            if not (result.get("ok") and not result.get("rehearsal") and counts
+            if not (committed(result) and not result.get("rehearsal") and counts
                     and result.get("direction") == "up"):
                 continue
             when = datetime.fromisoformat(str(event["ts"]))

@@ -200,7 +200,9 @@ class PostgresServer:
         if result.returncode != 0:
             raise ServerError(f"initdb failed ({result.returncode}):\n{result.stderr.strip()}")
 
-    def _launch(self) -> None:
+    def _launch(self, *options: str) -> None:
+        """Start the postmaster; `options` are more `-c name=value` settings (they win over
+        postgresql.auto.conf, as on a command line)."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             self.process = subprocess.Popen(
@@ -210,7 +212,8 @@ class PostgresServer:
                  "-c", "fsync=off", "-c", "synchronous_commit=off",
                  "-c", "full_page_writes=off", "-c", "max_connections=60",
                  "-c", "unix_socket_permissions=0700",
-                 "-c", "log_min_messages=warning"],
+                 "-c", "log_min_messages=warning",
+                 *(arg for option in options for arg in ("-c", option))],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, cwd=self.base, **self._as_run_user(),
             )
@@ -231,6 +234,19 @@ class PostgresServer:
                         f"postgres did not accept connections within {READY_TIMEOUT:.0f} s:\n"
                         + _tail(self.log_path)) from None
                 time.sleep(0.05)
+
+    def crash(self) -> None:
+        """Immediate shutdown (SIGQUIT, as `pg_ctl stop -m immediate`): no checkpoint, every
+        session cut; the next start runs crash recovery."""
+        if self.process is not None:
+            _stop_process(self.process, signal.SIGQUIT)
+            self.process = None
+
+    def restart(self, *options: str) -> None:
+        """Start the stopped cluster again on the same port (see _launch for `options`)."""
+        if self.process is not None:
+            raise ServerError("the server is still running")
+        self._launch(*options)
 
     def admin_connect(self, dbname: str = "postgres") -> psycopg.Connection[Any]:
         """Superuser over the private unix socket, autocommit (CREATE DATABASE needs it)."""

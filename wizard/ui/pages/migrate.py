@@ -30,9 +30,16 @@ from PySide6.QtWidgets import (
 )
 
 from wizard.core import jobs
+from wizard.core.commit_outcome import COMMITTED, NOT_COMMITTED
 from wizard.core.connection import PgSettings
 from wizard.core.discovery import Discovery
-from wizard.core.events import AttemptStarted, LockTimedOut, StepDone
+from wizard.core.events import (
+    AttemptStarted,
+    CommitResolved,
+    CommitUnknown,
+    LockTimedOut,
+    StepDone,
+)
 from wizard.core.execute import RunOptions, RunResult
 from wizard.core.plan import UP, Plan
 from wizard.ui.checks_view import check_item, checks_tree
@@ -317,6 +324,13 @@ class MigratePage(StepPage):
         elif isinstance(event, AttemptStarted):
             for item in self.step_items.values():
                 item.setText(2, "")
+        elif isinstance(event, CommitUnknown):
+            self.outcome.setText("The connection was lost during COMMIT: the outcome is not "
+                                 "known yet. Asking the server what happened (it may be "
+                                 "restarting); do not start any version of the application.")
+        elif isinstance(event, CommitResolved):
+            self.outcome.setText(f"After the lost connection the server shows: "
+                                 f"{event.outcome} ({event.evidence}).")
 
     def show_result(self, outcome: tuple[Plan, RunResult, Any]) -> None:
         _plan, result, _journal = outcome
@@ -360,6 +374,9 @@ class MigratePage(StepPage):
         elif result.ok:
             head = (f"Migrated: state {result.state_before} → {result.state_after}. "
                     f"The application was blocked {blocked}.")
+            if result.commit_lost:
+                head += (f" The connection was lost during COMMIT; the server then showed "
+                         f"it committed ({result.commit_evidence}).")
         else:
             head = f"Migration failed. {self._failure_advice(result)}"
         counts = ", ".join(f"{t} {n:,}" for t, n in result.counts_after.items()) or \
@@ -395,7 +412,12 @@ class MigratePage(StepPage):
 
     @staticmethod
     def _failure_advice(result: RunResult) -> str:
-        if (result.error or "").startswith("committed"):
+        if result.commit_lost and result.commit not in (COMMITTED, NOT_COMMITTED):
+            return ("The outcome is UNKNOWN: the server could not be asked whether the COMMIT "
+                    "held. Start no version of the application; when the server answers, "
+                    "go Back and forth to re-read the state (migrated: it committed, then "
+                    "verify; pre: nothing changed).")
+        if result.commit == COMMITTED:
             return ("The change was committed but a check after commit failed: look at the "
                     "Result tab, then run `enerlink-migrate verify`, or revert.")
         if result.lock_waits:
