@@ -276,3 +276,35 @@ def test_the_wizard_says_a_commit_cut_before_it_held_changed_nothing(
     assert page.errors.step.text() == "COMMIT"
     assert "schema is unchanged" in page.errors.action.text()
     assert jobs.inspect(pg_db).state == "pre"
+
+
+def test_a_commit_held_by_a_standby_is_named_while_it_waits(
+        crash_server: tuple[PostgresServer, PgSettings], crash_db: PgSettings) -> None:
+    """No wait without a word: statement_timeout does not end COMMIT's wait for a
+    synchronous standby, so the run looks at its COMMIT from another session and says what
+    it waits for and what cancelling would mean. Once the standby setting goes, COMMIT
+    returns and the run ends committed."""
+    server, _owner = crash_server
+    journal = Journal.create(crash_db, "migrate")
+    done: list[tuple[Plan, RunResult, Journal]] = []
+    run = threading.Thread(target=lambda: done.append(jobs.run(crash_db, UP, journal=journal)))
+    run.start()
+    try:
+        pid = _wait_for(server, crash_db.dbname, "SyncRep")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(
+                "synchronous standby" in e["message"] for e in journal.events("log")):
+            time.sleep(0.1)
+    finally:
+        with server.admin_connect() as admin:
+            admin.execute("ALTER SYSTEM RESET synchronous_standby_names")
+            admin.execute("SELECT pg_reload_conf()")
+        run.join(60)
+    said = [e["message"] for e in journal.events("log") if "synchronous standby" in e["message"]]
+    assert said, "nothing said while COMMIT waited"
+    assert "synchronous_standby_names = 'standby_that_never_was'" in said[0]
+    assert f"pg_cancel_backend({pid})" in said[0]
+    _plan, result, _journal = done[0]
+    assert result.commit == "committed"
+    assert not result.commit_lost
+    assert result.ok

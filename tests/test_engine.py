@@ -218,6 +218,24 @@ def test_lock_never_released_fails_and_names_the_blocker(pg_db: PgSettings,
     assert fingerprint(pg_db) == original
 
 
+def test_a_lock_on_typeorms_migrations_table_is_named_with_its_holder(
+        pg_db: PgSettings) -> None:
+    """The last step writes TypeORM's row: a session holding the migrations table (an
+    application's own TypeORM run, say) is named, even without an application_name (its
+    backend type stands in, as for autovacuum). Before, it was "held by unknown"."""
+    with pg_db.connect() as holder:
+        holder.execute("SET application_name = ''")
+        holder.execute("LOCK TABLE migrations IN SHARE MODE")
+        result = migrate(pg_db, lock_timeout_s=0.2, retries=0)
+        holder.rollback()
+    assert not result.ok
+    assert result.failed_step is not None
+    assert "Recording" in result.failed_step
+    assert "client backend" in (result.error or "")
+    assert "ShareLock on migrations" in (result.error or "")
+    assert {b["relation"] for b in result.lock_waits[0]} == {"migrations"}
+
+
 def test_lock_released_midway_then_succeeds(pg_db: PgSettings,
                                             locker: psycopg.Connection) -> None:
     # The blocker's transaction ends right after our first attempt timed out, whatever the

@@ -70,11 +70,16 @@ ADVISORY_KEY = 0x454E45524C4E4B  # "ENERLNK"
 
 
 BLOCKERS_SQL = """
-SELECT DISTINCT a.pid, a.application_name, coalesce(a.client_addr::text, 'local') AS client,
+SELECT DISTINCT a.pid,
+       coalesce(nullif(a.application_name, ''), a.backend_type) AS application_name,
+       coalesce(a.client_addr::text, 'local') AS client,
        a.state, round(extract(epoch FROM now() - a.xact_start)::numeric, 1) AS xact_age_s,
        left(a.query, 200) AS query, l.relation::regclass::text AS relation, l.mode
   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
- WHERE l.granted AND l.relation = ANY(%(oids)s::oid[]) AND l.pid <> pg_backend_pid()
+ WHERE l.granted AND l.pid <> pg_backend_pid()
+   AND (l.relation = ANY(%(oids)s::oid[]) OR l.relation = (
+        SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = %(schema)s AND c.relname = 'migrations'))
  ORDER BY a.pid
 """
 
@@ -193,10 +198,12 @@ def _lacks(cur: psycopg.Cursor[Any], d: Discovery, kind: str, target: str) -> st
             f"TypeORM's migrations table)")
 
 
-def _blockers(settings: PgSettings, oids: list[int]) -> list[dict[str, Any]]:
+def _blockers(settings: PgSettings, oids: list[int], schema: str) -> list[dict[str, Any]]:
+    """Who holds locks on the plan's tables or on TypeORM's migrations table (autovacuum
+    and other background workers by their backend type)."""
     try:
         with settings.connect(autocommit=True) as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(BLOCKERS_SQL, {"oids": oids})
+            cur.execute(BLOCKERS_SQL, {"oids": oids, "schema": schema})
             return [dict(r) for r in cur.fetchall()]
     except psycopg.Error:
         return []
@@ -578,7 +585,8 @@ def _attempts(conn: psycopg.Connection[Any], settings: PgSettings, plan: Plan,
             else:
                 runner.current = "COMMIT"
                 try:
-                    conn.commit()
+                    with _commit_watch(settings, session, log):
+                        conn.commit()
                 except psycopg.Error as exc:
                     if not (conn.closed or conn.broken):
                         raise  # the server answered: an error of COMMIT is a rollback
@@ -606,11 +614,12 @@ def _attempts(conn: psycopg.Connection[Any], settings: PgSettings, plan: Plan,
         except psycopg.errors.LockNotAvailable:
             conn.rollback()
             runner.tell()
-            blockers = _blockers(settings, oids)
+            blockers = _blockers(settings, oids, before.schema)
             result.lock_waits.append(blockers)
             who = "; ".join(f"pid {b['pid']} ({b['application_name'] or '-'}, {b['client']}, "
                             f"{b['state']}, transaction {b['xact_age_s']} s old, holds "
-                            f"{b['mode']} on {b['relation']})" for b in blockers) or "unknown"
+                            f"{b['mode']} on {b['relation']})" for b in blockers) or \
+                "a session that has ended since"
             log("warn", f"lock timeout at {runner.current}: rolled back. Held by: {who}")
             emit(LockTimedOut(attempt, runner.current or "", blockers))
             if attempt > opts.retries:
@@ -650,6 +659,56 @@ def _attempts(conn: psycopg.Connection[Any], settings: PgSettings, plan: Plan,
                                  "inspect` to confirm.")
             log("error", result.error)
             return
+
+
+COMMIT_WATCH_S = 5.0  # a COMMIT longer than this is looked at, and said, every so often
+
+
+@contextmanager
+def _commit_watch(settings: PgSettings, session: Session, log: Report) -> Iterator[None]:
+    """While COMMIT runs, look at it from another session after COMMIT_WATCH_S, and then
+    every so often say what it waits for. A synchronous standby that does not answer
+    holds COMMIT for as long as it stays away (statement_timeout does not end that wait);
+    the DBA must hear why, and what cancelling would mean."""
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch_commit, args=(settings, session, log, done),
+                               name="commit-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join(10)
+
+
+def _watch_commit(settings: PgSettings, session: Session, log: Report,
+                  done: threading.Event) -> None:
+    t0, interval = time.monotonic(), COMMIT_WATCH_S
+    while not done.wait(interval):
+        interval = min(interval * 2, 30.0)
+        try:
+            with settings.connect(autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT wait_event_type, wait_event, "
+                    "current_setting('synchronous_standby_names') FROM pg_stat_activity "
+                    "WHERE pid = %s", (session.pid,)).fetchone()
+        except psycopg.Error as exc:
+            log("warn", f"COMMIT has run {time.monotonic() - t0:.0f} s and the server "
+                        f"cannot be asked why: {' '.join(str(exc).split())[:200]}")
+            continue
+        if done.is_set() or row is None:
+            return
+        waited = f"COMMIT has waited {time.monotonic() - t0:.0f} s"
+        if row[1] == "SyncRep":
+            log("warn", f"{waited} for a synchronous standby (synchronous_standby_names = "
+                        f"'{row[2]}') that has not confirmed. The transaction is committed "
+                        f"on this server and becomes visible when a standby confirms; "
+                        f"bring the standby back, or cancel the wait (SELECT "
+                        f"pg_cancel_backend({session.pid})) knowing the change may then "
+                        f"be missing on a standby that is promoted.")
+        else:
+            log("warn", f"{waited}: server pid {session.pid} waits on "
+                        f"{row[0] or 'CPU'}/{row[1] or '-'}")
 
 
 def _server_clock(conn: psycopg.Connection[Any]) -> tuple[Any, ...] | None:
