@@ -338,6 +338,41 @@ class CacheFlushed(Event):
 
 
 @dataclass(frozen=True)
+class RedisDryRun(Event):
+    """What each Redis rule would change (wizard.core.redis_migrate.DryRun): verify
+    compares the result with it."""
+
+    event = "redis_dry_run"
+    target: str
+    rules: list[str]
+    counts: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RedisProgress(Event):
+    """How far a Redis rule has got (about once a second): a re-run finishes the rest."""
+
+    event = "redis_progress"
+    rule: str
+    batches: int
+    changed: int
+    conflicts: int
+
+
+@dataclass(frozen=True)
+class RedisMigrated(Event):
+    """The Redis migration's result (direction up: to the new names; down: the inverse)."""
+
+    event = "redis_migrated"
+    target: str
+    direction: str
+    rules: list[str]
+    result: dict[str, Any]
+    outcome: str  # ok, failed, cancelled
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class CacheSkipped(Event):
     event = "cache_skipped"
     redis: str | None

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
+from wizard.core import redis_rules as rr
 from wizard.core import secrets
 from wizard.core.connection import PgSettings
 from wizard.core.files import FolderNotPrivate, private_folder, write_atomic
@@ -60,6 +61,20 @@ def _check_name(name: str) -> str | None:
     if not NAME_RE.fullmatch(name) or name != name.strip():
         return ("must be 1-64 letters, digits, spaces or . _ - @ +, starting with a letter "
                 "or digit")
+    return None
+
+
+def parse_redis_rules(text: str) -> tuple[rr.Rule, ...]:
+    """Rules written one per line or separated by ';' (the profile's and the page's form)."""
+    lines = [line.strip() for part in text.split(";") for line in part.splitlines()]
+    return rr.validate(rr.parse(line) for line in lines if line)
+
+
+def _check_redis_rules(text: str) -> str | None:
+    try:
+        parse_redis_rules(text)
+    except rr.RuleError as exc:
+        return str(exc)
     return None
 
 
@@ -111,6 +126,10 @@ class Profile:
         "Redis database index (unset: the URL's /N, else 0)", check=_range(0, 1_000_000)))
     redis_ca_file: str | None = field(default=None, metadata=_meta(
         "CA certificate file for rediss://"))
+    redis_rules: str | None = field(default=None, metadata=_meta(
+        "Redis migration rules, separated by ';' (unset: EnerLink's: "
+        + "; ".join(rr.to_text(r) for r in rr.DEFAULT_RULES) + ")",
+        check=_check_redis_rules))
     backup_folder: str | None = field(default=None, metadata=_meta(
         "folder for backups (unset: the run's folder)"))
     backup_format: str = field(default="custom", metadata=_meta(
@@ -172,6 +191,10 @@ class Profile:
         """The Redis endpoint as plain values (no password)."""
         return {"url": self.redis_url, "username": self.redis_username, "db": self.redis_db,
                 "ca_file": self.redis_ca_file}
+
+    def redis_rule_list(self) -> tuple[rr.Rule, ...]:
+        """The profile's Redis migration rules, checked; EnerLink's when it sets none."""
+        return parse_redis_rules(self.redis_rules) if self.redis_rules else rr.DEFAULT_RULES
 
     def redis_settings(self, password: str | None = None,
                        timeout_s: float = REDIS_TIMEOUT_S) -> RedisSettings:

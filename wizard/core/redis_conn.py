@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 SCHEMES = ("redis", "rediss", "unix")
@@ -154,6 +155,21 @@ class RedisSettings:
         if ep.scheme == "rediss":
             kwargs.update(ssl=True, ssl_ca_certs=self.ca_file, ssl_cert_reqs="required")
         return redis.Redis(**kwargs)
+
+    def cluster_client(self) -> RedisCluster:
+        """A Redis Cluster client that finds every node from this URL's node."""
+        ep = self.endpoint
+        if ep.scheme == "unix":
+            raise RedisSettingsError("a Redis Cluster is reached over TCP, not a unix socket")
+        kwargs: dict[str, Any] = {
+            "host": ep.host, "port": ep.port, "username": self.effective_user,
+            "password": self.password, "socket_timeout": self.timeout_s,
+            "socket_connect_timeout": self.timeout_s, "protocol": 2,
+            "decode_responses": False,
+        }
+        if ep.scheme == "rediss":
+            kwargs.update(ssl=True, ssl_ca_certs=self.ca_file, ssl_cert_reqs="required")
+        return RedisCluster(**kwargs)
 
 
 def _scrub(text: str, settings: RedisSettings) -> str:

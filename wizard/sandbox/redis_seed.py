@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import datetime, timezone
 
 import redis
 
@@ -12,11 +13,20 @@ from wizard.sandbox.seed import user_id, wallet_address
 ORDER_TYPES = ("BID", "ASK")
 ORDER_STATUSES = ("OPEN", "PARTIALLY_FILLED", "FILLED", "CANCELLED")
 BATCH = 5_000
+PROFILE_CACHE_USERS = 20
+
+
+def _iso(ms: int) -> str:
+    """An instant as the application writes it (Date.toISOString)."""
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + \
+        f"{ms % 1000:03d}Z"
 
 
 def _pattern_of(key: str) -> str:
     """The family a key belongs to, for the summary: orders:by_prosumer:* etc."""
     parts = key.split(":")
+    if parts[0] == "prosumer":
+        return "prosumer:*"
     if parts[0] == "orders" and parts[1] in ("by_prosumer", "by_type", "by_status"):
         return f"orders:{parts[1]}:*"
     if key in ("orders:all", "telemetry:latest:data", "telemetry:latest:status",
@@ -49,21 +59,32 @@ def seed_redis(client: redis.Redis, users: int, *, orders_per_user: int = 2,
             order_id = f"order_{base_ms + i * 10 + k}_{i:06x}{k}"
             order_type = ORDER_TYPES[(i + k) % 2]
             status = ORDER_STATUSES[(i * 3 + k) % len(ORDER_STATUSES)]
-            score = base_ms + i * 10 + k
+            created = base_ms + i * 10 + k
+            price, amount = 1500 + (i % 7) * 25, (i % 40) + 1
+            at = _iso(created)
+            # Every field the pre-rename RedisOrdersService.setOrder writes, in its order.
             pipe.hset(f"orders:{order_id}", mapping={
-                "orderId": order_id, "prosumerId": uid, "orderType": order_type,
-                "status": status, "walletAddress": wallet_address(i, 0),
-                "amountEtk": str((i % 40) + 1), "priceIdrsPerEtk": "1500",
-                "createdAt": str(score),
+                "orderId": order_id, "prosumerId": uid, "walletAddress": wallet_address(i, 0),
+                "orderType": order_type, "pair": "ETK/IDRS", "amountEtk": str(amount),
+                "priceIdrsPerEtk": str(price), "totalIdrsValue": str(amount * price),
+                "statusOnChain": status, "createdAtOnChain": at, "updatedAtCache": at,
+                "blockchainTxHashPlaced": f"0x{i:060x}{k:04x}", "blockchainTxHashFilled": "",
+                "blockchainTxHashCancelled": "",
             })
             pipe.sadd("orders:all", order_id)
-            pipe.zadd(f"orders:by_type:{order_type}", {order_id: score})
-            pipe.zadd(f"orders:by_status:{status}", {order_id: score})
-            pipe.zadd(f"orders:by_prosumer:{uid}", {order_id: score})
+            pipe.zadd(f"orders:by_type:{order_type}", {order_id: price * 100})
+            pipe.zadd(f"orders:by_status:{status}", {order_id: created})
+            pipe.zadd(f"orders:by_prosumer:{uid}", {order_id: created})
             keys.update((f"orders:{order_id}", "orders:all", f"orders:by_type:{order_type}",
                          f"orders:by_status:{status}", f"orders:by_prosumer:{uid}"))
             pending += 5
             flush_if_full()
+    for i in range(min(users, max_order_users, PROFILE_CACHE_USERS)):
+        uid = user_id(i)  # the old application's profile cache: rebuilt on demand
+        pipe.set(f"prosumer:{uid}:profile", json.dumps({"prosumerId": uid}), ex=3600)
+        keys.add(f"prosumer:{uid}:profile")
+        pending += 1
+        flush_if_full()
 
     for m in range(min(users, meters)):
         meter = f"METER{m:08d}"
