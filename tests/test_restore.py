@@ -29,6 +29,7 @@ from wizard.core.reporting import no_progress
 from wizard.core.restore_db import db_name_with
 from wizard.core.restore_inspect import TocEntry, parse_list_entry, sha256_of
 from wizard.sandbox.probes import databases, has_table
+from wizard.sandbox.redis_seed import old_order_book_problems, renamed_order_book
 from wizard.sandbox.servers import PostgresServer, RedisServer
 
 # --- helpers -----------------------------------------------------------------------------
@@ -494,31 +495,26 @@ def test_an_extension_the_role_cannot_create_is_refused_first_then_taken_from_a_
 # --- restore, then clear the application's cache: one job for the CLI and the wizard -----
 
 
-def _stale_keys(client: redis.Redis) -> None:
-    client.set("prosumer:7", "stale")
-    client.set("orders:by_prosumer:7", "stale")
-    client.set("telemetry:meter-1", "kept")  # not the application's old patterns
-
-
-def test_restore_then_clear_unlinks_the_old_keys_after_the_swap_in_the_same_journal(
+def test_restoring_a_pre_rename_backup_turns_redis_back_to_the_old_names_in_the_same_journal(
         live: PgSettings, pg_server: PostgresServer, restore_template: str,
         redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path) -> None:
     backup = pg_dump(pg_server, live, tmp_path / "live.dump", "-Fc")
     migrate(live)
-    _stale_keys(redis_client)
+    renamed_order_book(redis_client)
     plan = restore.prepare(live, backup, restore.RestoreOptions(template=restore_template))
     settings = RedisSettings(url=redis_server.url, password=redis_server.password, db=1)
     outcome = restore_then_clear(plan, live.dbname, settings)
     assert outcome.ok, outcome.result.error or outcome.cache_error
     assert outcome.cache is not None
-    assert outcome.cache.total == 2
-    assert sorted(redis_client.keys("*")) == ["telemetry:meter-1"]
+    assert outcome.cache.direction == "down"
+    assert outcome.cache.changed == 2
+    assert old_order_book_problems(redis_client) == []
     assert has_table(live, "prosumer")
     assert restore.CACHE_NEXT not in outcome.result.next_steps  # done, not left to do
     journal = Journal(Path(str(outcome.result.journal)))
     events = [e["event"] for e in journal.events()]
-    assert events[-3:] == ["restore_swapped", "cache_delete", "restore_finished"]
-    assert journal.events("cache_delete")[0]["total"] == 2
+    assert events[-3:] == ["restore_swapped", "redis_migrated", "restore_finished"]
+    assert journal.events("redis_migrated")[0]["result"]["changed"] == 2
     assert restore.CACHE_NEXT not in journal.events("restore_finished")[-1]["result"][
         "next_steps"]
     assert redis_server.password not in journal.path.read_text()
@@ -532,12 +528,12 @@ def test_a_failed_restore_leaves_redis_alone_and_without_redis_the_run_says_so(
         conn.execute("INSERT INTO prosumer (prosumer_id, email, password_hash, created_at, "
                      "updated_at) VALUES ('late', 'late@example.org', 'x', now(), now())")
     migrate(live)
-    _stale_keys(redis_client)
+    renamed_order_book(redis_client)
     settings = RedisSettings(url=redis_server.url, password=redis_server.password, db=1)
     outcome = restore_then_clear(restore.prepare(live, backup), live.dbname, settings)
     assert not outcome.result.ok
     assert outcome.cache is None
-    assert redis_client.get("prosumer:7") == "stale"  # nothing swapped, nothing cleared
+    assert redis_client.hget("orders:order_7", "userId") == "user_7"  # nothing swapped
     said: list[tuple[str, str]] = []
     outcome = restore_then_clear(
         restore.prepare(live, backup, restore.RestoreOptions(check_counts=False)),
@@ -558,12 +554,12 @@ def _cli_env(live: PgSettings, redis_server: RedisServer, tmp_path: Path,
     return {**env, "PGPASSFILE": str(passfile), "REDISCLI_AUTH": redis_password}
 
 
-def test_cli_restore_with_redis_url_clears_the_cache_after_the_swap(
+def test_cli_restore_with_redis_url_brings_redis_back_to_the_old_names_after_the_swap(
         live: PgSettings, pg_server: PostgresServer, restore_template: str,
         redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path) -> None:
     backup = pg_dump(pg_server, live, tmp_path / "live.dump", "-Fc")
     migrate(live)
-    _stale_keys(redis_client)
+    renamed_order_book(redis_client)
     dsn = f"postgresql://{live.user}@{live.host}:{live.port}/{live.dbname}"
     argv = [sys.executable, "-m", "wizard", "restore", str(backup), "--dsn", dsn,
             "--confirm", live.dbname, "--template", restore_template,
@@ -583,9 +579,9 @@ def test_cli_restore_with_redis_url_clears_the_cache_after_the_swap(
                          stdin=subprocess.DEVNULL)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "restore succeeded" in out.stdout
-    assert "✔ Redis: 2 cache keys of the old patterns deleted in" in out.stdout
-    assert "clear the application's cache keys next" not in out.stdout
-    assert "clearing the application's cache keys" in out.stderr
-    assert sorted(redis_client.keys("*")) == ["telemetry:meter-1"]
+    assert "✔ Redis: 2 keys brought to the old names in" in out.stdout
+    assert "bring the application's Redis data to the restored schema next" not in out.stdout
+    assert "bringing Redis to the restored schema (state pre)" in out.stderr
+    assert old_order_book_problems(redis_client) == []
     assert has_table(live, "prosumer")
     assert redis_server.password not in out.stdout + out.stderr

@@ -19,6 +19,7 @@ from wizard.core.redis_conn import RedisSettings
 from wizard.core.report import MANUAL_CHECKS, record_operator
 from wizard.core.session import WizardSession
 from wizard.sandbox.probes import databases, fingerprint, has_table, pdf_text, pg_dump_custom
+from wizard.sandbox.redis_seed import old_order_book_problems, renamed_order_book
 from wizard.sandbox.servers import PostgresServer, RedisServer
 from wizard.ui.confirm import TypedConfirmDialog
 from wizard.ui.dialogs import restore as restore_dialog
@@ -104,9 +105,7 @@ def test_restore_dialog_clears_the_old_cache_keys_after_the_swap(
     settings = RedisSettings(url=redis_server.url, password=redis_server.password, db=1)
     session = open_session(wizard_window, live, settings)
     migrate(session)
-    redis_client.set("prosumer:7", "stale")
-    redis_client.set("orders:by_prosumer:7", "stale")
-    redis_client.set("telemetry:meter-1", "kept")
+    renamed_order_book(redis_client)
     dialog = RestoreDialog.open_for(wizard_window)
     assert dialog is not None
     dialog.path.setText(str(backup))
@@ -121,9 +120,9 @@ def test_restore_dialog_clears_the_old_cache_keys_after_the_swap(
     assert outcome is not None
     assert outcome.ok, outcome.result.error or outcome.cache_error
     assert outcome.cache is not None
-    assert outcome.cache.total == 2
-    assert sorted(redis_client.keys("*")) == ["telemetry:meter-1"]
-    assert "✔ Redis: 2 cache keys of the old patterns deleted" in dialog.result_label.text()
+    assert outcome.cache.changed == 2
+    assert old_order_book_problems(redis_client) == []
+    assert "✔ Redis: 2 keys brought to the old names" in dialog.result_label.text()
     assert not dialog.errors.isVisible()
     # The core job's record, in the dialog's own journal: the same as the CLI's.
     assert dialog.journal is not None

@@ -49,18 +49,20 @@ def _result_text(outcome: RestoreOutcome) -> str:
 
 def _cache_lines(outcome: RestoreOutcome) -> list[str]:
     if outcome.cache is not None:
-        return [f"  ✔ Redis: {outcome.cache.total} cache keys of the old patterns deleted in "
+        names = "old" if outcome.cache.direction == "down" else "new"
+        return [f"  ✔ Redis: {outcome.cache.changed} keys brought to the {names} names in "
                 f"{outcome.cache.target}"]
     if outcome.cache_error:
-        return [f"  ✘ Redis cache clearing failed: {outcome.cache_error}; the restore stands: "
-                "clear the keys with enerlink-migrate cache"]
+        return [f"  ✘ Redis migration failed: {outcome.cache_error}; the restore stands: "
+                "run the Redis step again (enerlink-migrate cache, --revert for a pre-rename "
+                "backup)"]
     return []  # no Redis given: stderr said so, and the next steps name the cache command
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    """Restore, check, swap; then clear the application's cache keys when a Redis is given
-    (--redis-url or the profile's), as the wizard's restore does. Exit 0 only when both
-    parts succeeded."""
+    """Restore, check, swap; then bring Redis to the restored schema when a Redis is given
+    (--redis-url or the profile's, with the profile's rules), as the wizard's restore does.
+    Exit 0 only when both parts succeeded."""
     out = printer(args)
     profile = load_profile(args)
     settings = pg_settings(args)

@@ -1,20 +1,44 @@
-"""Restore a backup, then clear the application's Redis cache: one job for every driver."""
+"""Restore a backup, then bring the application's Redis data to the restored schema's names:
+one job for every driver."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wizard.core import cache, restore
+from wizard.core import redis_migrate, redis_rules, restore
+from wizard.core.catalog import PRE
+from wizard.core.connection import PgSettings
+from wizard.core.discovery import discover
 from wizard.core.events import CacheSkipped
 from wizard.core.journal import Journal
 from wizard.core.redis_conn import RedisSettings
+from wizard.core.redis_rules import Rule
 from wizard.core.reporting import Progress, Report, no_progress, no_report
 
-NO_REDIS = ("no Redis in this connection (the profile's Redis, or --redis-url): clear the "
-            "application's cache keys yourself (enerlink-migrate cache) so Redis and the "
-            "restored database agree")
+NO_REDIS = ("no Redis in this connection (the profile's Redis, or --redis-url): bring the "
+            "application's Redis data to the restored schema yourself (enerlink-migrate "
+            "cache, with --revert for a pre-rename backup) so Redis and the database agree")
+
+
+def redis_plan(state: str, rules: Sequence[Rule] = redis_rules.DEFAULT_RULES
+               ) -> tuple[str, tuple[Rule, ...]]:
+    """The Redis rules that fit a database in `state`: a pre-rename schema is read by the
+    old application (prosumerId, orders:by_prosumer:*), so the inverse rules; otherwise
+    the rules themselves. Both are idempotent: data already in that shape stays."""
+    if state == PRE:
+        return "down", redis_rules.inverse(rules)
+    return "up", redis_rules.validate(rules)
+
+
+def describe_redis_plan(state: str, rules: Sequence[Rule] = redis_rules.DEFAULT_RULES) -> str:
+    """What the restore will do to Redis once the restored database is live, in words."""
+    direction, chosen = redis_plan(state, rules)
+    why = ("the backup is from before the rename: the old application reads the old names"
+           if direction == "down" else "the backup is of the renamed schema")
+    return f"then Redis: {'; '.join(r.describe() for r in chosen)} ({why})"
 
 
 @dataclass
@@ -22,8 +46,8 @@ class RestoreOutcome:
     """The database restore and, separately, the cache clearing that follows it."""
 
     result: restore.RestoreResult
-    cache: cache.CacheResult | None = None
-    cache_error: str | None = None  # the restore stands; only the cache part failed
+    cache: redis_migrate.MigrationResult | None = None
+    cache_error: str | None = None  # the restore stands; only the Redis part failed
     cache_note: str | None = None  # not attempted, and why
 
     @property
@@ -45,12 +69,15 @@ class RestoreOutcome:
                  f"drop it with: {r.drop_old_sql}"]
         lines += [f"! {w}" for w in r.warnings]
         if self.cache is not None:
-            lines.append(f"✔ Redis: {self.cache.total} cache keys of the old patterns "
-                         f"deleted in {self.cache.target}.")
+            names = "old" if self.cache.direction == "down" else "new"
+            lines.append(f"✔ Redis: {self.cache.changed} keys brought to the {names} names in "
+                         f"{self.cache.target}"
+                         + (f"; {self.cache.conflicts} conflicts left untouched"
+                            if self.cache.conflicts else "") + ".")
         elif self.cache_error:
-            lines.append(f"✘ Redis cache clearing failed: {self.cache_error}. The database "
-                         "restore stands; clear the keys on the Cache page or with "
-                         "enerlink-migrate cache.")
+            lines.append(f"✘ Redis migration failed: {self.cache_error}. The database "
+                         "restore stands; run the Redis step again (enerlink-migrate cache"
+                         + (" --revert" if self.result.ok else "") + ").")
         elif self.cache_note:
             lines.append(f"! {self.cache_note}")
         return lines
@@ -61,9 +88,9 @@ class RestoreOutcome:
             return (self.result.error or "the restore failed", "Restore",
                     f"Read the log; fix the cause and {retry}.")
         if self.cache_error:
-            return (self.cache_error, "Clearing the Redis cache after the restore",
-                    "The database is restored. Clear the cache keys on the Cache page or "
-                    "with enerlink-migrate cache.")
+            return (self.cache_error, "Bringing Redis to the restored schema",
+                    "The database is restored. Run the Redis step again (the Migrate Redis "
+                    "data page, or enerlink-migrate cache): it finishes what is left.")
         return None
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,13 +99,15 @@ class RestoreOutcome:
                 "cache_error": self.cache_error, "cache_note": self.cache_note}
 
 
-class _ClearCache:
+class _AlignRedis:
     """restore.run's after-swap step: runs once the restored database is live, before the
     run's last journal record, so `restore_finished` already shows what is left to do."""
 
-    def __init__(self, redis: RedisSettings | None, report: Report, journal: Journal) -> None:
-        self.redis, self.report, self.journal = redis, report, journal
-        self.cache: cache.CacheResult | None = None
+    def __init__(self, pg: PgSettings, redis: RedisSettings | None, rules: Sequence[Rule],
+                 report: Report, journal: Journal) -> None:
+        self.pg, self.redis, self.rules = pg, redis, rules
+        self.report, self.journal = report, journal
+        self.cache: redis_migrate.MigrationResult | None = None
         self.error: str | None = None
         self.note: str | None = None
 
@@ -88,30 +117,37 @@ class _ClearCache:
             self.report("warn", self.note)
             self.journal.record(CacheSkipped(None, self.note))
             return
-        self.report("step", "clearing the application's cache keys so Redis and the "
-                            "restored database agree")
         try:
-            # Not cancellable: the swap is done and a half-cleared cache helps nobody.
-            self.cache = cache.delete(self.redis, cache.DEFAULT_PATTERNS, report=self.report,
-                                      journal=self.journal)
+            with self.pg.connect() as conn:  # the live name: the restored copy now
+                state = discover(conn, text_references=False).state
+            direction, rules = redis_plan(state, self.rules)
+            self.report("step", f"bringing Redis to the restored schema (state {state}): "
+                                + "; ".join(r.describe() for r in rules))
+            # Not cancellable: the swap is done and a half-migrated order book helps nobody.
+            self.cache = redis_migrate.migrate(self.redis, rules, direction=direction,
+                                               report=self.report, journal=self.journal)
         except Exception as exc:  # the restore stands; this part is reported on its own
             self.error = str(exc) or type(exc).__name__
-            self.report("error", f"Redis cache clearing failed: {self.error}")
+            self.report("error", f"the Redis migration after the restore failed: "
+                                 f"{self.error}")
             return
         if restore.CACHE_NEXT in result.next_steps:
             result.next_steps.remove(restore.CACHE_NEXT)
 
 
 def restore_then_clear(plan: restore.RestorePlan, confirm: str,
-                       redis: RedisSettings | None, *, report: Report = no_report,
+                       redis: RedisSettings | None, *,
+                       rules: Sequence[Rule] = redis_rules.DEFAULT_RULES,
+                       report: Report = no_report,
                        progress: Progress = no_progress,
                        cancel: threading.Event | None = None,
                        journal: Journal | None = None) -> RestoreOutcome:
-    """restore.run, then (only after the swap) clear the application's cache keys with
-    SCAN + UNLINK of the old patterns, in the same journal. `confirm` is the typed name of
-    the database to replace: it gates the cache clearing as much as the swap."""
+    """restore.run, then (only after the swap) bring Redis to the restored schema: the
+    inverse rules for a pre-rename backup, the rules for a renamed one (redis_plan), in
+    the same journal. `confirm` is the typed name of the database to replace: it gates the
+    Redis step as much as the swap."""
     journal = journal or Journal.create(plan.settings, "restore")
-    clear = _ClearCache(redis, report, journal)
+    clear = _AlignRedis(plan.settings, redis, rules, report, journal)
     result = restore.run(plan, confirm=confirm, report=report, progress=progress,
                          cancel=cancel, journal=journal, after_swap=clear)
     return RestoreOutcome(result, clear.cache, clear.error, clear.note)

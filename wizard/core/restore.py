@@ -56,8 +56,9 @@ from wizard.core.restore_inspect import (
 __all__ = ["CACHE_NEXT", "Inspection", "RestoreFailed", "RestoreOptions", "RestorePlan",
            "RestoreRefused", "RestoreResult", "prepare", "run"]
 
-CACHE_NEXT = ("clear the application's cache keys next (enerlink-migrate cache), so Redis "
-              "and the restored database agree")
+CACHE_NEXT = ("bring the application's Redis data to the restored schema next "
+              "(enerlink-migrate cache, with --revert for a pre-rename backup), so Redis and "
+              "the restored database agree")
 # The objects whose presence in the restored database is checked, by catalog query below.
 CHECKED_KINDS = ("TABLE", "SEQUENCE", "VIEW", "MATERIALIZED VIEW", "INDEX", "CONSTRAINT",
                  "FK CONSTRAINT", "CHECK CONSTRAINT", "TRIGGER")

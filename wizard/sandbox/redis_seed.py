@@ -105,3 +105,32 @@ def seed_redis(client: redis.Redis, users: int, *, orders_per_user: int = 2,
     keys.update(("telemetry:latest:data", "telemetry:latest:status", "price:current"))
     pipe.execute()
     return Counter(_pattern_of(k) for k in keys)
+
+
+def renamed_order_book(client: redis.Redis) -> None:
+    """A tiny order book as the new application keeps it (userId, orders:by_user:*), and a
+    key no rule touches: what a restore of a pre-rename backup must turn back."""
+    client.hset("orders:order_7", mapping={"orderId": "order_7", "userId": "user_7",
+                                           "statusOnChain": "OPEN"})
+    client.sadd("orders:all", "order_7")
+    client.zadd("orders:by_user:user_7", {"order_7": 1_761_993_000_000})
+    client.set("telemetry:meter-1", "kept")
+
+
+def old_order_book_problems(client: redis.Redis) -> list[str]:
+    """What keeps renamed_order_book's data from being the old application's again."""
+    def text(value: object) -> object:
+        return value.decode() if isinstance(value, bytes) else value
+
+    problems = []
+    if text(client.hget("orders:order_7", "prosumerId")) != "user_7":
+        problems.append("orders:order_7 has no prosumerId user_7")
+    if client.hexists("orders:order_7", "userId"):
+        problems.append("orders:order_7 still has userId")
+    if client.exists("orders:by_user:user_7"):
+        problems.append("orders:by_user:user_7 still exists")
+    if client.zscore("orders:by_prosumer:user_7", "order_7") != 1_761_993_000_000:
+        problems.append("orders:by_prosumer:user_7 lacks order_7 with its score")
+    if text(client.get("telemetry:meter-1")) != "kept":
+        problems.append("telemetry:meter-1 changed")
+    return problems
