@@ -97,7 +97,7 @@ def test_restore_dialog_shows_what_is_inside_then_restores(
     close(dialog, qtbot)
 
 
-def test_restore_dialog_clears_the_old_cache_keys_after_the_swap(
+def test_restore_dialog_brings_redis_back_to_the_old_names_after_the_swap(
         wizard_window: MigrationWizard, qtbot: QtBot, live: PgSettings,
         open_session: Any, pg_server: PostgresServer, redis_server: RedisServer,
         redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -112,6 +112,9 @@ def test_restore_dialog_clears_the_old_cache_keys_after_the_swap(
     dialog.inspect_button.click()
     qtbot.waitUntil(lambda: dialog.plan is not None, timeout=JOB_MS)
     qtbot.waitUntil(dialog.restore_button.isEnabled, timeout=5_000)
+    # Said before anything changes: what the restore will do to Redis, and why.
+    assert ("then Redis: rename hash field userId → prosumerId in orders:* hashes"
+            in " ".join(dialog.inspection.toPlainText().split()))
     monkeypatch.setattr(restore_dialog, "confirm_typed",
                         lambda _p, _t, _c, expected, _a: expected)
     dialog.restore_button.click()
@@ -127,7 +130,7 @@ def test_restore_dialog_clears_the_old_cache_keys_after_the_swap(
     # The core job's record, in the dialog's own journal: the same as the CLI's.
     assert dialog.journal is not None
     events = [e["event"] for e in dialog.journal.events()]
-    assert events[-3:] == ["restore_swapped", "cache_delete", "restore_finished"]
+    assert events[-3:] == ["restore_swapped", "redis_migrated", "restore_finished"]
     assert redis_server.password not in dialog.journal.path.read_text()
     close(dialog, qtbot)
 

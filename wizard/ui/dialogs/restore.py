@@ -1,4 +1,5 @@
-"""Restore a backup: see what is inside, type the database name, restore, clear the cache."""
+"""Restore a backup: see what is inside, type the database name, restore, then bring Redis
+to the restored schema's names."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from wizard.core import restore
 from wizard.core.connection import PgSettings
 from wizard.core.journal import Journal
 from wizard.core.profiles import ProfileError
-from wizard.core.recover import RestoreOutcome, restore_then_clear
+from wizard.core.recover import RestoreOutcome, describe_redis_plan, restore_then_clear
 from wizard.core.redis_conn import RedisSettings, RedisSettingsError
 from wizard.ui.confirm import confirm_typed
 from wizard.ui.dialogs import JobDialog
@@ -38,8 +39,9 @@ if TYPE_CHECKING:
 DEFAULT_JOBS = 2
 
 
-def inspection_text(plan: restore.RestorePlan) -> str:
-    """What the restore will read and do, for a person to check before confirming."""
+def inspection_text(plan: restore.RestorePlan, with_redis: bool = False) -> str:
+    """What the restore will read and do, for a person to check before confirming (with
+    the Redis step that follows the swap when a Redis is configured)."""
     insp = plan.inspection
     lines = list(insp.summary())
     tables = insp.tables
@@ -53,6 +55,9 @@ def inspection_text(plan: restore.RestorePlan) -> str:
     if plan.expected_counts:
         lines.append(f"  row counts will be compared with those taken before the migration "
                      f"({plan.counts_source})")
+    if with_redis:
+        lines.append(textwrap.fill(f"  {describe_redis_plan(insp.state)}", width=100,
+                                   subsequent_indent="    "))
     lines += [f"! {w}" for w in plan.warnings]
     return "\n".join(lines)
 
@@ -208,7 +213,7 @@ class RestoreDialog(JobDialog):
 
     def _inspected(self, plan: restore.RestorePlan) -> None:
         self.plan = plan
-        self.inspection.setPlainText(inspection_text(plan))
+        self.inspection.setPlainText(inspection_text(plan, self.redis is not None))
         self.log.append("info", f"{plan.inspection.path}: {plan.inspection.format}, "
                         f"{plan.inspection.toc_entries} entries; ready to restore")
         self._update_buttons()

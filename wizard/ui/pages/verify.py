@@ -384,7 +384,8 @@ class VerifyPage(StepPage):
                      advice="Choose another copy of the backup. Nothing was changed.")
 
     def _confirm_restore(self, plan: restore.RestorePlan) -> None:
-        self.log.append_many(("info", line) for line in inspection_text(plan).splitlines())
+        self.log.append_many(("info", line) for line in inspection_text(
+            plan, self.session.redis is not None).splitlines())
         typed = confirm_typed(self, "Restore from backup", confirm_consequence(plan),
                               plan.live_db, "&Restore")
         if typed is None:
