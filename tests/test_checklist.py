@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import redis
 
-from wizard.core import cache, jobs
+from wizard.core import jobs, redis_migrate
 from wizard.core.checklist import final_checklist
 from wizard.core.connection import PgSettings
 from wizard.core.journal import Journal
 from wizard.core.plan import UP
 from wizard.core.redis_conn import RedisSettings
+from wizard.core.redis_rules import DEFAULT_RULES
 from wizard.sandbox.redis_seed import seed_redis
 from wizard.sandbox.servers import RedisServer, free_port
 
@@ -19,17 +20,19 @@ def _redis(server: RedisServer) -> RedisSettings:
                                   password=server.password)
 
 
-def test_all_pass_after_migration_and_cache_clearing(pg_db: PgSettings,
-                                                     redis_server: RedisServer,
-                                                     redis_client: redis.Redis) -> None:
+def test_all_pass_after_the_migration_and_the_redis_step(pg_db: PgSettings,
+                                                         redis_server: RedisServer,
+                                                         redis_client: redis.Redis) -> None:
     seed_redis(redis_client, 40)
     journal = Journal.create(pg_db, "wizard")
     assert jobs.run(pg_db, UP, journal=journal)[1].ok
     settings = _redis(redis_server)
     checks = {c.id: c for c in final_checklist(pg_db, settings, journal=journal)}
-    assert checks["redis_keys"].status == "fail"
-    assert "prosumer:*" in checks["redis_keys"].detail
-    cache.delete(settings)
+    assert {i: checks[i].status for i in ("redis_fields", "redis_moved", "redis_keys")} == \
+        {"redis_fields": "fail", "redis_moved": "fail", "redis_keys": "fail"}
+    assert "prosumer:*" in checks["redis_keys"].title
+    redis_migrate.dry_run(settings, DEFAULT_RULES, journal=journal)
+    redis_migrate.migrate(settings, DEFAULT_RULES, journal=journal)
     checks = {c.id: c for c in final_checklist(pg_db, settings, journal=journal)}
     failed = {i: c.detail for i, c in checks.items() if c.status != "pass"}
     assert failed == {}

@@ -20,6 +20,7 @@ from wizard.core.plan import UP
 from wizard.core.profiles import Profile
 from wizard.core.redis_conn import RedisSettings
 from wizard.sandbox.probes import run_cli
+from wizard.sandbox.redis_seed import seed_redis
 from wizard.sandbox.servers import RedisServer
 
 
@@ -37,6 +38,19 @@ def verify(pg_db: PgSettings, redis_server: RedisServer, tmp_path: Path,
                    folder=tmp_path, env=env)
 
 
+def redis_step(pg_db: PgSettings, redis_server: RedisServer, tmp_path: Path,
+               *args: str) -> subprocess.CompletedProcess[str]:
+    """`cache` (the Redis step) for this database, as a DBA runs it."""
+    env = {**os.environ, "REDISCLI_AUTH": redis_server.password}
+    out = run_cli(pg_db, "cache", "--redis-url", f"{redis_server.url}/1", *args,
+                  folder=tmp_path, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+REDIS_IDS = ["redis_fields", "redis_owners", "redis_moved", "redis_keys", "redis_orders_all"]
+
+
 def verify_journal(journal_dir: Path) -> Journal:
     runs = sorted(journal_dir.glob("*_verify"))
     assert runs, f"no verify run under {journal_dir}"
@@ -47,7 +61,9 @@ def test_a_migrated_sandbox_with_redis_passes_with_the_pages_checks_and_is_journ
         pg_db: PgSettings, redis_server: RedisServer, redis_client: redis.Redis,
         journal_dir: Path, tmp_path: Path) -> None:
     migrated(pg_db)
-    redis_client.set("orders:by_user:7", "new")  # the new pattern is not an old key
+    seed_redis(redis_client, 40)
+    redis_step(pg_db, redis_server, tmp_path, "--dry-run")  # verify compares with its counts
+    redis_step(pg_db, redis_server, tmp_path)
     out = verify(pg_db, redis_server, tmp_path, "--json")
     assert out.returncode == 0, out.stdout + out.stderr
     checks = json.loads(out.stdout)
@@ -55,7 +71,7 @@ def test_a_migrated_sandbox_with_redis_passes_with_the_pages_checks_and_is_journ
     direct = final_checklist(pg_db, RedisSettings(url=redis_server.url,
                                                   password=redis_server.password, db=1))
     assert [c["id"] for c in checks] == [c.id for c in direct]  # the Verify page's, in order
-    assert [c["id"] for c in checks][-2:] == ["no_orphans", "redis_keys"]
+    assert [c["id"] for c in checks][-6:] == ["no_orphans", *REDIS_IDS]
     journal = verify_journal(journal_dir)
     assert journal.events("verification")[-1]["checks"] == checks
     assert redis_server.password not in out.stdout + out.stderr + journal.path.read_text()
@@ -63,32 +79,48 @@ def test_a_migrated_sandbox_with_redis_passes_with_the_pages_checks_and_is_journ
     text = verify(pg_db, redis_server, tmp_path)
     assert text.returncode == 0, text.stdout + text.stderr
     assert text.stdout.startswith(f"verification of {pg_db.describe()}: passed\n")
-    assert "✔ No keys of the old prosumer patterns left in Redis: none in" in text.stdout
+    assert "✔ No orders:* hash still has prosumerId: none in" in text.stdout
+    assert ("✔ Per-owner keys moved to orders:by_user:*, as many and as full as the dry run "
+            "said: 40 keys with 80 members, as the dry run expected") in text.stdout
+    assert ("✔ A sample of orders names owners that exist in the user table: 40 owners of "
+            "80 sampled orders all exist") in text.stdout
     assert "login smoke check is skipped" in text.stdout
     assert "journal: " in text.stdout
     assert "  scanning for orphan rows" in text.stderr  # progress, not the checks again
 
 
-def test_an_old_key_left_in_redis_fails_naming_its_pattern(
+def test_redis_data_left_in_the_old_names_fails_naming_the_keys(
         pg_db: PgSettings, redis_server: RedisServer, redis_client: redis.Redis,
         journal_dir: Path, tmp_path: Path) -> None:
     migrated(pg_db)
     redis_client.set("prosumer:7", "stale")
+    redis_client.hset("orders:o7", mapping={"orderId": "o7", "prosumerId": "p7"})
+    redis_client.zadd("orders:by_prosumer:p7", {"o7": 1})
     out = verify(pg_db, redis_server, tmp_path)
     assert out.returncode == 1, out.stdout + out.stderr
     assert out.stdout.startswith(f"verification of {pg_db.describe()}: FAILED\n")
-    assert "✘ No keys of the old prosumer patterns left in Redis: prosumer:*: 1 keys" \
-        in out.stdout
+    assert "✘ No cache keys prosumer:* left in Redis: 1 keys (e.g. prosumer:7)" in out.stdout
+    assert "✘ No orders:* hash still has prosumerId: 1 hashes still have prosumerId (e.g. " \
+           "orders:o7)" in out.stdout
+    assert "1 keys still under orders:by_prosumer:*" in out.stdout
     recorded = verify_journal(journal_dir).events("verification")[-1]["checks"]
-    assert {c["id"]: c["status"] for c in recorded}["redis_keys"] == "fail"
+    statuses = {c["id"]: c["status"] for c in recorded}
+    assert [statuses[i] for i in ("redis_fields", "redis_moved", "redis_keys")] == ["fail"] * 3
+
+    # A user the database does not have: the new application could not serve that owner.
+    redis_step(pg_db, redis_server, tmp_path)
+    redis_client.delete("prosumer:7")
+    out = verify(pg_db, redis_server, tmp_path)
+    assert ("✘ A sample of orders names owners that exist in the user table: 1 of 1 owners of "
+            "1 sampled orders are not in user (e.g. p7)") in out.stdout
 
 
 def test_without_redis_the_check_warns_and_a_failed_catalog_check_fails(
         pg_db: PgSettings, tmp_path: Path) -> None:
     out = run_cli(pg_db, "verify", folder=tmp_path)  # before the migration: the catalog fails
     assert out.returncode == 1, out.stdout + out.stderr
-    assert "! No keys of the old prosumer patterns left in Redis: no Redis in this " \
-           "profile (or --redis-url): not checked" in out.stdout
+    assert "! Redis data in the new names: no Redis in this profile (or --redis-url): not " \
+           "checked" in out.stdout
     migrated(pg_db)
     assert run_cli(pg_db, "verify", folder=tmp_path).returncode == 0
 

@@ -1,4 +1,4 @@
-"""The `cache` command: count or clear the application's prosumer-keyed Redis keys."""
+"""The `cache` command: migrate the application's Redis data to the new names (or back)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from wizard.cli.common import (
     printer,
 )
 from wizard.cli.redis_args import DEFAULT_URL, add_redis_options, reachable, redis_settings
-from wizard.core import cache, profiles
+from wizard.core import cache, profiles, redis_migrate, redis_rules
 from wizard.core.connection import PgSettings
 from wizard.core.journal import Journal
 from wizard.core.redis_conn import RedisSettings, RedisUnavailable, check_connection
@@ -64,30 +64,46 @@ def cancel_on_interrupt() -> Iterator[threading.Event]:
 
 
 def _check_usage(args: argparse.Namespace) -> None:
-    if args.flushdb and args.pattern:
-        raise CliError("--flushdb clears the whole db: it does not take --pattern", EXIT_USAGE)
-    if args.confirm is not None and not args.flushdb:
-        raise CliError("--confirm goes with --flushdb", EXIT_USAGE)
-    if args.flushdb and args.confirm is None and not args.dry_run:
-        raise CliError("--flushdb needs --confirm <dbname>: the PostgreSQL database name this "
-                       "run targets", EXIT_USAGE)
+    if args.flushdb and (args.rule or args.revert):
+        raise CliError("--flushdb clears the whole db: it takes no --rule or --revert",
+                       EXIT_USAGE)
+    if args.confirm is not None and not (args.flushdb or args.revert):
+        raise CliError("--confirm goes with --flushdb or --revert", EXIT_USAGE)
+    for flag, given in (("--flushdb", args.flushdb), ("--revert", args.revert)):
+        if given and args.confirm is None and not args.dry_run:
+            raise CliError(f"{flag} needs --confirm <dbname>: the PostgreSQL database name "
+                           f"this run targets", EXIT_USAGE)
+
+
+def _rules(args: argparse.Namespace, profile: profiles.Profile | None
+           ) -> tuple[redis_rules.Rule, ...]:
+    """--rule lines, else the profile's rules, else EnerLink's; checked before Redis is
+    contacted (the inverse ones with --revert)."""
+    try:
+        if args.rule:
+            rules = redis_rules.validate((redis_rules.parse(r) for r in args.rule),
+                                         allow=args.allow_family or ())
+        elif profile is not None:
+            rules = profile.redis_rule_list()
+        else:
+            rules = redis_rules.DEFAULT_RULES
+    except (redis_rules.RuleError, profiles.ProfileError) as exc:
+        raise CliError(str(exc), EXIT_REFUSED) from None
+    return redis_rules.inverse(rules) if args.revert else rules
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
     _check_usage(args)
-    patterns = tuple(args.pattern or cache.DEFAULT_PATTERNS)
-    try:
-        cache.check_patterns(patterns)
-    except cache.CacheRefused as exc:
-        raise CliError(str(exc), EXIT_REFUSED) from None
     out = printer(args)
     profile = load_profile(args)
+    rules = _rules(args, profile)
     pg, expected = pg_target(args.dsn, profile)
     settings = redis_settings(args, profile)
     journal = Journal.create(pg, "cache")
-    if args.flushdb and not args.dry_run:
+    if (args.flushdb or args.revert) and not args.dry_run:
         try:  # a wrong name is refused before anything reaches Redis
-            cache.confirm_flush(settings, args.confirm, expected, journal)
+            cache.confirm_typed_name("FLUSHDB" if args.flushdb else "the Redis revert",
+                                     settings, args.confirm, expected, journal)
         except cache.CacheRefused as exc:
             raise CliError(str(exc), EXIT_REFUSED) from None
     try:
@@ -102,32 +118,50 @@ def cmd_cache(args: argparse.Namespace) -> int:
         if args.flushdb:
             return _flushdb(args, out, settings, expected, journal, report)
         if args.dry_run:
-            return _dry_run(args, out, settings, patterns, journal)
+            return _dry_run(args, out, settings, rules, journal)
         with cancel_on_interrupt() as cancel:
-            result = cache.delete(settings, patterns, report,
-                                  no_progress if args.json else out.progress(), cancel,
-                                  journal)
+            result = redis_migrate.migrate(
+                settings, rules, direction="down" if args.revert else "up", report=report,
+                progress=no_progress if args.json else out.progress(), cancel=cancel,
+                journal=journal)
     except RedisUnavailable as exc:
         raise CliError(str(exc), EXIT_FAILED) from None
     except Cancelled as exc:
         raise CliError(str(exc), EXIT_FAILED) from None
-    lines = [f"deleted {result.total} keys from {result.target} in {result.seconds:.2f} s"]
-    lines += [f"  {p}: {n}" for p, n in result.deleted.items()]
+    names = "old" if args.revert else "new"
+    lines = [f"Redis {result.target}: {result.changed} keys brought to the {names} names in "
+             f"{result.seconds:.2f} s"]
+    for done in result.rules:
+        lines.append(f"  {done.rule}: {done.changed} keys"
+                     + (f" ({done.merged} merged into existing targets)" if done.merged else ""))
+        if done.conflicts:
+            lines.append(f"    {done.conflicts} conflicts left untouched: "
+                         + ", ".join(done.conflict_samples))
+    if result.conflicts:
+        lines.append("Resolve the conflicts (a hash with both fields holding different "
+                     "values, or a target key of another type), then run the step again.")
     out.result({**result.to_dict(), "journal": str(journal.folder)},
                "\n".join([*lines, f"journal: {journal.folder}"]))
-    return EXIT_OK
+    return EXIT_FAILED if result.conflicts else EXIT_OK
 
 
 def _dry_run(args: argparse.Namespace, out: Printer, settings: RedisSettings,
-             patterns: tuple[str, ...], journal: Journal) -> int:
-    counts = cache.dry_run(settings, patterns, samples=args.samples, journal=journal)
-    lines = [f"dry run on {settings.describe()}: nothing deleted"]
-    for c in counts:
-        lines.append(f"  {c.pattern}: {c.count} keys")
+             rules: tuple[redis_rules.Rule, ...], journal: Journal) -> int:
+    counts = redis_migrate.dry_run(settings, rules, samples=args.samples, journal=journal)
+    lines = [f"dry run on {counts.target}: nothing changed"]
+    for c, rule in zip(counts.rules, rules, strict=True):
+        lines.append(f"  {rule.describe()}: {c.keys} keys"
+                     + (f", {c.members} members, {c.targets_before} target keys exist already"
+                        f" (after: {c.expected_keys_after} keys, {c.expected_members_after} "
+                        f"members)" if isinstance(rule, redis_rules.MoveKey) else ""))
         lines += [f"    {s}" for s in c.samples]
-    out.result({"redis": settings.describe(), "dry_run": True,
-                "patterns": [c.to_dict() for c in counts], "journal": str(journal.folder)},
-               "\n".join(lines))
+        if c.conflicts:
+            lines.append(f"    {c.conflicts} conflicts (left untouched by the migration): "
+                         + ", ".join(c.conflict_samples))
+    if counts.orders_all is not None:
+        lines.append(f"  orders:all: {counts.orders_all['members']} orders (must not change)")
+    out.result({"redis": counts.target, "dry_run": True, **counts.to_dict(),
+                "journal": str(journal.folder)}, "\n".join(lines))
     return EXIT_OK
 
 
@@ -154,20 +188,34 @@ def _flushdb(args: argparse.Namespace, out: Printer, settings: RedisSettings,
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
-        "cache", parents=[common], help="clear the application's Redis keys that name prosumers",
-        description="Count (--dry-run) or delete the Redis keys the old schema left behind, "
-        "with SCAN + UNLINK in batches. The Redis password comes from REDISCLI_AUTH or a "
-        "prompt, never an argument. --dsn is only read for the database name --confirm must "
-        "match; PostgreSQL is not contacted.")
-    p.add_argument("--dry-run", action="store_true", help="count and show samples, delete nothing")
-    p.add_argument("--pattern", action="append", metavar="P",
-                   help="key pattern (repeatable); default: "
-                   + " ".join(cache.DEFAULT_PATTERNS))
+        "cache", parents=[common],
+        help="migrate the application's Redis data (its order book) to the new names",
+        description="Apply the Redis migration rules: rename the owner field of the order "
+        "hashes, move the per-owner order sets to their new names (members and scores "
+        "kept), delete pure cache keys. SCAN (never KEYS), one atomic script per batch; "
+        "idempotent, so a second run finishes an interrupted one. --revert applies the "
+        "inverse rules. The Redis password comes from REDISCLI_AUTH or a prompt, never an "
+        "argument. --dsn is only read for the database name --confirm must match; "
+        "PostgreSQL is not contacted.")
+    p.add_argument("--dry-run", action="store_true",
+                   help="count what each rule would change, with samples and conflicts; "
+                   "change nothing")
+    p.add_argument("--rule", action="append", metavar="RULE",
+                   help="a rule (repeatable), e.g. 'field orders:* prosumerId=userId', "
+                   "'move orders:by_prosumer:* orders:by_user:*', 'delete prosumer:*'; "
+                   "default: the profile's, else "
+                   + "; ".join(redis_rules.to_text(r) for r in redis_rules.DEFAULT_RULES))
+    p.add_argument("--allow-family", action="append", metavar="PREFIX",
+                   help="let a rule touch a protected family (telemetry:, price:), typed")
+    p.add_argument("--revert", action="store_true",
+                   help="apply the inverse rules (back to prosumerId and "
+                   "orders:by_prosumer:*), for a reverted or restored database; needs "
+                   "--confirm <dbname>")
     p.add_argument("--flushdb", action="store_true",
                    help="clear the whole configured db index (needs --confirm <dbname>)")
     p.add_argument("--confirm", metavar="DBNAME",
-                   help="the PostgreSQL database name, typed to confirm --flushdb")
+                   help="the PostgreSQL database name, typed to confirm --flushdb or --revert")
     add_redis_options(p, DEFAULT_URL)
     p.add_argument("--samples", type=int, default=10, metavar="N",
-                   help="sample keys shown per pattern in a dry run (default 10)")
+                   help="sample keys shown per rule in a dry run (default 10)")
     p.set_defaults(handler=cmd_cache)

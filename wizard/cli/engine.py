@@ -30,6 +30,7 @@ from wizard.core.execute import RunOptions, RunResult
 from wizard.core.journal import Journal
 from wizard.core.plan import DOWN, UP, PlanRefused
 from wizard.core.profiles import Profile
+from wizard.core.redis_rules import DEFAULT_RULES
 from wizard.core.reporting import no_report
 from wizard.core.smoke import SmokeSettings
 from wizard.core.verify import FAIL
@@ -172,6 +173,7 @@ def cmd_verify(args: argparse.Namespace, settings: PgSettings) -> int:
     journal = Journal.create(settings, "verify")
     checks = checklist.final_checklist(
         settings, redis, smoke, journal=journal,
+        rules=profile.redis_rule_list() if profile else DEFAULT_RULES,
         # stdout lists every check: stderr only says what is being looked at.
         report=no_report if args.json else out.reporter({"step"}))
     failed = [c for c in checks if c.status == FAIL]

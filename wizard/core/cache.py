@@ -282,18 +282,25 @@ def _same_name(typed: str, expected: str) -> bool:
 def confirm_flush(settings: RedisSettings, confirm: str | None, expected: str | None,
                   journal: Journal | None = None) -> None:
     """Raise CacheRefused (and journal it) unless `confirm` is `expected`; no network."""
+    confirm_typed_name("FLUSHDB", settings, confirm, expected, journal)
+
+
+def confirm_typed_name(what: str, settings: RedisSettings, confirm: str | None,
+                       expected: str | None, journal: Journal | None = None) -> None:
+    """A destructive Redis action (FLUSHDB, the revert) only with the PostgreSQL database
+    name typed back; CacheRefused (journaled for FLUSHDB) otherwise. No network."""
     target = settings.describe()
     refusal = None
     if not expected:
-        refusal = (f"FLUSHDB of {target} refused: no database name to confirm against; say "
+        refusal = (f"{what} of {target} refused: no database name to confirm against; say "
                    "which PostgreSQL database this run targets (--dsn .../<dbname> or "
                    "PGDATABASE)")
     elif not confirm or not _same_name(confirm, expected):
-        refusal = (f"FLUSHDB of {target} refused: the confirmation {confirm or '(empty)'!r} "
+        refusal = (f"{what} of {target} refused: the confirmation {confirm or '(empty)'!r} "
                    f"is not the database name {expected!r}; type the name exactly "
                    f"(--confirm {expected})")
     if refusal:
-        if journal is not None:
+        if journal is not None and what == "FLUSHDB":
             journal.record(CacheFlushed(target, settings.effective_db, None, "refused"))
         raise CacheRefused(refusal)
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from wizard.core import cache, jobs, orphans
+from wizard.core import jobs, orphans
 from wizard.core.connection import PgSettings
 from wizard.core.events import Verified
 from wizard.core.journal import Journal
 from wizard.core.profiles import Profile
-from wizard.core.redis_conn import RedisSettings, RedisUnavailable
+from wizard.core.redis_conn import RedisSettings
+from wizard.core.redis_rules import DEFAULT_RULES, Rule
+from wizard.core.redis_verify import redis_checks
 from wizard.core.reporting import Progress, Report, check_cancel, no_progress, no_report
 from wizard.core.smoke import SmokeSettings, login_check
 from wizard.core.verify import FAIL, PASS, WARN, Check
@@ -39,31 +41,9 @@ def orphan_check(scan: orphans.OrphanScan) -> Check:
                   "result": scan.journal_record()})
 
 
-def redis_check(settings: RedisSettings | None, patterns: Sequence[str],
-                cancel: threading.Event | None) -> Check:
-    title = "No keys of the old prosumer patterns left in Redis"
-    if settings is None:
-        return Check("redis_keys", title, WARN, "no Redis in this profile (or --redis-url): "
-                     "not checked")
-    try:
-        counts = cache.dry_run(settings, patterns, samples=5, cancel=cancel)
-    except RedisUnavailable as exc:
-        return Check("redis_keys", title, FAIL, f"{exc}; run the check again once Redis "
-                     f"answers")
-    left = {c.pattern: c.count for c in counts}
-    evidence = {"query": f"SCAN MATCH {' / '.join(patterns)} on {settings.describe()}",
-                "result": {c.pattern: {"count": c.count, "samples": list(c.samples)}
-                           for c in counts}}
-    if any(left.values()):
-        return Check("redis_keys", title, FAIL,
-                     ", ".join(f"{p}: {n} keys" for p, n in left.items() if n)
-                     + ": clear them on the Cache page (enerlink-migrate cache)", evidence)
-    return Check("redis_keys", title, PASS, f"none in {settings.describe()}", evidence)
-
-
 def final_checklist(pg: PgSettings, redis: RedisSettings | None = None,
                     smoke: SmokeSettings | None = None, *,
-                    patterns: Sequence[str] = cache.DEFAULT_PATTERNS,
+                    rules: Sequence[Rule] = DEFAULT_RULES,
                     report: Report = no_report, progress: Progress = no_progress,
                     cancel: threading.Event | None = None,
                     journal: Journal | None = None) -> list[Check]:
@@ -77,9 +57,9 @@ def final_checklist(pg: PgSettings, redis: RedisSettings | None = None,
     progress(0.4, "orphans")
     checks.append(orphan_check(orphans.scan(pg, cancel=cancel)))
     check_cancel(cancel, "verification")
-    report("step", "looking for old cache keys in Redis")
+    report("step", "checking the application's Redis data against its dry run")
     progress(0.8, "Redis")
-    checks.append(redis_check(redis, patterns, cancel))
+    checks += redis_checks(redis, pg, rules, cancel)
     if smoke is not None:
         report("step", f"logging in to {smoke.base_url} as {smoke.email}")
         checks.append(login_check(smoke))

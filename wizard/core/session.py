@@ -10,6 +10,7 @@ from wizard.core.connection import PgSettings
 from wizard.core.journal import Journal
 from wizard.core.profiles import Profile
 from wizard.core.redis_conn import RedisSettings
+from wizard.core.redis_rules import DEFAULT_RULES, Rule
 
 
 @dataclass
@@ -22,6 +23,8 @@ class WizardSession:
     smoke_password: str | None = field(default=None, repr=False)
     journal: Journal | None = None
     results: dict[str, Any] = field(default_factory=dict)  # step id -> its result object
+    # The Redis migration rules in use: the profile's, as the Redis page may have edited them.
+    redis_rules: tuple[Rule, ...] = DEFAULT_RULES
 
     @classmethod
     def from_profile(cls, profile: Profile, pg_password: str | None,
@@ -29,7 +32,7 @@ class WizardSession:
                      smoke_password: str | None = None) -> WizardSession:
         redis = profile.redis_settings(redis_password) if profile.redis_url else None
         return cls(profile.pg_settings(pg_password), redis, profile,
-                   smoke_password=smoke_password)
+                   smoke_password=smoke_password, redis_rules=profile.redis_rule_list())
 
     @property
     def title(self) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import keyring
 
-from wizard.core import cache, checklist, jobs, orphans, profiles, secrets
+from wizard.core import checklist, jobs, orphans, profiles, redis_migrate, secrets
 from wizard.core.backup import BackupOptions, backup
 from wizard.core.journal import Journal
 from wizard.core.plan import UP
@@ -94,10 +94,13 @@ def run_headless(box: Sandbox, say: Say) -> DemoOutcome:
     result = jobs.run(session.pg, UP, report=report, journal=journal, guard=jobs.Guard())[1]
     if not result.ok:
         return DemoOutcome(False, journal.folder, None, [f"migration: {result.error}"])
-    say("5/7 Cache")
+    say("5/7 Redis")
     if session.redis is not None:
-        cleared = cache.delete(session.redis, report=report, journal=journal)
-        say(f"  {cleared.total} keys unlinked")
+        dry = redis_migrate.dry_run(session.redis, session.redis_rules, journal=journal)
+        say("  dry run: " + "; ".join(f"{c.rule}: {c.keys}" for c in dry.rules))
+        moved = redis_migrate.migrate(session.redis, session.redis_rules, report=report,
+                                      journal=journal)
+        say(f"  {moved.changed} keys brought to the new names")
     say("6/7 Verify")
     checks = checklist.final_checklist(session.pg, session.redis, report=report,
                                        journal=journal)

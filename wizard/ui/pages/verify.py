@@ -211,7 +211,8 @@ class VerifyPage(StepPage):
         # The same checks as `enerlink-migrate verify`; a skipped smoke check is logged there.
         smoke = smoke_settings(self.session.profile, self.session.smoke_password)
         self.run_job("Verification checklist", final_checklist, self.session.pg,
-                     self.session.redis, smoke, journal=self.journal,
+                     self.session.redis, smoke, rules=self.session.redis_rules,
+                     journal=self.journal,
                      on_done=self.show_checks,
                      advice="Check the connection, then run the checks again.")
 
