@@ -11,20 +11,18 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
-from wizard.core import cache, redis_conn
+from wizard.core import cache, redis_conn, redis_migrate
 from wizard.core.connection import PgSettings
 from wizard.core.journal import Journal
-from wizard.core.redis_conn import RedisSettings, RedisSettingsError, RedisUnavailable
-from wizard.core.reporting import Cancelled
+from wizard.core.redis_conn import RedisSettings, RedisUnavailable
+from wizard.core.redis_rules import DEFAULT_RULES, DeleteKeys
 from wizard.sandbox.redis_seed import seed_redis
 from wizard.sandbox.seed import user_id
 from wizard.sandbox.servers import RedisServer, free_port
@@ -52,7 +50,7 @@ def seeded(redis_client: redis.Redis) -> Counter[str]:
     families = seed_redis(redis_client, 40)
     for i in range(GUIDE_KEYS):
         redis_client.set(f"prosumer:{user_id(i)}", json.dumps({"n": i}))
-    families["prosumer:*"] = GUIDE_KEYS
+    families["prosumer:*"] += GUIDE_KEYS
     # Contains "prosumer:" but in neither family: the shared SCAN walk must not take it.
     redis_client.set("audit:prosumer:note", "keep")
     return families
@@ -92,145 +90,50 @@ def test_settings_never_show_the_password() -> None:
         "unix:///run/redis.sock?db=3"
 
 
-@pytest.mark.parametrize(("url", "extra", "says"), [
-    ("redis://:hunter2@h:6379/0", {}, "must not contain a password"),
-    ("redis://bob:hunter2@h/0", {}, "must not contain a password"),
-    ("http://h:6379", {}, "not supported"),
-    ("redis://h:6379/zero", {}, "not a number"),
-    ("redis://h:99999/0", {}, "invalid Redis URL"),
-    ("redis://h/0", {"ca_file": "/ca.pem"}, "rediss://"),
-])
-def test_unusable_urls_are_refused(url: str, extra: dict[str, Any], says: str) -> None:
-    with pytest.raises(RedisSettingsError, match=says) as info:
-        RedisSettings.from_url(url, **extra)
-    assert "hunter2" not in str(info.value)
-
-
-def test_prefix_patterns_with_a_common_ending_share_one_walk() -> None:
-    walks = cache.scan_passes(cache.DEFAULT_PATTERNS)
-    assert [(w.match, w.patterns) for w in walks] == [
-        ("*prosumer:*", ("orders:by_prosumer:*", "prosumer:*"))]
-    assert walks[0].split([b"prosumer:1", b"orders:by_prosumer:u", b"audit:prosumer:x"]) == {
-        "prosumer:*": [b"prosumer:1"], "orders:by_prosumer:*": [b"orders:by_prosumer:u"]}
-    # A short common ending would drag most of the keyspace to the client: separate walks.
-    assert [w.match for w in cache.scan_passes(["a:*", "b:*"])] == ["a:*", "b:*"]
-    assert [w.match for w in cache.scan_passes(["prosumer:*", "orders:by_prosumer:?"])] == [
-        "prosumer:*", "orders:by_prosumer:?"]
 
 
 # --- dry run and delete --------------------------------------------------------------------
 
-def test_dry_run_counts_each_pattern_and_changes_nothing(
-        settings: RedisSettings, seeded: Counter[str], redis_client: redis.Redis,
-        journal: Journal) -> None:
-    before = _keys(redis_client)
-    counts = cache.dry_run(settings, samples=5, journal=journal)
-    assert [(c.pattern, c.count) for c in counts] == [
-        ("orders:by_prosumer:*", seeded["orders:by_prosumer:*"]),
-        ("prosumer:*", GUIDE_KEYS)]
-    assert seeded["orders:by_prosumer:*"] == 40
-    for c in counts:
-        assert len(c.samples) == 5
-        assert all(s.startswith(c.pattern[:-1]) for s in c.samples)
-    assert _keys(redis_client) == before
-    event = journal.events("cache_dry_run")[-1]
-    assert event["counts"] == {"orders:by_prosumer:*": 40, "prosumer:*": GUIDE_KEYS}
-    assert event["redis"] == settings.describe()
 
 
-def test_delete_removes_exactly_the_matching_keys_and_is_idempotent(
-        settings: RedisSettings, seeded: Counter[str], redis_client: redis.Redis,
-        other_db: redis.Redis, journal: Journal) -> None:
-    before = _keys(redis_client)
-    others_before = _keys(other_db)
-    result = cache.delete(settings, journal=journal)
-    assert result.deleted == {"orders:by_prosumer:*": 40, "prosumer:*": GUIDE_KEYS}
-    after = _keys(redis_client)
-    assert after == {k for k in before if not _matches(k)}
-    assert "audit:prosumer:note" in after
-    # The families the application and other features still need are all there.
-    survivors = Counter(k.split(":")[0] for k in after)
-    assert survivors["telemetry"] == seeded["telemetry:timeseries:*"] + 2
-    assert survivors["price"] == 5
-    assert {"orders:all", "orders:by_type:BID", "orders:by_status:OPEN"} <= after
-    assert sum(1 for k in after if k.startswith("orders:order_")) == seeded["orders:{id}"]
-    assert redis_client.hget(next(k for k in after if k.startswith("orders:order_")),
-                             "prosumerId")
-    assert _keys(other_db) == others_before  # db 2 is someone else's
-    again = cache.delete(settings, journal=journal)
-    assert again.total == 0
-    assert again.deleted == {"orders:by_prosumer:*": 0, "prosumer:*": 0}
-    assert [e["total"] for e in journal.events("cache_delete")] == [40 + GUIDE_KEYS, 0]
-    assert {e["outcome"] for e in journal.events("cache_delete")} == {"ok"}
 
 
-def test_custom_patterns_and_keys_that_are_not_utf8(
+def test_custom_rules_and_keys_that_are_not_utf8(
         settings: RedisSettings, redis_client: redis.Redis) -> None:
     redis_client.set(b"prosumer:\xff\xfe", "binary key")
     redis_client.set("orders:by_prosumer:x", "1")
-    counts = cache.dry_run(settings, ["prosumer:*"])
-    assert counts[0].count == 1
-    assert counts[0].samples == ("prosumer:\\xff\\xfe",)
-    assert cache.delete(settings, ["prosumer:*", "prosumer:*"]).deleted == {"prosumer:*": 1}
+    rules = [DeleteKeys("prosumer:*"), DeleteKeys("prosumer:*")]
+    counts = redis_migrate.dry_run(settings, rules)
+    assert [(c.keys, c.samples) for c in counts.rules] == [(1, ["prosumer:\\xff\\xfe"])]
+    assert redis_migrate.migrate(settings, rules).changed == 1
     assert _keys(redis_client) == {"orders:by_prosumer:x"}
 
 
-@pytest.mark.parametrize("pattern", ["*", "", "?rosumer:*", "[p]rosumer:*", "\\*"])
-def test_patterns_that_could_match_everything_are_refused(
-        settings: RedisSettings, redis_client: redis.Redis, pattern: str) -> None:
-    redis_client.set("telemetry:latest:data", "{}")
-    with pytest.raises(cache.CacheRefused, match=r"literal prefix|no key pattern"):
-        cache.delete(settings, [pattern])
-    assert redis_client.exists("telemetry:latest:data")
 
 
-def test_only_scan_unlink_and_flushdb_reach_the_server(
+def test_no_keys_and_no_flushall_ever_reach_the_server(
         settings: RedisSettings, seeded: Counter[str], redis_server: RedisServer) -> None:
-    """The server's own command statistics: no KEYS and no FLUSHALL, ever."""
+    """The server's own command statistics: SCAN and scripts, never KEYS or FLUSHALL."""
     admin = redis_server.client()
     admin.config_resetstat()
-    cache.dry_run(settings)
-    cache.delete(settings)
+    redis_migrate.dry_run(settings, DEFAULT_RULES)
+    redis_migrate.migrate(settings, DEFAULT_RULES)
     cache.flushdb(settings, "shop", "shop")
     used = {name.removeprefix("cmdstat_") for name in admin.info("commandstats")}
-    assert {"scan", "unlink", "flushdb"} <= used
-    assert not used & {"keys", "flushall", "del"}
+    assert {"scan", "evalsha", "unlink", "flushdb"} <= used
+    assert not used & {"keys", "flushall"}
     admin.close()
 
 
 # --- cancellation and failures -------------------------------------------------------------
 
-def test_cancel_between_batches_then_a_second_run_finishes(
-        settings: RedisSettings, redis_client: redis.Redis, journal: Journal) -> None:
-    redis_client.mset({f"prosumer:{i}": "x" for i in range(5000)})
-    redis_client.set("price:current", "1500")
-    cancel = threading.Event()
-    calls = 0
-
-    def progress(_fraction: float, _detail: str) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 2:  # after the first batch was unlinked together with the second SCAN
-            cancel.set()
-
-    with pytest.raises(Cancelled, match="cancelled by the operator after") as info:
-        cache.delete(settings, ["prosumer:*"], progress=progress, cancel=cancel,
-                     journal=journal)
-    left = redis_client.dbsize() - 1
-    first = journal.events("cache_delete")[-1]
-    assert first["outcome"] == "cancelled"
-    assert 0 < first["total"] == 5000 - left < 5000
-    assert f"after {first['total']} keys" in str(info.value)
-    rest = cache.delete(settings, ["prosumer:*"])
-    assert rest.total == left
-    assert _keys(redis_client) == {"price:current"}
 
 
-def test_redis_going_down_mid_delete_fails_the_step_and_a_retry_finishes() -> None:
+def test_redis_going_down_mid_migration_fails_the_step_naming_the_rule() -> None:
     server = RedisServer.start()
     try:
         settings = RedisSettings.from_url(server.url, password=server.password)
-        server.client().mset({f"orders:by_prosumer:{i}": "x" for i in range(3000)})
+        server.client().mset({f"prosumer:{i}": "x" for i in range(3000)})
         calls = 0
 
         def progress(_fraction: float, _detail: str) -> None:
@@ -239,8 +142,9 @@ def test_redis_going_down_mid_delete_fails_the_step_and_a_retry_finishes() -> No
             if calls == 2:
                 server.stop()
 
-        with pytest.raises(RedisUnavailable, match="deleted before the failure") as info:
-            cache.delete(settings, progress=progress)
+        with pytest.raises(RedisUnavailable, match=r"during the Redis rule `delete "
+                                                   r"prosumer:\*`, after \d+ keys") as info:
+            redis_migrate.migrate(settings, [DeleteKeys("prosumer:*")], progress=progress)
         assert info.value.kind in (redis_conn.REFUSED, redis_conn.CLOSED)
         assert server.password not in str(info.value)
     finally:
@@ -255,7 +159,7 @@ def test_wrong_password_missing_password_and_unknown_db_say_so(
     assert "not-the-password" not in str(info.value)
     assert redis_server.password not in str(info.value)
     with pytest.raises(RedisUnavailable, match=r"requires a password \(NOAUTH\)") as info:
-        cache.dry_run(settings.with_password(None))
+        redis_migrate.dry_run(settings.with_password(None), DEFAULT_RULES)
     assert info.value.kind == redis_conn.NOAUTH
     acl_user = RedisSettings.from_url(redis_server.url, username="enerlink",
                                       password=redis_server.password)
@@ -270,11 +174,13 @@ def test_wrong_password_missing_password_and_unknown_db_say_so(
 
 @pytest.fixture
 def narrow_user(redis_server: RedisServer) -> Iterator[tuple[str, str]]:
-    """An ACL user allowed exactly what clearing keys needs: no INFO, DBSIZE or FLUSHDB."""
+    """An ACL user allowed what the migration needs: no INFO, DBSIZE or FLUSHDB."""
     admin = redis_server.client()
-    name, password = "cache-clearer", "acl-user-pw-1"
+    name, password = "cache-migrator", "acl-user-pw-1"
     admin.acl_setuser(name, enabled=True, passwords=[f"+{password}"], keys=["*"],
-                      commands=["-@all", "+ping", "+select", "+scan", "+unlink"])
+                      commands=["-@all", "+ping", "+select", "+@read", "+@write",
+                                "+@keyspace", "+@scripting", "-flushdb", "-flushall",
+                                "-info", "-dbsize"])
     try:
         yield name, password
     finally:
@@ -282,7 +188,7 @@ def narrow_user(redis_server: RedisServer) -> Iterator[tuple[str, str]]:
         admin.close()
 
 
-def test_a_narrow_acl_user_can_clear_keys_and_is_told_what_it_lacks(
+def test_a_narrow_acl_user_can_migrate_and_is_told_what_it_lacks(
         redis_server: RedisServer, redis_client: redis.Redis,
         narrow_user: tuple[str, str]) -> None:
     name, password = narrow_user
@@ -290,7 +196,7 @@ def test_a_narrow_acl_user_can_clear_keys_and_is_told_what_it_lacks(
     acl = RedisSettings.from_url(f"redis://{name}@127.0.0.1:{redis_server.port}/1",
                                  password=password)
     assert "no INFO permission" in redis_conn.check_connection(acl)
-    assert cache.delete(acl).total == 2
+    assert redis_migrate.migrate(acl, DEFAULT_RULES).changed == 2
     assert _keys(redis_client) == {"price:current"}
     with pytest.raises(RedisUnavailable, match=f"user '{name}' .* lacks a permission") as info:
         cache.flushdb(acl, "shop", "shop")
@@ -304,7 +210,10 @@ def test_a_narrow_acl_user_can_clear_keys_and_is_told_what_it_lacks(
 def test_server_down_names_host_and_port(settings: RedisSettings) -> None:
     port = free_port()
     down = RedisSettings.from_url(f"redis://127.0.0.1:{port}/1", password="pw-not-shown")
-    for job in (redis_conn.check_connection, cache.dry_run, cache.delete):
+    jobs = (redis_conn.check_connection,
+            lambda s: redis_migrate.dry_run(s, DEFAULT_RULES),
+            lambda s: redis_migrate.migrate(s, DEFAULT_RULES))
+    for job in jobs:
         with pytest.raises(RedisUnavailable, match=f"127.0.0.1:{port}: connection refused") \
                 as info:
             job(down)
@@ -400,7 +309,7 @@ def test_rediss_with_the_ca_file_works_and_tls_problems_are_named(
     good = RedisSettings.from_url(f"rediss://127.0.0.1:{tls_port}/0", ca_file=str(ca),
                                   password=server.password)
     assert "Redis" in redis_conn.check_connection(good)
-    assert cache.delete(good).total == 1
+    assert redis_migrate.migrate(good, DEFAULT_RULES).changed == 1
     no_ca = RedisSettings.from_url(f"rediss://127.0.0.1:{tls_port}/0", password=server.password)
     with pytest.raises(RedisUnavailable, match=r"TLS with Redis .* failed .*certificate") as info:
         redis_conn.check_connection(no_ca)
@@ -431,36 +340,32 @@ def _cli(redis_server: RedisServer, *args: str, password: str | None = "",
         env=env, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
 
 
-def test_cli_dry_run_delete_and_second_run(redis_server: RedisServer, seeded: Counter[str],
-                                           redis_client: redis.Redis,
-                                           journal_dir: Path) -> None:
-    admin = redis_server.client()
-    admin.config_resetstat()
+def test_cli_dry_run_migration_and_second_run(redis_server: RedisServer,
+                                              seeded: Counter[str],
+                                              redis_client: redis.Redis,
+                                              journal_dir: Path) -> None:
     before = _keys(redis_client)
     out = _cli(redis_server, "--dry-run", "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["dry_run"] is True
-    assert {p["pattern"]: p["count"] for p in report["patterns"]} == {
-        "orders:by_prosumer:*": 40, "prosumer:*": GUIDE_KEYS}
+    assert [(c["rule"], c["keys"]) for c in report["rules"]] == [
+        ("field orders:* prosumerId=userId", seeded["orders:{id}"]),
+        ("move orders:by_prosumer:* orders:by_user:*", 40),
+        ("delete prosumer:*", seeded["prosumer:*"])]
     assert _keys(redis_client) == before
     out = _cli(redis_server, "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert report["total"] == 40 + GUIDE_KEYS
-    assert report["deleted"] == {"orders:by_prosumer:*": 40, "prosumer:*": GUIDE_KEYS}
-    assert _keys(redis_client) == {k for k in before if not _matches(k)}
+    assert report["changed"] == seeded["orders:{id}"] + 40 + seeded["prosumer:*"]
+    assert not any(_matches(k) for k in _keys(redis_client))
+    assert "audit:prosumer:note" in _keys(redis_client)
     out = _cli(redis_server)
     assert out.returncode == 0, out.stderr
-    assert "deleted 0 keys" in out.stdout
-    out = _cli(redis_server, "--pattern", "orders:by_type:*", "--json")
-    assert json.loads(out.stdout)["total"] == 2
-    used = {n.removeprefix("cmdstat_") for n in admin.info("commandstats")}
-    assert not used & {"keys", "flushall"}
-    admin.close()
+    assert "0 keys brought to the new names" in out.stdout
     # Every run is journaled, without the password.
     journals = list(journal_dir.glob("*_cache/events.jsonl"))
-    assert len(journals) == 4
+    assert len(journals) == 3
     assert all(redis_server.password not in p.read_text() for p in journals)
 
 
@@ -510,9 +415,9 @@ def test_cli_connection_problems_exit_2_without_the_password(
     assert out.returncode == 2
     assert "must not contain a password" in out.stderr
     assert "pw-in-url" not in out.stderr
-    out = _cli(redis_server, "--pattern", "*")
+    out = _cli(redis_server, "--rule", "delete *")
     assert out.returncode == 3
-    assert "--flushdb --confirm" in out.stderr
+    assert "no literal prefix" in out.stderr
 
 
 def _read_until(fd: int, wanted: str, limit_s: float = 30.0) -> str:
@@ -551,6 +456,6 @@ def test_cli_prompts_for_the_password_on_a_terminal_when_redis_says_noauth(
             proc.kill()
             proc.wait()
         os.close(master)
-    assert "deleted 1 keys" in output
+    assert "1 keys brought to the new names" in output
     assert redis_server.password not in output  # not echoed
     assert redis_client.dbsize() == 0

@@ -198,8 +198,9 @@ def explain(settings: RedisSettings, exc: BaseException) -> RedisUnavailable:
     if isinstance(exc, redis.exceptions.NoPermissionError) or status == "NOPERM":
         return RedisUnavailable(
             f"the Redis user {settings.effective_user or 'default'!r} at {target} lacks a "
-            f"permission ({text}); it needs +scan +unlink +dbsize +info (+flushdb for "
-            "--flushdb) on the keys to clear", NOPERM)
+            f"permission ({text}); the Redis step needs +@read +@write +@keyspace "
+            "+@scripting on the application's keys (+flushdb for --flushdb; +info and "
+            "+dbsize are optional)", NOPERM)
     if "db index is out of range" in low or "invalid database" in low:
         return RedisUnavailable(
             f"Redis at {where} has no db {settings.effective_db} (DB index is out of range: "
@@ -231,9 +232,9 @@ def explain(settings: RedisSettings, exc: BaseException) -> RedisUnavailable:
             "the server's condition (see its log), then retry the step", REFUSES_WRITES)
     if status in ("CROSSSLOT", "MOVED", "ASK", "CLUSTERDOWN"):
         return RedisUnavailable(
-            f"Redis at {target} is part of a Redis Cluster ({status} {text}); clearing a "
-            "cluster is not supported: run the step against each primary node's URL",
-            CLUSTER)
+            f"a command reached a node of the Redis Cluster at {target} in a way the step "
+            f"did not expect ({status}: {text}); the cluster may be resharding or failing "
+            "over: check CLUSTER INFO on its nodes, then run the step again", CLUSTER)
     if "connection refused" in low or "error 111 " in low:
         return RedisUnavailable(
             f"cannot connect to Redis at {where}: connection refused; is redis-server "
