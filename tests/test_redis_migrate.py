@@ -337,3 +337,23 @@ def test_the_protected_families_and_other_dbs_are_never_touched(
     assert other.hget("orders:x", "prosumerId") == "another app"
     other.flushdb()
     other.close()
+
+
+def test_cli_revert_brings_redis_back_to_the_old_names_after_the_schema(
+        pg_db: PgSettings, redis_server: RedisServer, redis_client: redis.Redis,
+        tmp_path: Path) -> None:
+    from wizard.core import jobs
+    from wizard.core.plan import UP
+    from wizard.sandbox.probes import run_cli
+    from wizard.sandbox.redis_seed import old_order_book_problems, renamed_order_book
+
+    assert jobs.run(pg_db, UP)[1].ok
+    renamed_order_book(redis_client)
+    env = {**os.environ, "REDISCLI_AUTH": redis_server.password}
+    out = run_cli(pg_db, "revert", "--redis-url", f"{redis_server.url}/1", folder=tmp_path,
+                  env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"Redis {redis_server.url}/1: 2 keys brought back to the old names" in out.stdout
+    assert old_order_book_problems(redis_client) == []
+    assert jobs.inspect(pg_db).state == "pre"
+    assert redis_server.password not in out.stdout + out.stderr

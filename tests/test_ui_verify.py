@@ -12,11 +12,12 @@ import redis
 from PySide6.QtWidgets import QWizard
 from pytestqt.qtbot import QtBot
 
-from wizard.core import jobs
+from wizard.core import jobs, redis_migrate
 from wizard.core.connection import PgSettings
 from wizard.core.events import BackupDone
 from wizard.core.plan import UP
 from wizard.core.redis_conn import RedisSettings
+from wizard.core.redis_rules import DEFAULT_RULES
 from wizard.core.report import MANUAL_CHECKS
 from wizard.core.restore_inspect import sha256_of
 from wizard.core.session import WizardSession
@@ -62,12 +63,16 @@ def test_after_migration_every_check_passes_and_the_operator_signs_the_pdf(
         redis_settings: RedisSettings, redis_server: RedisServer, tmp_path: Path) -> None:
     session = open_session(wizard_window, pg_db, redis_settings)
     migrate(session)
-    page = open_verify(wizard_window, qtbot)
     journal = session.ensure_journal()
+    # The Redis page's dry run, which verify compares the Redis data with.
+    redis_migrate.dry_run(redis_settings, DEFAULT_RULES, journal=journal)
+    redis_migrate.migrate(redis_settings, DEFAULT_RULES, journal=journal)
+    page = open_verify(wizard_window, qtbot)
 
     assert page.checks
     assert [(c.id, c.detail) for c in page.checks if c.status != PASS] == []
-    assert {"no_orphans", "redis_keys"} <= {c.id for c in page.checks}
+    assert {"no_orphans", "redis_fields", "redis_moved", "redis_keys"} <= {
+        c.id for c in page.checks}
     assert page.tree.topLevelItemCount() == len(page.checks)
     rows = [page.tree.topLevelItem(i) for i in range(len(page.checks))]
     assert {r.text(0) for r in rows if r is not None} == {"✔"}

@@ -21,7 +21,7 @@ from wizard.cli.common import (
     stored_secret,
 )
 from wizard.cli.redis_args import add_redis_options, ask_password_if_needed, given_redis
-from wizard.core import checklist, jobs, names
+from wizard.core import checklist, jobs, names, recover
 from wizard.core.commit_outcome import COMMITTED
 from wizard.core.commit_outcome import UNKNOWN as UNKNOWN_COMMIT
 from wizard.core.connection import PgSettings
@@ -156,7 +156,41 @@ def cmd_migrate(args: argparse.Namespace, settings: PgSettings) -> int:
 
 
 def cmd_revert(args: argparse.Namespace, settings: PgSettings) -> int:
-    return _run(args, settings, DOWN)
+    """The schema back to prosumer; then, with the profile's Redis or --redis-url, the
+    inverse Redis rules (the old application reads prosumerId, orders:by_prosumer:*)."""
+    lock, retries = _lock_settings(args)
+    options = RunOptions(lock_timeout_s=lock, retries=retries,
+                         statement_timeout_s=args.statement_timeout,
+                         reconnect_s=args.reconnect_wait, count_all_tables=args.count_all)
+    out = printer(args)
+    profile = load_profile(args)
+    redis = given_redis(args, profile)
+    if redis is not None:
+        redis = ask_password_if_needed(redis, sys.stdin.isatty())
+    try:
+        outcome = recover.revert_then_align(
+            settings, redis, rules=profile.redis_rule_list() if profile else DEFAULT_RULES,
+            options=options, digest=args.plan_digest,
+            report=no_report if args.json else out.reporter())
+    except PlanRefused as exc:
+        raise CliError(str(exc), EXIT_REFUSED) from None
+    result = outcome.result
+    lines = [_result_text(result, outcome.journal.folder)]
+    if outcome.redis is not None:
+        lines.insert(1, f"Redis {outcome.redis.target}: {outcome.redis.changed} keys brought "
+                        f"back to the old names")
+    elif outcome.redis_error:
+        lines.insert(1, f"✘ the Redis revert failed: {outcome.redis_error}. The schema revert "
+                        f"stands; run `enerlink-migrate cache --revert --confirm "
+                        f"{settings.dbname}`")
+    elif outcome.redis_note:
+        lines.insert(1, f"! {outcome.redis_note}")
+    out.result({"result": result.to_dict(), "redis": outcome.redis.to_dict()
+                if outcome.redis else None, "redis_error": outcome.redis_error,
+                "journal": str(outcome.journal.folder)}, "\n".join(lines))
+    if result.commit_lost and result.commit == UNKNOWN_COMMIT:
+        return EXIT_UNKNOWN
+    return EXIT_OK if result.ok and not outcome.redis_error else EXIT_FAILED
 
 
 def cmd_verify(args: argparse.Namespace, settings: PgSettings) -> int:
@@ -250,8 +284,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    "%(default)g)")
     _plan_digest_option(p)
     p.set_defaults(handler=_with_db(cmd_migrate))
-    p = sub.add_parser("revert", parents=[opts], help="rename user back to prosumer")
+    p = sub.add_parser("revert", parents=[opts], help="rename user back to prosumer",
+                       description="The schema back to prosumer in one transaction; then, "
+                       "with the profile's Redis or --redis-url, the inverse Redis rules.")
     _plan_digest_option(p)
+    add_redis_options(p, "none: Redis is left as it is, and the run says so")
     p.set_defaults(handler=_with_db(cmd_revert))
     p = sub.add_parser(
         "verify", parents=[common], help="the verification checklist (as the Verify page)",

@@ -8,12 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wizard.core import redis_migrate, redis_rules, restore
+from wizard.core import jobs, redis_migrate, redis_rules, restore
 from wizard.core.catalog import PRE
 from wizard.core.connection import PgSettings
 from wizard.core.discovery import discover
 from wizard.core.events import CacheSkipped
+from wizard.core.execute import RunOptions, RunResult
 from wizard.core.journal import Journal
+from wizard.core.plan import DOWN
 from wizard.core.redis_conn import RedisSettings
 from wizard.core.redis_rules import Rule
 from wizard.core.reporting import Progress, Report, no_progress, no_report
@@ -151,3 +153,44 @@ def restore_then_clear(plan: restore.RestorePlan, confirm: str,
     result = restore.run(plan, confirm=confirm, report=report, progress=progress,
                          cancel=cancel, journal=journal, after_swap=clear)
     return RestoreOutcome(result, clear.cache, clear.error, clear.note)
+
+
+@dataclass
+class RevertOutcome:
+    """The schema revert and, separately, the Redis data brought back to the old names."""
+
+    result: RunResult
+    journal: Journal
+    redis: redis_migrate.MigrationResult | None = None
+    redis_error: str | None = None  # the revert stands; only the Redis part failed
+    redis_note: str | None = None  # not attempted, and why
+
+
+def revert_then_align(settings: PgSettings, redis: RedisSettings | None, *,
+                      rules: Sequence[Rule] = redis_rules.DEFAULT_RULES,
+                      options: RunOptions | None = None, digest: str | None = None,
+                      report: Report = no_report, cancel: threading.Event | None = None,
+                      journal: Journal | None = None) -> RevertOutcome:
+    """Revert the schema (jobs.run DOWN, `digest`: the approved plan's); once it
+    committed, apply the inverse Redis rules so the old application finds prosumerId and
+    orders:by_prosumer:* again."""
+    _plan, result, journal = jobs.run(settings, DOWN, options=options, report=report,
+                                      cancel=cancel, journal=journal, digest=digest)
+    outcome = RevertOutcome(result, journal)
+    if not result.ok or not result.steps:
+        return outcome
+    if redis is None:
+        outcome.redis_note = NO_REDIS.replace("restored database", "reverted database")
+        report("warn", outcome.redis_note)
+        journal.record(CacheSkipped(None, outcome.redis_note))
+        return outcome
+    back = redis_rules.inverse(rules)
+    report("step", "bringing Redis back to the old names: "
+                   + "; ".join(r.describe() for r in back))
+    try:
+        outcome.redis = redis_migrate.migrate(redis, back, direction="down", report=report,
+                                              journal=journal)
+    except Exception as exc:  # the revert stands; this part is reported on its own
+        outcome.redis_error = str(exc) or type(exc).__name__
+        report("error", f"the Redis revert failed: {outcome.redis_error}")
+    return outcome

@@ -28,12 +28,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from wizard.core import jobs, restore
+from wizard.core import restore
 from wizard.core.checklist import final_checklist, smoke_settings
 from wizard.core.files import write_atomic
 from wizard.core.journal import Journal
-from wizard.core.plan import DOWN
-from wizard.core.recover import RestoreOutcome, restore_then_clear
+from wizard.core.recover import (
+    RestoreOutcome,
+    RevertOutcome,
+    restore_then_clear,
+    revert_then_align,
+)
+from wizard.core.redis_rules import inverse
 from wizard.core.report import (
     MANUAL_CHECKS,
     ManualCheck,
@@ -331,26 +336,38 @@ class VerifyPage(StepPage):
         if self.busy:
             return
         db = self.session.pg.dbname
+        redis = self.session.redis
+        then = ("Then Redis goes back to the old names: " + "; ".join(
+            r.describe() for r in inverse(self.session.redis_rules)) + "."
+            if redis is not None else "No Redis is configured: its data stays as it is.")
         typed = confirm_typed(
             self, "Revert the migration",
             f"Rename user back to prosumer in {db} ({self.session.pg.describe()}). This is a "
             "metadata change that takes a moment; rows written since the migration are kept. "
-            "The application must be stopped or on its old version.", db,
+            f"{then} The application must be stopped or on its old version.", db,
             "Revert the migration")
         if typed is None:
             self.log.append("info", "revert: not confirmed")
             return
-        self.run_job("Reverting the migration", jobs.run, self.session.pg, DOWN,
-                     journal=self.journal, on_done=self._reverted,
+        self.run_job("Reverting the migration", revert_then_align, self.session.pg, redis,
+                     rules=self.session.redis_rules, journal=self.journal,
+                     on_done=self._reverted,
                      advice="Read the log; the revert runs in one transaction, so a failed "
                      "revert changed nothing.")
 
-    def _reverted(self, outcome: tuple[Any, Any, Journal]) -> None:
-        _plan, result, _journal = outcome
+    def _reverted(self, outcome: RevertOutcome) -> None:
+        result = outcome.result
         self.session.results["revert"] = result
-        if result.ok:
+        if result.ok and outcome.redis_error:
+            self.show_error(f"the Redis revert failed: {outcome.redis_error}",
+                            "Bringing Redis back to the old names",
+                            "The schema revert stands. Run the Redis step's revert again "
+                            "(Migrate Redis data page): it finishes what is left.")
+        elif result.ok:
+            redis = (f" Redis: {outcome.redis.changed} keys back in the old names."
+                     if outcome.redis is not None else f" {outcome.redis_note or ''}")
             self.show_result(f"✔ Reverted: {self.session.pg.dbname} has the prosumer schema "
-                             f"again ({result.state_after}).")
+                             f"again ({result.state_after}).{redis}")
         else:
             self.show_error(result.error or "the revert failed", "Revert",
                             "Read the log; nothing was changed. Fix the cause and revert again.")
