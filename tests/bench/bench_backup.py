@@ -86,6 +86,10 @@ def _ours(settings: PgSettings, folder: Path, fmt: str = "custom",
     return seconds, result.size_bytes
 
 
+def _rehash(per_gib: float | None, size: int) -> str:
+    return "-" if per_gib is None else f"{per_gib * size / 2**30:.2f} ({per_gib:.2f})"
+
+
 def _clear(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(mode=0o700)
@@ -127,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
               "ours, directory format -j 2": REHASH_S.get("directory")}
     rows = [[name, f"{s:.2f}", f"{b / 1e6:,.0f}", f"{s / plain_s:.2f}x", f"{b / plain_b:.0%}",
              f"{verify[name]:.2f}" if verify.get(name) is not None else "-",
-             f"{rehash[name] * b / 2**30:.2f} ({rehash[name]:.2f})"
-             if rehash.get(name) is not None else "-"]
+             _rehash(rehash.get(name), b)]
             for name, (s, b) in best.items()]
     print_table(f"Backup of {args.users:,} users, best of {args.rounds} interleaved rounds, "
                 f"{os.cpu_count()} cores", ["variant", "seconds", "MB", "time vs plain",
