@@ -357,3 +357,22 @@ def test_cli_revert_brings_redis_back_to_the_old_names_after_the_schema(
     assert old_order_book_problems(redis_client) == []
     assert jobs.inspect(pg_db).state == "pre"
     assert redis_server.password not in out.stdout + out.stderr
+
+
+def test_cli_a_protected_family_is_touched_only_when_typed(
+        redis_server: RedisServer, redis_client: redis.Redis) -> None:
+    redis_client.set("telemetry:old:1", "x")
+    redis_client.set("telemetry:latest:data", "kept")
+    env = {**os.environ, "REDISCLI_AUTH": redis_server.password}
+    argv = [sys.executable, "-m", "wizard", "cache", "--redis-url", f"{redis_server.url}/1",
+            "--rule", "delete telemetry:old:*"]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False,
+                         stdin=subprocess.DEVNULL)
+    assert out.returncode == 3
+    assert "type the family (telemetry:)" in out.stderr
+    assert redis_client.exists("telemetry:old:1")
+    out = subprocess.run([*argv, "--allow-family", "telemetry:"], env=env,
+                         capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    assert not redis_client.exists("telemetry:old:1")
+    assert redis_client.get("telemetry:latest:data") == "kept"

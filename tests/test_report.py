@@ -234,3 +234,23 @@ def test_pdf_ink_is_dark_under_a_dark_desktop_theme(qapp: Any, migrated_run: Jou
     light_ink = _dark_pixels(light_pdf, tmp_path, "light")
     assert light_ink > 1000
     assert _dark_pixels(dark_pdf, tmp_path, "dark") == light_ink
+
+
+def test_the_report_says_what_the_redis_step_changed_per_rule(
+        migrated_run: Journal, redis_server: Any, redis_client: Any) -> None:
+    from wizard.core import redis_migrate
+    from wizard.core.redis_conn import RedisSettings
+    from wizard.core.redis_rules import DEFAULT_RULES
+    from wizard.sandbox.redis_seed import seed_redis
+
+    seed_redis(redis_client, 10)
+    redis_client.hset("orders:both", mapping={"prosumerId": "a", "userId": "b"})
+    settings = RedisSettings.from_url(f"{redis_server.url}/1", password=redis_server.password)
+    redis_migrate.migrate(settings, DEFAULT_RULES, journal=migrated_run)
+    html = render_html(build_report(migrated_run))
+    text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    assert "Redis data" in text
+    assert f"{settings.describe()}, to the new names" in text
+    assert "field orders:* prosumerId=userId 20 0 1 orders:both" in text
+    assert "move orders:by_prosumer:* orders:by_user:* 10 0 0" in text
+    assert redis_server.password not in html

@@ -123,7 +123,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
             result = redis_migrate.migrate(
                 settings, rules, direction="down" if args.revert else "up", report=report,
                 progress=no_progress if args.json else out.progress(), cancel=cancel,
-                journal=journal)
+                journal=journal, allow=args.allow_family or ())
     except RedisUnavailable as exc:
         raise CliError(str(exc), EXIT_FAILED) from None
     except Cancelled as exc:
@@ -147,7 +147,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 def _dry_run(args: argparse.Namespace, out: Printer, settings: RedisSettings,
              rules: tuple[redis_rules.Rule, ...], journal: Journal) -> int:
-    counts = redis_migrate.dry_run(settings, rules, samples=args.samples, journal=journal)
+    counts = redis_migrate.dry_run(settings, rules, samples=args.samples, journal=journal,
+                                   allow=args.allow_family or ())
     lines = [f"dry run on {counts.target}: nothing changed"]
     for c, rule in zip(counts.rules, rules, strict=True):
         lines.append(f"  {rule.describe()}: {c.keys} keys"

@@ -158,10 +158,11 @@ def _text(key: bytes | str) -> str:
 
 def dry_run(settings: RedisSettings, rules: Sequence[Rule], samples: int = 10, *,
             report: Report = no_report, progress: Progress = no_progress,
-            cancel: threading.Event | None = None,
-            journal: Journal | None = None) -> DryRun:
-    """Counts, samples and conflicts per rule; reads only."""
-    checked = validate(rules)
+            cancel: threading.Event | None = None, journal: Journal | None = None,
+            allow: Sequence[str] = ()) -> DryRun:
+    """Counts, samples and conflicts per rule; reads only. `allow`: the protected
+    families the operator typed (redis_rules.validate)."""
+    checked = validate(rules, allow)
     t0 = time.monotonic()
     with open_keyspace(settings) as ks:
         counts = []
@@ -309,15 +310,15 @@ Tick = Callable[[RuleDone, int], None]
 
 def migrate(settings: RedisSettings, rules: Sequence[Rule], *, direction: str = "up",
             report: Report = no_report, progress: Progress = no_progress,
-            cancel: threading.Event | None = None,
-            journal: Journal | None = None) -> MigrationResult:
+            cancel: threading.Event | None = None, journal: Journal | None = None,
+            allow: Sequence[str] = ()) -> MigrationResult:
     """Apply the rules in order (field renames, moves, deletes); idempotent and resumable.
 
     A failure (Redis gone, read-only replica, OOM) raises RedisUnavailable naming the rule
     and the batch; what was migrated stays migrated, and running the step again finishes
     the rest. The database's result is not touched by anything here.
     """
-    checked = validate(rules)
+    checked = validate(rules, allow)
     result = MigrationResult(settings.describe(), direction)
     t0 = time.monotonic()
     outcome, error = "ok", None
@@ -450,7 +451,9 @@ def _move_across_slots(ks: Keyspace, rule: MoveKey, done: RuleDone,
                 int(replies[3 * i + 2])
             if kind == "none":
                 continue
-            if (there != "none" and there != kind) or kind not in MERGEABLE:
+            # As MOVE_LUA (and the dry run): only an existing target can conflict; a key
+            # of a kind that cannot be merged moves whole to a free target.
+            if there != "none" and (there != kind or kind not in MERGEABLE):
                 _conflicts(done, [key])
                 continue
             target = rule.target_of(key)
@@ -470,6 +473,9 @@ def _move_across_slots(ks: Keyspace, rule: MoveKey, done: RuleDone,
 
 
 def _copy(client: Any, pipe: Any, kind: str, source: bytes, target: bytes) -> None:
+    """Queue on `pipe` the writes that copy `source` into `target` (merged: what the target
+    has wins). A string, list or stream only reaches a free target, so it is copied whole
+    (DUMP, RESTORE without a TTL: the caller sets the source's)."""
     if kind == "zset":
         items = client.zrange(source, 0, -1, withscores=True)
         if items:
@@ -478,9 +484,13 @@ def _copy(client: Any, pipe: Any, kind: str, source: bytes, target: bytes) -> No
         members = client.smembers(source)
         if members:
             pipe.sadd(target, *members)
-    else:
+    elif kind == "hash":
         for name, value in client.hgetall(source).items():
             pipe.hsetnx(target, name, value)
+    else:
+        payload = client.dump(source)
+        if payload is not None:  # None: it expired since it was scanned
+            pipe.restore(target, 0, payload)
 
 
 def _delete(ks: Keyspace, rule: DeleteKeys, done: RuleDone, cancel: threading.Event | None,

@@ -19,7 +19,8 @@ from wizard.core.units import format_bytes
 KNOWN_EVENTS = frozenset({"run_started", "state_before", "plan", "log", "run_finished",
                           "down_plan", "manual_check", "operator", "backup", "verification",
                           "step_done", "attempt", "lock_timeout", "backup_accepted",
-                          "expected", "commit_unknown", "commit_resolved"})
+                          "expected", "commit_unknown", "commit_resolved", "redis_migrated",
+                          "redis_dry_run", "redis_progress"})
 # Events whose `checks` make up the automated checklist; a later result of an id wins.
 CHECK_EVENTS = frozenset({"run_finished", "verification"})
 # Only these fields of a run's target are ever printed: host, port, database, role.
@@ -181,6 +182,7 @@ class ReportModel:
     problems: list[dict[str, str]]  # warn/error log lines
     down_script: str
     text_references: list[str]
+    redis: list[dict[str, Any]] = field(default_factory=list)  # redis_migrated events
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -377,6 +379,8 @@ def build_report(journal: Journal) -> ReportModel:
                    "message": str(redact(e.get("message", "")))}
                   for e in events if e["event"] == "log" and e.get("level") in ("warn", "error")],
         down_script=str(downs[-1].get("script", "")) if downs else "",
+        redis=[redact({k: v for k, v in e.items() if k != "event"})
+               for e in events if e["event"] == "redis_migrated"],
         text_references=[str(r) for r in (states[0].get("text_references") or [])]
         if states else [])
 
@@ -611,6 +615,8 @@ def render_html(m: ReportModel) -> str:
                        f"<td>{_e(p['message'])}</td></tr>" for p in m.problems)
         parts.append('<h3>Warnings and errors from the log</h3><table width="100%" border="1" '
                      f'cellspacing="0" cellpadding="3">{rows}</table>')
+    if m.redis:
+        parts += ["<h2>Redis data</h2>", _redis_html(m.redis)]
     parts += ["<h2>Checklist</h2>", _checklist(m), _others(m)]
     if any(r.kind == "migration" and r.ok for r in m.runs):
         parts.append("<p><b>Revert</b> with the wizard or <span class='mono'>enerlink-migrate "
@@ -630,6 +636,28 @@ def render_html(m: ReportModel) -> str:
         parts.append(f"<h2>Revert SQL (for reference)</h2><pre>{_e(m.down_script)}</pre>")
     parts += [_sign_off(m), "</body></html>"]
     return "".join(parts)
+
+
+def _redis_html(runs: list[dict[str, Any]]) -> str:
+    """Each Redis migration of the run: where, which way, and per rule what changed."""
+    out = []
+    for r in runs:
+        result = r.get("result") or {}
+        way = "to the new names" if r.get("direction") == "up" else "back to the old names"
+        ok = r.get("outcome") == "ok" and not result.get("conflicts")
+        head = (f"<p><b>{_e(format_ts(str(r.get('ts', ''))))}</b>: {_e(r.get('target'))}, "
+                f"{way} — {_status(PASS if ok else FAIL)} {_e(r.get('outcome'))}"
+                + (f": {_e(r.get('error'))}" if r.get("error") else "") + "</p>")
+        rows = "".join(
+            f"<tr><td class='mono'>{_e(d.get('rule'))}</td><td align='right'>"
+            f"{_e(d.get('changed'))}</td><td align='right'>{_e(d.get('merged'))}</td>"
+            f"<td align='right'>{_e(d.get('conflicts'))}</td><td class='small'>"
+            f"{_e(', '.join(d.get('conflict_samples') or []))}</td></tr>"
+            for d in result.get("rules") or [])
+        out.append(head + '<table width="100%" border="1" cellspacing="0" cellpadding="3">'
+                   "<tr><th>Rule</th><th>Keys changed</th><th>Merged</th><th>Conflicts</th>"
+                   f"<th>Conflicting keys</th></tr>{rows}</table>")
+    return "".join(out)
 
 
 def report_html(journal: Journal) -> str:
