@@ -76,7 +76,7 @@ def main() -> int:
         for n, page in enumerate(pages[1:], start=2):
             window.next()
             wait(app, idle(page))
-            action = {"BackupPage": "start_backup", "CachePage": "count_keys"}.get(
+            action = {"BackupPage": "start_backup", "CachePage": "start_dry_run"}.get(
                 type(page).__name__)
             if action:
                 getattr(page, action)()
@@ -93,7 +93,7 @@ def main() -> int:
                 wait(app, idle(page))
             if type(page).__name__ == "CachePage":
                 shoot(app, window, f"{n}-{page.title().lower().replace(' ', '-')}-counted")
-                page.delete_keys()  # type: ignore[attr-defined]
+                page.start_migration()  # type: ignore[attr-defined]
                 wait(app, idle(page))
             shoot(app, window, f"{n}-{page.title().lower().replace(' ', '-')}")
         window.close()

@@ -81,14 +81,15 @@ def test_profile_to_pdf(wizard_window: MigrationWizard, qtbot: QtBot, pg_db: PgS
             assert page.result is not None
             assert page.result.ok, page.result.error
         elif name == "CachePage":
-            page.count_keys()
+            page.start_dry_run()
             _settle(qtbot, page)
-            page.delete_keys()
+            page.start_migration()
             _settle(qtbot, page)
     assert list(pages) == ["PreflightPage", "BackupPage", "OrphansPage", "MigratePage",
                            "CachePage", "VerifyPage"]
     assert jobs.inspect(pg_db).state == MIGRATED
     assert not redis_client.keys("orders:by_prosumer:*")
+    assert len(redis_client.keys("orders:by_user:*")) == seeded["orders:by_prosumer:*"]
     assert redis_client.exists("orders:all")  # keys of other patterns survive
     verify = pages["VerifyPage"]
     assert isinstance(verify, VerifyPage)

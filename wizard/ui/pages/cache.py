@@ -618,6 +618,3 @@ class CachePage(StepPage):
         self.retry_button.hide()
         self.set_valid(True)
 
-    # The names the flow test and `make screenshots` drive the page by.
-    count_keys = start_dry_run
-    delete_keys = start_migration
