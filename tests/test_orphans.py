@@ -388,3 +388,15 @@ def test_scan_is_read_only(pg_db: PgSettings) -> None:
                              "pg_stat_user_tables WHERE relname = 'wallet'").fetchone()
     assert before == after
     assert any("7 columns against prosumer(prosumer_id) in one pass" in m for m in seen)
+
+
+def test_deleting_orphans_says_the_existing_backup_still_holds_them(
+        pg_server: PostgresServer, pg_db: PgSettings, tmp_path: Path) -> None:
+    _inject(pg_server, pg_db, 2)
+    out = run_cli(pg_db, "backup", "--out", str(tmp_path / "backups"), folder=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    out = run_cli(pg_db, "orphans", "--export", str(tmp_path / "out"), "--delete", "--confirm",
+                  pg_db.dbname, folder=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "was taken before this deletion and still holds these 14 orphan rows" in out.stdout
+    assert "Take a fresh backup after the deletion" in out.stdout

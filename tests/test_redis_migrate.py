@@ -128,8 +128,8 @@ def test_exactly_the_rule_matched_keys_change_and_the_revert_gives_the_order_boo
     assert result.changed == len(orders) + len(by_prosumer) + len(cache_keys)
     sample = next(iter(sorted(orders)))
     assert redis_client.hget(sample, "prosumerId") is None
-    owner = redis_client.hget(sample, "userId")
-    order_id = redis_client.hget(sample, "orderId")
+    owner = str(redis_client.hget(sample, "userId"))
+    order_id = str(redis_client.hget(sample, "orderId"))
     assert redis_client.zscore(f"orders:by_user:{owner}", order_id) is not None
     assert len(redis_client.hgetall(sample)) == 14  # every field the application writes
     used = {n.removeprefix("cmdstat_") for n in admin.info("commandstats")}

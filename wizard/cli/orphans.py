@@ -48,10 +48,14 @@ def cmd_orphans(args: argparse.Namespace) -> int:
                                  "sha256": f.sha256} for f in files]
             lines += [f"exported {f.rows} rows of {f.table} to {f.path}" for f in files]
             if args.delete:
+                note = orphans.backup_still_holds(settings, scan)
                 scan = orphans.delete(settings, scan, files, args.confirm,
                                       lock_timeout_s=args.lock_timeout, **timeouts)
                 data["after_delete"] = scan.to_dict()
                 lines += scan.lines()
+                if note:
+                    data["backup_note"] = note
+                    lines.append(f"! {note}")
     except orphans.OrphanRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
     except (orphans.OrphanError, Cancelled) as exc:

@@ -21,11 +21,12 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from wizard.core import names
+from wizard.core.backup import newest_verified_backup
 from wizard.core.connection import PgSettings
 from wizard.core.discovery import CONFLICT, UNKNOWN, Discovery, discover
 from wizard.core.events import OrphanScanned, OrphansDeleted, OrphansExported
 from wizard.core.files import FolderNotPrivate, IfOpen, private_folder
-from wizard.core.journal import Journal
+from wizard.core.journal import Journal, runs_for
 from wizard.core.ops import AddForeignKey, ValidateForeignKey
 from wizard.core.reporting import (
     Cancelled,
@@ -800,3 +801,16 @@ def blocking_orphans(scan: OrphanScan, plan: Plan) -> list[str]:
         messages.append(f"{c.label}: {c.count} orphan rows; the migration must {what}; "
                         f"export and delete them first ({fix})")
     return messages
+
+
+def backup_still_holds(settings: PgSettings, scan: OrphanScan) -> str | None:
+    """What to tell a DBA about to delete orphans when a verified backup exists: it was
+    taken before the deletion, so it still holds these rows, and restoring it brings them
+    back (a restore re-creates their foreign keys NOT VALID). None without a backup."""
+    latest = newest_verified_backup(settings, runs_for(settings))
+    if latest is None or scan.clean:
+        return None
+    return (f"the backup {latest.get('path')} (verified {latest.get('ts')}) was taken before "
+            f"this deletion and still holds these {scan.total:,} orphan rows: a restore of it "
+            f"brings them back. Take a fresh backup after the deletion (the Backup page, or "
+            f"enerlink-migrate backup --out DIR) so the rollback point is clean.")

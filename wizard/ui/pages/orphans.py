@@ -22,7 +22,14 @@ from PySide6.QtWidgets import (
 
 from wizard.core import jobs
 from wizard.core.discovery import Discovery
-from wizard.core.orphans import ExportedCsv, OrphanColumn, OrphanScan, blocking_orphans, delete
+from wizard.core.orphans import (
+    ExportedCsv,
+    OrphanColumn,
+    OrphanScan,
+    backup_still_holds,
+    blocking_orphans,
+    delete,
+)
 from wizard.core.orphans import export as export_csv
 from wizard.core.orphans import scan as scan_orphans
 from wizard.core.plan import UP, PlanRefused
@@ -57,6 +64,7 @@ class OrphansPage(StepPage):
         self.blocking: list[str] | None = None  # None: not judged yet
         self.exported: list[ExportedCsv] = []  # of self.scan, nothing else
         self.plan_pending = False  # a scan is shown; the job reading the plan comes next
+        self.backup_note: str | None = None  # the backup that still holds the rows deleted
         self._for_session: WizardSession | None = None
 
         self.summary = QLabel("not scanned yet")
@@ -329,11 +337,13 @@ class OrphansPage(StepPage):
             return
         db = self.session.pg.dbname
         tables = ", ".join(f"{t}" for _s, t in scan.dirty_tables())
+        self.backup_note = backup_still_holds(self.session.pg, scan)
         typed = confirm_typed(
             self, "Delete orphan rows",
             f"{scan.total:,} orphan rows in {tables} will be deleted from "
             f"{self.session.pg.describe()} in one transaction. Only the rows exported to the "
-            f"CSV files are taken; if they changed since, nothing is deleted.", db,
+            f"CSV files are taken; if they changed since, nothing is deleted."
+            + (f"\n\nNote: {self.backup_note}" if self.backup_note else ""), db,
             "Delete orphan rows")
         if typed is None:
             self.log.append("info", "orphan delete: not confirmed")
@@ -347,7 +357,9 @@ class OrphansPage(StepPage):
     def _deleted(self, again: OrphanScan) -> None:
         self.exports_note.setText(
             "Deleted: " + (", ".join(f"{t}: {n:,} rows" for t, n in again.deleted.items())
-                           or "nothing") + ". The scan below was made right after.")
+                           or "nothing") + ". The scan below was made right after."
+            + (f"\n⚠ {self.backup_note} Go Back to the Backup page for a fresh one."
+               if self.backup_note else ""))
         self.show_scan(again)
         self._plan_next()
 
