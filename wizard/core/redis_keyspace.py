@@ -18,7 +18,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from wizard.core.redis_conn import RedisSettings, explain
+from wizard.core.redis_conn import CLUSTER, RedisSettings, RedisUnavailable, explain
 
 SCAN_COUNT = 1000
 
@@ -59,16 +59,37 @@ def by_slot(keys: Sequence[bytes]) -> list[list[bytes]]:
 
 
 def _cluster_enabled(client: redis.Redis) -> bool:
+    """INFO's cluster_enabled; when an ACL refuses INFO, HELLO's mode (HELLO is never
+    refused), so a cluster is not taken for one Redis and counted from one node only."""
     try:
         return bool(int(client.info("cluster").get("cluster_enabled", 0)))
     except redis.exceptions.ResponseError:
-        return False  # INFO refused (ACL): a single Redis as far as we can tell
+        pass
+    try:
+        reply = client.execute_command("HELLO", "2")  # type: ignore[no-untyped-call]
+    except redis.exceptions.ResponseError:
+        return False  # a Redis before 6: a single Redis as far as we can tell
+    fields = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2],
+                                                            strict=True))
+    return type_of(fields.get(b"mode", fields.get("mode", b""))) == "cluster"
+
+
+def _no_slot_map(settings: RedisSettings, exc: Exception) -> RedisUnavailable:
+    """redis-py says "Cluster mode is not enabled" when it may not read the slot map, which
+    is a grant to give, not a setting to change."""
+    text = str(exc).replace(settings.password, "***") if settings.password else str(exc)
+    return RedisUnavailable(
+        f"Redis at {settings.describe()} is a Redis Cluster node, but the cluster's slot map "
+        f"could not be read (the client said: {text}); on a cluster the Redis user also "
+        f"needs +cluster|slots and +command, and each node's announced address must be "
+        f"reachable from here", CLUSTER)
 
 
 @contextlib.contextmanager
 def open_keyspace(settings: RedisSettings) -> Iterator[Keyspace]:
     """The keyspace behind `settings`; a cluster is recognised by INFO (cluster_enabled)
-    and reached through its primaries. Errors come out as RedisUnavailable."""
+    or HELLO, and reached through its primaries. Errors come out as
+    RedisUnavailable."""
     single = settings.client()
     cluster: RedisCluster | None = None
     try:
@@ -76,7 +97,10 @@ def open_keyspace(settings: RedisSettings) -> Iterator[Keyspace]:
         if not _cluster_enabled(single):
             yield Keyspace(settings, single, [single], False)
             return
-        cluster = settings.cluster_client()
+        try:
+            cluster = settings.cluster_client()
+        except redis.exceptions.RedisClusterException as exc:  # not a RedisError
+            raise _no_slot_map(settings, exc) from None
         nodes = [cluster.get_redis_connection(n)
                  for n in cluster.get_primaries()]  # type: ignore[no-untyped-call]
         yield Keyspace(settings, cluster, nodes, True)

@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import redis
+from redis.cluster import RedisCluster
 
 from wizard.core.connection import PgSettings
 from wizard.core.pgtools import probe
@@ -358,3 +359,165 @@ class RedisServer:
             self.process = None
         if self.owns_base:
             shutil.rmtree(self.base, ignore_errors=True)
+
+
+CLUSTER_NODES = 3
+CLUSTER_NODE_TIMEOUT_MS = 5000
+
+
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct free ports of 127.0.0.1: all sockets are held open together, so the
+    kernel cannot hand out one port twice (free_port called in a row could)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                 for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+
+
+@dataclass
+class RedisClusterServer:
+    """A Redis Cluster of three primaries (no replicas) on free ports of 127.0.0.1, with
+    requirepass and masterauth, no persistence: what a production cluster looks like to
+    the migration (MOVED, CROSSSLOT, keys of one family spread over every node)."""
+
+    base: Path
+    ports: list[int]
+    bus_ports: list[int]  # cluster-port: set, since port + 10000 may not be free (or valid)
+    password: str = field(repr=False)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
+    owns_base: bool = True
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes]
+
+    @property
+    def url(self) -> str:
+        """The first node: the migration finds the others from it, as from a seed node."""
+        return f"redis://127.0.0.1:{self.ports[0]}"
+
+    @classmethod
+    def start(cls, base: Path | None = None, *, nodes: int = CLUSTER_NODES
+              ) -> RedisClusterServer:
+        server_binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        cli_binary = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+        for binary in (server_binary, cli_binary):
+            if not Path(binary).exists():
+                raise ServerError(f"{Path(binary).name} not found; on Debian: apt-get "
+                                  "install redis-server")
+        owns_base = base is None
+        base = Path(tempfile.mkdtemp(prefix="enerlink-redis-cluster-")) if base is None \
+            else base
+        base.mkdir(parents=True, exist_ok=True)
+        ports = _free_ports(2 * nodes)
+        server = cls(base, ports[:nodes], ports[nodes:], secrets.token_urlsafe(18),
+                     owns_base=owns_base)
+        try:
+            for port, bus_port in zip(server.ports, server.bus_ports, strict=True):
+                server._launch(server_binary, port, bus_port)
+            for port in server.ports:
+                server._wait_ping(port)
+            server._create(cli_binary)
+            server._wait_cluster_ok()
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def _log(self, port: int) -> Path:
+        return self.base / f"redis-{port}.log"
+
+    def _launch(self, binary: str, port: int, bus_port: int) -> None:
+        # The password goes in a 0600 config file, never on redis-server's command line;
+        # masterauth too, which a replica (or a failover) would need to reach its primary.
+        conf = self.base / f"redis-{port}.conf"
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(
+                f"port {port}\nbind 127.0.0.1\nprotected-mode yes\n"
+                f"cluster-enabled yes\ncluster-port {bus_port}\n"
+                f"cluster-config-file {self.base / f'nodes-{port}.conf'}\n"
+                f"cluster-node-timeout {CLUSTER_NODE_TIMEOUT_MS}\n"
+                f"requirepass {self.password}\nmasterauth {self.password}\n"
+                f"save \"\"\nappendonly no\ndir {self.base}\n"
+                f"logfile {self._log(port)}\ndaemonize no\n"
+            )
+        self.processes.append(subprocess.Popen(
+            [binary, str(conf)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True, cwd=self.base,
+        ))
+
+    def _check_running(self) -> None:
+        for proc, port in zip(self.processes, self.ports, strict=False):
+            if proc.poll() is not None:
+                raise ServerError(f"redis-server exited with {proc.returncode} on port "
+                                  f"{port}:\n" + _tail(self._log(port)))
+
+    def _wait_ping(self, port: int) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            self._check_running()
+            try:
+                with self.client(self.ports.index(port)) as client:
+                    client.ping()
+                    return
+            except redis.exceptions.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise ServerError(
+                        f"redis-server did not answer on port {port} within "
+                        f"{READY_TIMEOUT:.0f} s:\n" + _tail(self._log(port))) from None
+                time.sleep(0.05)
+
+    def _create(self, cli: str) -> None:
+        """redis-cli --cluster create, the password in REDISCLI_AUTH (never `-a`, which the
+        process list would show)."""
+        env = {**os.environ, "REDISCLI_AUTH": self.password}
+        result = subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
+            timeout=READY_TIMEOUT, check=False)
+        if result.returncode != 0:
+            raise ServerError(f"redis-cli --cluster create failed ({result.returncode}):\n"
+                              + _scrub_tail(result.stdout + result.stderr, self.password))
+
+    def _wait_cluster_ok(self) -> None:
+        """Until every node says cluster_state:ok: only then do all of them agree that each
+        slot has an owner, and a client can be routed by any of them."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        pending = list(range(len(self.ports)))
+        while pending:
+            self._check_running()
+            with self.client(pending[0]) as client:
+                state = client.cluster("INFO")  # parsed: {"cluster_state": "ok", ...}
+            if state.get("cluster_state") == "ok":
+                pending.pop(0)
+                continue
+            if time.monotonic() > deadline:
+                raise ServerError(f"the Redis Cluster on port {self.ports[pending[0]]} is "
+                                  f"not ok within {READY_TIMEOUT:.0f} s:\n{state}")
+            time.sleep(0.05)
+
+    def client(self, node: int = 0) -> redis.Redis:
+        """A plain client of one node (which answers MOVED for keys it does not own)."""
+        return redis.Redis(host="127.0.0.1", port=self.ports[node], password=self.password,
+                           decode_responses=True, socket_connect_timeout=5)
+
+    def cluster_client(self) -> RedisCluster:
+        """A client that routes each key to its node (its pipeline too)."""
+        return RedisCluster(host="127.0.0.1", port=self.ports[0], password=self.password,
+                            decode_responses=True, socket_connect_timeout=5)
+
+    def stop(self) -> None:
+        """Stop each node by its PID, then remove the folder (configs, nodes-*.conf)."""
+        for proc in self.processes:
+            _stop_process(proc, signal.SIGTERM)
+        self.processes = []
+        if self.owns_base:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _scrub_tail(text: str, password: str, lines: int = 20) -> str:
+    return "\n".join(text.replace(password, "***").splitlines()[-lines:])
