@@ -148,4 +148,8 @@ def test_redis_sample_keys_follow_the_application(redis_client: redis.Redis) -> 
     for key in ("telemetry:latest:data", "telemetry:latest:status", "price:current",
                 "price:history:1h", "price:candles:1h"):
         assert redis_client.exists(key), key
-    assert not list(redis_client.scan_iter("prosumer:*"))
+    # The old application's profile cache: what the Redis step's `delete prosumer:*` is for.
+    profiles = list(redis_client.scan_iter("prosumer:*"))
+    assert counts["prosumer:*"] == len(profiles) == 20
+    assert all(str(k).endswith(":profile") for k in profiles)
+    assert len(order) == 14  # every field the pre-rename RedisOrdersService.setOrder writes
