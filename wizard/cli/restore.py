@@ -69,20 +69,24 @@ def cmd_restore(args: argparse.Namespace) -> int:
     options = restore.RestoreOptions(jobs=args.jobs, pg_restore=args.pg_restore,
                                      psql=args.psql, maintenance_db=args.maintenance_db,
                                      template=args.template,
-                                     check_counts=not args.no_count_check)
+                                     check_counts=not args.no_count_check,
+                                     from_database=args.from_database,
+                                     terminate_sessions=args.terminate_sessions,
+                                     accept_unknown_space=args.accept_unknown_free_space)
     shown = {"step", "warn", "error"} | ({"info"} if args.verbose else set())
     report = no_report if args.json else out.reporter(shown)
     try:
         plan = restore.prepare(settings, args.backup, options, report=report)
     except (restore.RestoreRefused, ToolNotFound) as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
-    out.text("\n".join(plan.inspection.summary()))
+    out.text("\n".join(plan.inspection.summary() + plan.server_lines()))
     out.text(f"restore into a new database {plan.restore_db}, check it, then swap: "
              f"{plan.live_db} will be kept as {plan.before_db}")
     if args.confirm != plan.live_db:
         raise CliError(f"refusing: --confirm must repeat the name of the database to replace "
                        f"({plan.live_db}); got {args.confirm!r}. Nothing was changed",
                        EXIT_REFUSED)
+    _agree(plan, args)
     redis = _redis(args, profile)
     try:
         outcome = restore_then_clear(plan, args.confirm, redis, report=report,
@@ -93,6 +97,21 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 "cache": outcome.to_dict()["cache"], "cache_error": outcome.cache_error,
                 "cache_note": outcome.cache_note}, _result_text(outcome))
     return EXIT_OK if outcome.ok else EXIT_FAILED
+
+
+def _agree(plan: restore.RestorePlan, args: argparse.Namespace) -> None:
+    """What the DBA must agree to beyond the typed name: flags, or on a terminal a prompt
+    for the sessions (listed above it). Refuses, changing nothing, for what is left."""
+    pending = plan.unconfirmed()
+    if (any(u.kind == restore.SESSIONS for u in pending) and not args.json
+            and sys.stdin.isatty()):
+        answer = input(f"Terminate the {len(plan.sessions)} session(s) on {plan.live_db} "
+                       "listed above at the swap? Type yes to agree: ")
+        if answer.strip().lower() == "yes":
+            plan.options.terminate_sessions = True
+            pending = plan.unconfirmed()
+    if pending:
+        raise CliError("refusing: " + " | ".join(u.message for u in pending), EXIT_REFUSED)
 
 
 def _redis(args: argparse.Namespace, profile: Profile | None) -> RedisSettings | None:
@@ -112,12 +131,28 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Restores BACKUP (pg_dump custom, directory, tar or plain SQL) into a new "
         "database <db>_restore_<time>, checks it, then renames the live database to "
         "<db>_before_restore_<time> and the new one to <db>. The live database is never "
-        "dropped. Needs CREATEDB and ownership of the database. With --redis-url (or a "
-        "profile with Redis) the application's old cache keys are then cleared (SCAN + "
-        "UNLINK), as the wizard's restore does; the typed --confirm covers both.")
+        "dropped. It refuses before anything changes: a backup of another database "
+        "(unless --from-database names it), too little free space on the server, sessions "
+        "it cannot terminate, or sessions at all without --terminate-sessions. The restored "
+        "copy gets the database's owner, tablespace, locale, connection limit, settings, "
+        "comment and privileges. Needs CREATEDB and ownership of the database. With "
+        "--redis-url (or a profile with Redis) the application's Redis data is then brought "
+        "to the restored schema's names, as the wizard's restore does; the typed --confirm "
+        "covers both.")
     p.add_argument("backup", metavar="BACKUP", help="a .dump file, a -Fd folder or a .sql file")
     p.add_argument("--confirm", metavar="DBNAME",
                    help="the name of the database to replace, typed back (required to run)")
+    p.add_argument("--from-database", metavar="DBNAME",
+                   help="the backup is of this other database, and you mean to put its data "
+                   "into the one given by --dsn (refused without it)")
+    p.add_argument("--terminate-sessions", action="store_true",
+                   help="terminate the sessions on the database at the swap (listed by the "
+                   "inspection; refused without it when there are any, unless you agree at "
+                   "the prompt on a terminal)")
+    p.add_argument("--accept-unknown-free-space", action="store_true",
+                   help="go on when the free space on the server cannot be read (say, a "
+                   "remote server and a role that may not see its data directory): check df "
+                   "there yourself first")
     p.add_argument("--jobs", type=int, default=2, metavar="N",
                    help="parallel pg_restore jobs (custom and directory formats)")
     p.add_argument("--pg-restore", metavar="PATH", help="the pg_restore to use")

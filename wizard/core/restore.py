@@ -32,15 +32,26 @@ from wizard.core.pgtools import Tool, find_tool, server_major
 from wizard.core.procs import Outcome, ProgramNotFound, run_program
 from wizard.core.reporting import Progress, Report, no_progress, no_report
 from wizard.core.restore_db import (
+    CopyFailed,
+    DbProperties,
+    Session,
+    SpaceCheck,
     SwapCancelled,
     SwapFailed,
+    check_space,
     create_database,
+    database_properties,
     db_name_with,
     db_props,
     drop_database,
     quote_ident,
     role_of,
     sessions_on,
+    sessions_refusal,
+    settings_we_cannot_copy,
+    space_short_refusal,
+    space_unknown_refusal,
+    stuck_refusal,
     swap,
 )
 from wizard.core.restore_inspect import (
@@ -49,12 +60,20 @@ from wizard.core.restore_inspect import (
     Inspection,
     PlainScan,
     RestoreRefused,
+    check_extensions,
+    check_identity,
+    check_owners,
+    check_plain_settings,
     detect_format,
+    enerlink_tables_missing,
+    estimate_size,
     inspect_backup,
 )
+from wizard.core.units import format_bytes
 
-__all__ = ["CACHE_NEXT", "Inspection", "RestoreFailed", "RestoreOptions", "RestorePlan",
-           "RestoreRefused", "RestoreResult", "prepare", "run"]
+__all__ = ["CACHE_NEXT", "IDENTITY", "SESSIONS", "SPACE", "Inspection", "RestoreFailed",
+           "RestoreOptions", "RestorePlan", "RestoreRefused", "RestoreResult", "Unconfirmed",
+           "prepare", "run"]
 
 CACHE_NEXT = ("bring the application's Redis data to the restored schema next "
               "(enerlink-migrate cache, with --revert for a pre-rename backup), so Redis and "
@@ -83,6 +102,22 @@ class RestoreOptions:
     swap_retries: int = 5
     check_counts: bool = True
     analyze: bool = True
+    # What the DBA agreed to, typed or passed as a flag; run() refuses without them.
+    from_database: str | None = None  # the backup is of this other database (--from-database)
+    terminate_sessions: bool = False  # sessions on the live database go at the swap
+    accept_unknown_space: bool = False  # free space on the server could not be read
+
+
+IDENTITY, SESSIONS, SPACE = "identity", "sessions", "space"
+
+
+@dataclass(frozen=True)
+class Unconfirmed:
+    """Something the DBA must agree to before the restore may start (kind: IDENTITY,
+    SESSIONS or SPACE), and the message saying what and how."""
+
+    kind: str
+    message: str
 
 
 @dataclass
@@ -100,10 +135,53 @@ class RestorePlan:
     keep_owners: bool  # False: pg_restore --no-owner (objects owned by the connecting role)
     server_major: int
     live_props: dict[str, Any] = field(repr=False)
+    properties: DbProperties  # the live database's own: the restored copy gets them
+    role: str  # the connecting role
     expected_counts: dict[str, int] | None = None
     counts_source: str | None = None
     warnings: list[str] = field(default_factory=list)
     scan: PlainScan | None = field(default=None, repr=False)  # plain dumps: COPY offsets
+    sessions: list[Session] = field(default_factory=list)  # on the live database, now
+    space: SpaceCheck | None = None
+
+    @property
+    def source_db(self) -> str | None:
+        return self.inspection.source_db
+
+    @property
+    def foreign(self) -> bool:
+        """A backup of another database than the one it replaces."""
+        return self.source_db is not None and self.source_db != self.live_db
+
+    def server_lines(self) -> list[str]:
+        """Whose backup, who is connected, the free space, the properties kept: what the
+        server side of this restore looks like, for a person to read before agreeing."""
+        lines = []
+        if self.foreign:
+            lines.append(f"! this is a backup of {self.source_db}, not of {self.live_db}: "
+                         f"restoring it puts {self.source_db}'s data into {self.live_db}")
+        if self.sessions:
+            lines.append(f"sessions on {self.live_db} now ({len(self.sessions)}), terminated "
+                         "at the swap:")
+            lines += [f"  {x.describe()}" for x in self.sessions]
+        else:
+            lines.append(f"sessions on {self.live_db} now: none")
+        if self.space is not None:
+            lines += self.space.lines()
+        lines.append(f"kept from {self.live_db} (the restored copy gets them before the swap):")
+        lines += [f"  {line}" for line in self.properties.lines()]
+        return lines
+
+    def unconfirmed(self) -> list[Unconfirmed]:
+        """What the DBA has not agreed to yet; run() refuses while this is not empty."""
+        out = []
+        if self.foreign and self.options.from_database != self.source_db:
+            out.append(Unconfirmed(IDENTITY, identity_refusal(self)))
+        if self.sessions and not self.options.terminate_sessions:
+            out.append(Unconfirmed(SESSIONS, sessions_refusal(self.live_db, self.sessions)))
+        if self.space is not None and self.space.unknown and not self.options.accept_unknown_space:
+            out.append(Unconfirmed(SPACE, space_unknown_refusal(self.space)))
+        return out
 
     def argv(self) -> list[str]:
         """The command line (never a password: that goes through a temporary pgpass)."""
@@ -126,7 +204,14 @@ class RestorePlan:
                 "tool": {"path": str(self.tool.path), "version": self.tool.version},
                 "argv": self.argv(), "jobs": self.options.jobs,
                 "expected_counts": self.expected_counts, "counts_source": self.counts_source,
-                "warnings": self.warnings}
+                "warnings": self.warnings, "source_db": self.source_db,
+                "source_from": self.inspection.source_from,
+                "from_database": self.options.from_database,
+                "terminate_sessions": self.options.terminate_sessions,
+                "accept_unknown_space": self.options.accept_unknown_space,
+                "properties": self.properties.to_dict(),
+                "sessions": [asdict(x) for x in self.sessions],
+                "space": self.space.to_dict() if self.space else None}
 
 
 @dataclass
@@ -158,95 +243,6 @@ class RestoreResult:
 
 def _stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d_%H%M%S")
-
-
-def _check_owners(conn: psycopg.Connection[Any], insp: Inspection, superuser: bool,
-                  ) -> tuple[bool, list[str]]:
-    """Whether every owner in the backup can be kept (exists and we may act as it)."""
-    owners = insp.owners
-    if not owners:
-        return True, []
-    missing, foreign = [], []
-    for owner in owners:
-        row = conn.execute("SELECT pg_has_role(current_user, oid, 'MEMBER') FROM pg_roles "
-                           "WHERE rolname = %s", (owner,)).fetchone()
-        if row is None:
-            missing.append(owner)
-        elif not row[0] and not superuser:
-            foreign.append(owner)
-    problems = [f"role {o} (owner in the backup) does not exist on this server" for o in missing]
-    problems += [f"objects in the backup are owned by {o} ({insp.owned_by(o)}), which the "
-                 "connecting role is not a member of" for o in foreign]
-    return not problems, problems
-
-
-_SET_LINE = re.compile(rb"^SET ([a-z_][a-z0-9_.]*) = ", re.MULTILINE)
-HEADER_BYTES = 64 * 1024  # pg_dump writes its SET lines before the first object
-
-
-def _check_plain_settings(conn: psycopg.Connection[Any], insp: Inspection,
-                          server: int) -> None:
-    """A plain script sets parameters at its top; a newer pg_dump's may be unknown to an
-    older server (pg_dump 17 writes SET transaction_timeout), and psql stops there."""
-    if insp.format != PLAIN:
-        return
-    with open(insp.path, "rb") as fh:
-        wanted = sorted({m.group(1).decode() for m in _SET_LINE.finditer(fh.read(HEADER_BYTES))})
-    known = {r[0] for r in conn.execute("SELECT name FROM pg_settings WHERE name = ANY(%s)",
-                                        (wanted,))}
-    unknown = [w for w in wanted if w not in known]
-    if unknown:
-        raise RestoreRefused(
-            f"{insp.path} is a plain SQL dump (pg_dump {insp.pg_dump_version}) that sets "
-            f"{', '.join(unknown)}, which this PostgreSQL {server} server does not know: "
-            "psql would stop at that line. Restore it into a server of that pg_dump's major "
-            "or newer, or restore a custom-format backup (the backup step writes one), "
-            "which pg_restore adapts to the server. Nothing was changed")
-
-
-def _check_extensions(settings: PgSettings, conn: psycopg.Connection[Any],
-                      extensions: list[str], template: str, major: int, role: str,
-                      superuser: bool) -> None:
-    """Refuse before anything changes when the restore would need CREATE EXTENSION for an
-    extension the role may not create (every one before 13, untrusted ones after)."""
-    if superuser or not extensions:
-        return
-    present: set[str] = set()
-    if template != "template0":
-        try:
-            with settings.with_dbname(template).connect() as tconn:
-                present = {r[0] for r in tconn.execute("SELECT extname FROM pg_extension")}
-        except psycopg.OperationalError as exc:
-            raise RestoreRefused(f"cannot read template database {template} "
-                                 f"({str(exc).strip()})") from None
-    blocked: list[str] = []
-    for name in extensions:
-        if name in present:
-            continue
-        row = conn.execute(
-            "SELECT " + ("coalesce(bool_or(v.trusted), false)" if major >= 13 else "false")
-            + ", count(*) FROM pg_available_extension_versions v WHERE v.name = %s",
-            (name,)).fetchone()
-        trusted, available = (bool(row[0]), int(row[1])) if row else (False, 0)
-        if not available:
-            raise RestoreRefused(
-                f"the backup needs extension {name}, which is not installed on this server "
-                f"(PostgreSQL {major}): install its package on the server first. Nothing "
-                "was changed")
-        if not trusted:
-            blocked.append(name)
-    if not blocked:
-        return
-    why = ("before PostgreSQL 13 only a superuser can create extensions" if major < 13 else
-           "they are not trusted extensions, so only a superuser can create them")
-    listed = ", ".join(blocked)
-    create = "; ".join(f'CREATE EXTENSION IF NOT EXISTS "{n}"' for n in blocked)
-    raise RestoreRefused(
-        f"the backup needs extension(s) {listed}, which role {role} cannot create ({why}). "
-        f"Either run the restore as a superuser, or have one pre-create them in a template "
-        f"and restore from it: psql -d template1 -c '{create}', then restore with template1 "
-        f"as the template (CLI --template template1; wizard: the Template field). Nothing "
-        f"was changed")
 
 
 def expected_counts(settings: PgSettings, since: datetime | None) -> tuple[dict[str, int] | None,
@@ -283,13 +279,63 @@ def _backup_time(insp: Inspection) -> datetime | None:
     return None
 
 
-def _enerlink_tables_missing(tables: list[str]) -> list[str]:
-    present = set(tables)
-    wanted = [*names.CHILD_TABLES, "migrations"]
-    missing = [t for t in wanted if t not in present]
-    if names.OLD_TABLE not in present and names.NEW_TABLE not in present:
-        missing.insert(0, f"{names.OLD_TABLE} (or {names.NEW_TABLE})")
-    return missing
+def identity_refusal(plan: RestorePlan) -> str:
+    return (f"{plan.inspection.path} is a backup of database {plan.source_db} "
+            f"({plan.inspection.source_from}), not of {plan.live_db}: restoring it would "
+            f"replace {plan.live_db}'s data with {plan.source_db}'s. If that is what you "
+            f"want, name the backup's database: --from-database {plan.source_db} (wizard: "
+            f"type {plan.source_db} when asked). Nothing was changed")
+
+
+def _check_database_level(conn: psycopg.Connection[Any], props: DbProperties, role: str,
+                          superuser: bool) -> None:
+    """What CREATE DATABASE like the live one needs: CREATE on its tablespace, the right
+    to copy its per-role settings."""
+    row = conn.execute("SELECT has_tablespace_privilege(%s, 'CREATE'), rolcreaterole "
+                       "FROM pg_roles WHERE rolname = current_user",
+                       (props.tablespace,)).fetchone()
+    may_create, createrole = (bool(row[0]), bool(row[1])) if row else (False, False)
+    if not (may_create or superuser or props.tablespace == "pg_default"):
+        raise RestoreRefused(
+            f"the database lives in tablespace {props.tablespace}, where role {role} may not "
+            f"create one (the restored copy goes there too): as its owner or a superuser run "
+            f"GRANT CREATE ON TABLESPACE {quote_ident(props.tablespace)} TO "
+            f"{quote_ident(role)}; then run the restore again. Nothing was changed")
+    blocked = settings_we_cannot_copy(props, role, superuser, createrole)
+    if blocked:
+        raise RestoreRefused(
+            f"the database has per-role settings that role {role} may not give the restored "
+            f"copy ({'; '.join(blocked)}): run the restore as a superuser. Nothing was "
+            "changed")
+
+
+def _check_sessions(conn: psycopg.Connection[Any], live: str, role: str) -> list[Session]:
+    """Who is connected; a session we could not terminate stops the restore now, not
+    after it (the swap would fail)."""
+    found = sessions_on(conn, live)
+    stuck = [x for x in found if not x.can_terminate]
+    if stuck:
+        raise RestoreRefused(stuck_refusal(live, stuck, role))
+    return found
+
+
+def _check_space(conn: psycopg.Connection[Any], insp: Inspection, live: str,
+                 props: DbProperties, live_size: int, report: Report) -> SpaceCheck:
+    estimate, estimate_from = estimate_size(conn, insp, live, live_size)
+    space = check_space(conn, props, estimate, estimate_from, report)
+    if space.short:
+        raise RestoreRefused(space_short_refusal(live, space))
+    return space
+
+
+def _connect_maintenance(settings: PgSettings, opts: RestoreOptions) -> psycopg.Connection[Any]:
+    maint = settings.with_dbname(opts.maintenance_db)
+    try:
+        return maint.connect(autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise RestoreRefused(f"cannot connect to the maintenance database "
+                             f"{maint.describe()} ({str(exc).strip()}); the swap runs from "
+                             "there: pass another one with --maintenance-db") from None
 
 
 def prepare(settings: PgSettings, backup: str | Path, options: RestoreOptions | None = None,
@@ -304,14 +350,7 @@ def prepare(settings: PgSettings, backup: str | Path, options: RestoreOptions | 
                              "database the swap connects to; pick another one "
                              "(--maintenance-db template1)")
     fmt = detect_format(path)
-    maint = settings.with_dbname(opts.maintenance_db)
-    try:
-        conn = maint.connect(autocommit=True)
-    except psycopg.OperationalError as exc:
-        raise RestoreRefused(f"cannot connect to the maintenance database "
-                             f"{maint.describe()} ({str(exc).strip()}); the swap runs from "
-                             "there: pass another one with --maintenance-db") from None
-    with conn:
+    with _connect_maintenance(settings, opts) as conn:
         major = server_major(conn)
         role, superuser, createdb = role_of(conn)
         if not (createdb or superuser):
@@ -320,26 +359,29 @@ def prepare(settings: PgSettings, backup: str | Path, options: RestoreOptions | 
                 f"never drops {live}. Ask a superuser to run ALTER ROLE {quote_ident(role)} "
                 "CREATEDB; (or connect as a role that has it). Nothing was changed")
         props = db_props(conn, live)
-        if props is None:
+        properties = database_properties(conn, live)
+        if props is None or properties is None:
             raise RestoreRefused(f"database {live} does not exist on {settings.host}:"
                                  f"{settings.port}")
         if not (props["can_own"] or superuser):
             raise RestoreRefused(
                 f"role {role} does not own database {live} (owner {props['owner']}) and so "
                 "cannot rename it for the swap; connect as its owner or a superuser")
+        _check_database_level(conn, properties, role, superuser)
         tool = find_tool("psql" if fmt == PLAIN else "pg_restore", major,
                          opts.psql if fmt == PLAIN else opts.pg_restore)
         report("step", f"reading {path} with {tool.path} ({tool.version})")
         insp, scan = inspect_backup(path, tool, report=report, cancel=cancel)
-        _check_plain_settings(conn, insp, major)
-        missing = _enerlink_tables_missing(insp.tables)
+        check_plain_settings(conn, insp, major)
+        missing = enerlink_tables_missing(insp.tables)
         if missing:
             raise RestoreRefused(f"{path} is not a backup of an EnerLink database: no "
                                  f"{', '.join(missing)}; nothing was changed")
-        _check_extensions(settings, conn, insp.extensions, opts.template, major, role,
+        check_extensions(settings, conn, insp.extensions, opts.template, major, role,
                           superuser)
-        keep_owners, problems = _check_owners(conn, insp, superuser)
         warnings: list[str] = []
+        check_identity(insp, live, opts.from_database, warnings)
+        keep_owners, problems = check_owners(conn, insp, superuser)
         if not keep_owners and fmt == PLAIN:
             raise RestoreRefused(f"{path} is a plain dump that sets owners it cannot set as "
                                  f"{role}: {'; '.join(problems)}. Connect as that role or a "
@@ -354,12 +396,9 @@ def prepare(settings: PgSettings, backup: str | Path, options: RestoreOptions | 
         for name in (restore_db, before_db):
             if db_props(conn, name) is not None:
                 raise RestoreRefused(f"database {name} already exists; try again in a second")
-        for s in sessions_on(conn, live):
-            if not s["can_terminate"]:
-                warnings.append(
-                    f"session {s['pid']} of {s['usename']} ({s['application_name'] or '-'}, "
-                    f"{s['client'] or 'local'}) on {live} cannot be terminated by {role}: "
-                    "stop the application before the swap, or it will fail")
+        sessions = _check_sessions(conn, live, role)
+        report("step", "checking the free space on the server")
+        space = _check_space(conn, insp, live, properties, int(props["size"]), report)
     counts, source = (None, None)
     if opts.check_counts:
         counts, source = expected_counts(settings, _backup_time(insp))
@@ -368,10 +407,28 @@ def prepare(settings: PgSettings, backup: str | Path, options: RestoreOptions | 
                           "row counts are not compared")
     db_owner = str(props["owner"]) if props["can_own"] else role
     plan = RestorePlan(settings, opts, insp, tool, live, restore_db, before_db, db_owner,
-                       keep_owners, major, props, counts, source, warnings, scan)
+                       keep_owners, major, props, properties, role, counts, source, warnings,
+                       scan, sessions, space)
     for w in warnings:
         report("warn", w)
+    for u in plan.unconfirmed():
+        report("warn", u.message)
     return plan
+
+
+def _recheck(plan: RestorePlan, report: Report) -> None:
+    """Right before anything changes: what was agreed to still covers what is there now
+    (sessions that connected since the inspection, space used meanwhile)."""
+    with _connect_maintenance(plan.settings, plan.options) as conn:
+        now = _check_sessions(conn, plan.live_db, plan.role)
+        space = _check_space(conn, plan.inspection, plan.live_db, plan.properties,
+                             int(plan.live_props["size"]), report)
+    plan.space = space
+    if now and not plan.options.terminate_sessions:
+        plan.sessions = now
+    pending = plan.unconfirmed()
+    if pending:
+        raise RestoreRefused(" | ".join(u.message for u in pending))
 
 
 # --- run ---------------------------------------------------------------------------------
@@ -450,6 +507,9 @@ def _restore_program(plan: RestorePlan, scan: PlainScan | None, report: Report,
         outcome = run_program(plan.argv(), env=env, on_line=on_line, cancel=cancel)
     if outcome.cancelled:
         return outcome
+    full = [e for e in errors if any(m in e for m in _DISK_FULL)]
+    if full:  # never an ignored error: the rest of the data did not fit either
+        raise RestoreFailed(f"{name} failed: {full[0]}")
     fatal = not outcome.ok and not (outcome.returncode == 1 and result.ignored_errors
                                     and scan is None)
     if fatal:
@@ -519,12 +579,36 @@ def check_restored(conn: psycopg.Connection[Any], plan: RestorePlan,
     return failures
 
 
+def check_properties(conn: psycopg.Connection[Any], plan: RestorePlan,
+                     result: RestoreResult) -> list[str]:
+    """The restored copy has the live database's own properties (owner, tablespace,
+    locale, limit, settings, comment, privileges), read again now."""
+    live = database_properties(conn, plan.live_db)
+    restored = database_properties(conn, plan.restore_db)
+    if live is None or restored is None:
+        gone = plan.live_db if live is None else plan.restore_db
+        diffs = [f"database {gone} is gone"]
+    else:
+        diffs = live.differences(restored)
+    result.checks.append({"id": "database_properties", "ok": not diffs,
+                          "detail": ("owner, tablespace, encoding and locale, connection "
+                                     "limit, settings, comment and privileges equal the "
+                                     f"live {plan.live_db}'s" if not diffs
+                                     else "database properties differ: " + "; ".join(diffs))})
+    if diffs:
+        return [f"the restored copy's database properties differ from {plan.live_db}'s: "
+                + "; ".join(diffs)]
+    return []
+
+
 def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
         progress: Progress = no_progress, cancel: threading.Event | None = None,
         journal: Journal | None = None,
         after_swap: Callable[[RestoreResult], None] | None = None) -> RestoreResult:
     """Restore into a new database, check it, swap it in. The live database is never dropped;
     any failure or cancel before the swap drops the new database and leaves live untouched.
+    Refuses (RestoreRefused, nothing changed) without the typed name and what the DBA must
+    agree to (plan.unconfirmed(), checked again against the server now).
 
     `after_swap` is the follow-up that belongs to the same run once the restored database is
     live (recover.restore_then_clear clears the Redis cache with it): it runs before the
@@ -532,65 +616,20 @@ def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
     if confirm != plan.live_db:
         raise RestoreRefused(f"confirmation {confirm!r} does not match the database name "
                              f"{plan.live_db!r}; type the name of the database to replace")
+    _recheck(plan, report)
     journal = journal or Journal.create(plan.settings, "restore")
     result = RestoreResult(ok=False, live_db=plan.live_db, restore_db=plan.restore_db,
                            warnings=list(plan.warnings), journal=str(journal.folder))
     journal.record(RestorePrepared(plan.to_dict()))
     t0 = time.perf_counter()
-    scan = plan.scan
-    maint = plan.settings.with_dbname(plan.options.maintenance_db)
-    created = False
+    created: list[bool] = []
     try:
-        _step(cancel, "before creating the database")
-        report("step", f"creating database {plan.restore_db}")
-        with maint.connect(autocommit=True) as conn:
-            notes = create_database(conn, plan)
-        created = True
-        result.warnings += notes
-        journal.record(RestoreDbCreated(plan.restore_db, plan.db_owner))
-        result.timings["create_s"] = _since(t0)
-        report("step", f"restoring {plan.inspection.path} into {plan.restore_db}: "
-                       + " ".join(plan.argv()))
-        t1 = time.perf_counter()
-        outcome = _restore_program(plan, scan, report, progress, cancel, result)
-        result.timings["restore_s"] = _since(t1)
-        journal.record(RestoreProgram(outcome.to_dict(), result.ignored_errors,
-                                      result.warnings))
-        _step(cancel, "during the restore")
-        with plan.settings.with_dbname(plan.restore_db).connect(autocommit=True) as conn:
-            report("step", "checking the restored database")
-            t1 = time.perf_counter()
-            failures = check_restored(conn, plan, result)
-            result.timings["check_s"] = _since(t1)
-        journal.record(RestoreChecked(result.checks, result.counts))
-        if failures:
-            raise RestoreFailed("the restored database failed its checks: "
-                                + "; ".join(failures))
-        _step(cancel, "before the swap")
-        report("step", f"swapping: {plan.live_db} → {plan.before_db}, "
-                       f"{plan.restore_db} → {plan.live_db}")
-        t1 = time.perf_counter()
-        swap(plan, report, cancel, result)
-        result.timings["swap_s"] = _since(t1)
-        result.timings["until_swap_s"] = _since(t0)
+        _restore_and_swap(plan, report, progress, cancel, journal, result, created)
     except BaseException as exc:
-        result.cancelled = (isinstance(exc, (_Stop, SwapCancelled))
-                            or bool(cancel and cancel.is_set()))
-        result.error = ("restore cancelled by the operator" if result.cancelled
-                        else str(exc) or type(exc).__name__)
-        if created:
-            report("step", f"dropping the unfinished {plan.restore_db}; {plan.live_db} "
-                           "is untouched")
-            drop_database(maint, plan.restore_db, plan.server_major)
-            result.dropped = True
-            journal.record(RestoreDropped(plan.restore_db))
-        result.timings["total_s"] = _since(t0)
-        journal.record(RestoreFinished(result.to_dict()))
-        if isinstance(exc, (RestoreFailed, _Stop, SwapFailed, SwapCancelled, psycopg.Error,
-                            ProgramNotFound)):
-            report("error", result.error)
-            return result
-        raise
+        _failed(plan, exc, bool(created), cancel, report, journal, result, t0)
+        if not isinstance(exc, Exception):
+            raise  # KeyboardInterrupt and the like: cleaned up, then passed on
+        return result
     result.ok = True
     result.before_db = plan.before_db
     result.drop_old_sql = f"DROP DATABASE {quote_ident(plan.before_db)};"
@@ -614,6 +653,107 @@ def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
         report("step", f"next: {step}")
     journal.record(RestoreFinished(result.to_dict()))
     return result
+
+
+def _restore_and_swap(plan: RestorePlan, report: Report, progress: Progress,
+                      cancel: threading.Event | None, journal: Journal,
+                      result: RestoreResult, created: list[bool]) -> None:
+    t0 = time.perf_counter()
+    maint = plan.settings.with_dbname(plan.options.maintenance_db)
+    _step(cancel, "before creating the database")
+    report("step", f"creating database {plan.restore_db} (tablespace "
+                   f"{plan.properties.tablespace}, owner {plan.db_owner})")
+    with maint.connect(autocommit=True) as conn:
+        try:
+            notes = create_database(conn, plan)
+        except BaseException:  # CREATE DATABASE may have run, copying a property failed
+            if _exists(conn, plan.restore_db):
+                created.append(True)
+            raise
+    created.append(True)
+    result.warnings += notes
+    journal.record(RestoreDbCreated(plan.restore_db, plan.db_owner))
+    result.timings["create_s"] = _since(t0)
+    report("step", f"restoring {plan.inspection.path} into {plan.restore_db}: "
+                   + " ".join(plan.argv()))
+    t1 = time.perf_counter()
+    outcome = _restore_program(plan, plan.scan, report, progress, cancel, result)
+    result.timings["restore_s"] = _since(t1)
+    journal.record(RestoreProgram(outcome.to_dict(), result.ignored_errors, result.warnings))
+    _step(cancel, "during the restore")
+    report("step", "checking the restored database")
+    t1 = time.perf_counter()
+    with plan.settings.with_dbname(plan.restore_db).connect(autocommit=True) as conn:
+        failures = check_restored(conn, plan, result)
+    with maint.connect(autocommit=True) as conn:
+        failures += check_properties(conn, plan, result)
+    result.timings["check_s"] = _since(t1)
+    journal.record(RestoreChecked(result.checks, result.counts))
+    if failures:
+        raise RestoreFailed("the restored database failed its checks: " + "; ".join(failures))
+    _step(cancel, "before the swap")
+    report("step", f"swapping: {plan.live_db} → {plan.before_db}, "
+                   f"{plan.restore_db} → {plan.live_db}")
+    t1 = time.perf_counter()
+    swap(plan, report, cancel, result)
+    result.timings["swap_s"] = _since(t1)
+    result.timings["until_swap_s"] = _since(t0)
+
+
+def _exists(conn: psycopg.Connection[Any], dbname: str) -> bool:
+    """Whether the database exists; True when the server cannot say (drop to be sure)."""
+    try:
+        return db_props(conn, dbname) is not None
+    except psycopg.Error:
+        return True
+
+
+_DISK_FULL = ("No space left on device", "could not extend file", "could not write to file",
+              "disk full")
+
+
+def failure_text(plan: RestorePlan, exc: BaseException) -> str:
+    """What went wrong and what to do, for any failure before the swap."""
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, psycopg.errors.DiskFull) or any(m in text for m in _DISK_FULL):
+        where = "; ".join(p.what for p in plan.space.places) if plan.space else "the server"
+        return (f"the server ran out of disk space during the restore ({text}). Free space "
+                f"on {where} (the copy needs about "
+                f"{format_bytes(plan.space.estimate if plan.space else 0)}) and run again")
+    if isinstance(exc, psycopg.OperationalError):
+        return (f"the connection to PostgreSQL was lost or refused ({text}). Check that the "
+                "server is running (its log names the cause), then run the restore again")
+    if isinstance(exc, (RestoreFailed, _Stop, SwapFailed, SwapCancelled, CopyFailed,
+                        ProgramNotFound, psycopg.Error)):
+        return text
+    return (f"unexpected {type(exc).__name__}: {text}. Read the run journal and the log, "
+            "then run the restore again")
+
+
+def _failed(plan: RestorePlan, exc: BaseException, created: bool,
+            cancel: threading.Event | None, report: Report, journal: Journal,
+            result: RestoreResult, t0: float) -> None:
+    """Record a failure: drop the unfinished copy (live is untouched), say what to do."""
+    result.cancelled = (isinstance(exc, (_Stop, SwapCancelled, KeyboardInterrupt))
+                        or bool(cancel and cancel.is_set()))
+    result.error = ("restore cancelled by the operator" if result.cancelled
+                    else failure_text(plan, exc))
+    if created:
+        report("step", f"dropping the unfinished {plan.restore_db}; {plan.live_db} "
+                       "is untouched")
+        maint = plan.settings.with_dbname(plan.options.maintenance_db)
+        try:
+            drop_database(maint, plan.restore_db, plan.server_major)
+            result.dropped = True
+            journal.record(RestoreDropped(plan.restore_db))
+        except psycopg.Error as drop_exc:
+            left = f"DROP DATABASE {quote_ident(plan.restore_db)};"
+            result.error += (f". The unfinished {plan.restore_db} could not be dropped "
+                             f"({str(drop_exc).strip()}): once PostgreSQL is back, run {left}")
+            result.next_steps.append(f"drop the unfinished copy: {left}")
+    result.timings["total_s"] = _since(t0)
+    journal.record(RestoreFinished(result.to_dict()))
+    report("error", result.error)
 
 
 def _analyze(plan: RestorePlan, report: Report, result: RestoreResult) -> None:

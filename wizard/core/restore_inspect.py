@@ -1,4 +1,5 @@
-"""What is inside a backup (format, header, objects, integrity), read before a restore."""
+"""What is inside a backup (format, header, objects, integrity, whose it is), read before a
+restore, and whether the server it goes to can take it."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from wizard.core import names
 from wizard.core.archive import archive_sha256
+from wizard.core.connection import PgSettings
 from wizard.core.journal import Journal, runs_root
 from wizard.core.pgenv import child_environ
 from wizard.core.pgtools import Tool
 from wizard.core.procs import Outcome, run_program
 from wizard.core.reporting import Report, no_report
+from wizard.core.units import format_bytes
 
 CUSTOM, DIRECTORY, TAR, PLAIN = "custom", "directory", "tar", "plain"
 # pg_dump's object types, longest first so that "FK CONSTRAINT" wins over a shorter match.
@@ -72,6 +77,36 @@ class Inspection:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def source_db(self) -> str | None:
+        """The database this is a backup of: the archive's header, else our journal."""
+        if self.dbname:
+            return self.dbname
+        if self.journal_backup and self.journal_backup.get("dbname"):
+            return str(self.journal_backup["dbname"])
+        return None
+
+    @property
+    def source_from(self) -> str:
+        """Where source_db was read, or why there is none."""
+        if self.dbname:
+            return "named in the archive's table of contents"
+        if self.source_db:
+            return f"recorded by the backup step in {self.journal_backup_folder}"
+        return ("not recorded: a plain SQL dump does not name the database it was taken "
+                "from, so the tool cannot tell whose backup this is")
+
+    @property
+    def journal_backup_folder(self) -> str:
+        return str((self.journal_backup or {}).get("journal") or "a run journal")
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the data is compressed (its size on disk then understates it)."""
+        if self.format == PLAIN:
+            return False
+        return (self.compression or "").strip().lower() not in ("0", "none", "")
+
+    @property
     def tables(self) -> list[str]:
         return sorted({e.tag for e in self.entries if e.desc == "TABLE"})
 
@@ -101,8 +136,8 @@ class Inspection:
         return "unknown"
 
     def summary(self) -> list[str]:
-        lines = [f"backup {self.path} ({self.format}, {self.size_bytes:,} bytes)",
-                 f"  database: {self.dbname or 'not recorded (plain dump)'}",
+        lines = [f"backup {self.path} ({self.format}, {format_bytes(self.size_bytes)})",
+                 f"  database: {self.source_db or '?'} ({self.source_from})",
                  f"  dumped at: {self.dumped_at or 'not recorded'}",
                  f"  pg_dump {self.pg_dump_version or '?'}, server {self.server_version or '?'}",
                  f"  {self.toc_entries} entries, {len(self.tables)} tables; schema state "
@@ -316,3 +351,134 @@ def inspect_backup(path: Path, tool: Tool, *, report: Report = no_report,
     if fmt == TAR:
         insp.notes.append("tar format: pg_restore cannot use --jobs with it; one process")
     return insp, scan
+
+
+# --- the backup against the server it goes to ------------------------------------------
+
+
+def check_owners(conn: psycopg.Connection[Any], insp: Inspection, superuser: bool,
+                  ) -> tuple[bool, list[str]]:
+    """Whether every owner in the backup can be kept (exists and we may act as it)."""
+    owners = insp.owners
+    if not owners:
+        return True, []
+    missing, foreign = [], []
+    for owner in owners:
+        row = conn.execute("SELECT pg_has_role(current_user, oid, 'MEMBER') FROM pg_roles "
+                           "WHERE rolname = %s", (owner,)).fetchone()
+        if row is None:
+            missing.append(owner)
+        elif not row[0] and not superuser:
+            foreign.append(owner)
+    problems = [f"role {o} (owner in the backup) does not exist on this server" for o in missing]
+    problems += [f"objects in the backup are owned by {o} ({insp.owned_by(o)}), which the "
+                 "connecting role is not a member of" for o in foreign]
+    return not problems, problems
+
+
+_SET_LINE = re.compile(rb"^SET ([a-z_][a-z0-9_.]*) = ", re.MULTILINE)
+HEADER_BYTES = 64 * 1024  # pg_dump writes its SET lines before the first object
+
+
+def check_plain_settings(conn: psycopg.Connection[Any], insp: Inspection,
+                          server: int) -> None:
+    """A plain script sets parameters at its top; a newer pg_dump's may be unknown to an
+    older server (pg_dump 17 writes SET transaction_timeout), and psql stops there."""
+    if insp.format != PLAIN:
+        return
+    with open(insp.path, "rb") as fh:
+        wanted = sorted({m.group(1).decode() for m in _SET_LINE.finditer(fh.read(HEADER_BYTES))})
+    known = {r[0] for r in conn.execute("SELECT name FROM pg_settings WHERE name = ANY(%s)",
+                                        (wanted,))}
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise RestoreRefused(
+            f"{insp.path} is a plain SQL dump (pg_dump {insp.pg_dump_version}) that sets "
+            f"{', '.join(unknown)}, which this PostgreSQL {server} server does not know: "
+            "psql would stop at that line. Restore it into a server of that pg_dump's major "
+            "or newer, or restore a custom-format backup (the backup step writes one), "
+            "which pg_restore adapts to the server. Nothing was changed")
+
+
+def check_extensions(settings: PgSettings, conn: psycopg.Connection[Any],
+                      extensions: list[str], template: str, major: int, role: str,
+                      superuser: bool) -> None:
+    """Refuse before anything changes when the restore would need CREATE EXTENSION for an
+    extension the role may not create (every one before 13, untrusted ones after)."""
+    if superuser or not extensions:
+        return
+    present: set[str] = set()
+    if template != "template0":
+        try:
+            with settings.with_dbname(template).connect() as tconn:
+                present = {r[0] for r in tconn.execute("SELECT extname FROM pg_extension")}
+        except psycopg.OperationalError as exc:
+            raise RestoreRefused(f"cannot read template database {template} "
+                                 f"({str(exc).strip()})") from None
+    blocked: list[str] = []
+    for name in extensions:
+        if name in present:
+            continue
+        row = conn.execute(
+            "SELECT " + ("coalesce(bool_or(v.trusted), false)" if major >= 13 else "false")
+            + ", count(*) FROM pg_available_extension_versions v WHERE v.name = %s",
+            (name,)).fetchone()
+        trusted, available = (bool(row[0]), int(row[1])) if row else (False, 0)
+        if not available:
+            raise RestoreRefused(
+                f"the backup needs extension {name}, which is not installed on this server "
+                f"(PostgreSQL {major}): install its package on the server first. Nothing "
+                "was changed")
+        if not trusted:
+            blocked.append(name)
+    if not blocked:
+        return
+    why = ("before PostgreSQL 13 only a superuser can create extensions" if major < 13 else
+           "they are not trusted extensions, so only a superuser can create them")
+    listed = ", ".join(blocked)
+    create = "; ".join(f'CREATE EXTENSION IF NOT EXISTS "{n}"' for n in blocked)
+    raise RestoreRefused(
+        f"the backup needs extension(s) {listed}, which role {role} cannot create ({why}). "
+        f"Either run the restore as a superuser, or have one pre-create them in a template "
+        f"and restore from it: psql -d template1 -c '{create}', then restore with template1 "
+        f"as the template (CLI --template template1; wizard: the Template field). Nothing "
+        f"was changed")
+
+
+def enerlink_tables_missing(tables: list[str]) -> list[str]:
+    present = set(tables)
+    wanted = [*names.CHILD_TABLES, "migrations"]
+    missing = [t for t in wanted if t not in present]
+    if names.OLD_TABLE not in present and names.NEW_TABLE not in present:
+        missing.insert(0, f"{names.OLD_TABLE} (or {names.NEW_TABLE})")
+    return missing
+
+
+def estimate_size(conn: psycopg.Connection[Any], insp: Inspection, live: str,
+              live_size: int) -> tuple[int, str]:
+    """How big the restored copy will be, conservatively: the larger of the archive and
+    the database it is a backup of as it is on this server (else the live one)."""
+    source = insp.source_db
+    size, what = live_size, f"the size of {live} now"
+    if source and source != live:
+        row = conn.execute("SELECT pg_database_size(oid) FROM pg_database WHERE datname = %s",
+                           (source,)).fetchone()
+        if row is not None:
+            size, what = int(row[0]), f"the size of {source} on this server"
+    archive = ("the backup's size (compressed: its data is larger)" if insp.compressed
+               else "the backup's size")
+    if insp.size_bytes > size:
+        return insp.size_bytes, f"{archive}, larger than {what}"
+    return size, f"{what}, larger than {archive}"
+
+
+def check_identity(insp: Inspection, live: str, named: str | None,
+                   warnings: list[str]) -> None:
+    source = insp.source_db
+    if named and source and named != source:
+        raise RestoreRefused(f"--from-database {named} does not match the backup: "
+                             f"{insp.path} is a backup of {source} ({insp.source_from}). "
+                             "Nothing was changed")
+    if source is None and named is None:
+        warnings.append(f"{insp.path}: the database it was taken from is {insp.source_from}; "
+                        f"make sure it is a backup of {live}")

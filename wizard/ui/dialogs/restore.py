@@ -4,6 +4,7 @@ to the restored schema's names."""
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,21 +59,64 @@ def inspection_text(plan: restore.RestorePlan, with_redis: bool = False) -> str:
     if with_redis:
         lines.append(textwrap.fill(f"  {describe_redis_plan(insp.state)}", width=100,
                                    subsequent_indent="    "))
+    lines += ["", *plan.server_lines()]
     lines += [f"! {w}" for w in plan.warnings]
+    lines += [f"! needs your agreement: {u.message}" for u in plan.unconfirmed()]
     return "\n".join(lines)
 
 
 def confirm_consequence(plan: restore.RestorePlan) -> str:
+    """What typing the database name agrees to: the replacement, the sessions terminated,
+    going on without a free-space reading."""
     insp = plan.inspection
     when = insp.dumped_at or "at an unknown time"
-    source = insp.dbname or "an unnamed database"
-    return (f"{plan.live_db} on {plan.settings.host}:{plan.settings.port} will be replaced by "
+    source = insp.source_db or "a database it does not name"
+    text = (f"{plan.live_db} on {plan.settings.host}:{plan.settings.port} will be replaced by "
             f"the backup {insp.path} ({insp.format}, dumped {when} from {source}, schema "
             f"state {insp.state}). "
             f"It is restored into {plan.restore_db} first; only when that copy passes its "
-            f"checks are other sessions on {plan.live_db} terminated and the names swapped. "
-            f"The current {plan.live_db} is kept as {plan.before_db}. Writes made after the "
-            "backup are not in it.")
+            f"checks are the names swapped. The current {plan.live_db} is kept as "
+            f"{plan.before_db}. Writes made after the backup are not in it.")
+    if plan.sessions:
+        text += (f" The {len(plan.sessions)} session(s) connected to {plan.live_db} now ("
+                 + "; ".join(x.describe() for x in plan.sessions)
+                 + "), and any that connect meanwhile, will be terminated at the swap.")
+    else:
+        text += (f" Sessions that connect to {plan.live_db} meanwhile will be terminated at "
+                 "the swap.")
+    if plan.space is not None and plan.space.unknown:
+        text += (" The free space on the server could not be read ("
+                 + "; ".join(p.describe() for p in plan.space.unknown)
+                 + "): check it there yourself; typing the name goes on without the check.")
+    return text
+
+
+def identity_consequence(plan: restore.RestorePlan) -> str:
+    return (f"{plan.inspection.path} is a backup of {plan.source_db} "
+            f"({plan.inspection.source_from}), not of {plan.live_db}. Restoring it puts "
+            f"{plan.source_db}'s data into {plan.live_db} (kept as {plan.before_db}).")
+
+
+def confirm_plan(parent: QWidget | None, plan: restore.RestorePlan,
+                 ask: Callable[[QWidget | None, str, str, str, str], str | None],
+                 ) -> str | None:
+    """Ask for the database name typed back (it agrees to what confirm_consequence
+    says) and, for another database's backup, for that database's name too. Returns the
+    typed name with the plan's options set to what was agreed, or None."""
+    typed = ask(parent, "Restore from backup", confirm_consequence(plan), plan.live_db,
+                "&Restore")
+    if typed is None:
+        return None
+    if plan.foreign:
+        assert plan.source_db is not None
+        source = ask(parent, "A backup of another database", identity_consequence(plan),
+                     plan.source_db, "&Restore it")
+        if source is None:
+            return None
+        plan.options.from_database = source
+    plan.options.terminate_sessions = True
+    plan.options.accept_unknown_space = True
+    return typed
 
 
 def mono() -> QPlainTextEdit:
@@ -228,8 +272,7 @@ class RestoreDialog(JobDialog):
         plan = self.plan
         if plan is None or self.busy:
             return
-        typed = confirm_typed(self, "Restore from backup", confirm_consequence(plan),
-                              plan.live_db, "&Restore")
+        typed = confirm_plan(self, plan, confirm_typed)
         if typed is None:
             self.log.append("info", "restore not confirmed; nothing was changed")
             return

@@ -52,7 +52,7 @@ from wizard.core.report import (
 from wizard.core.verify import FAIL, PASS, WARN, Check
 from wizard.ui.checks_view import check_item, checks_tree
 from wizard.ui.confirm import confirm_typed
-from wizard.ui.dialogs.restore import confirm_consequence, inspection_text
+from wizard.ui.dialogs.restore import confirm_plan, inspection_text
 from wizard.ui.pages.base import StepPage
 from wizard.ui.pdf import write_report_pdf
 
@@ -404,8 +404,7 @@ class VerifyPage(StepPage):
     def _confirm_restore(self, plan: restore.RestorePlan) -> None:
         self.log.append_many(("info", line) for line in inspection_text(
             plan, self.session.redis is not None).splitlines())
-        typed = confirm_typed(self, "Restore from backup", confirm_consequence(plan),
-                              plan.live_db, "&Restore")
+        typed = confirm_plan(self, plan, confirm_typed)
         if typed is None:
             self.log.append("info", "restore not confirmed; nothing was changed")
             return
