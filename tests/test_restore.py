@@ -122,7 +122,8 @@ def test_custom_backup_then_migrate_then_restore_gives_back_the_exact_database(
     assert fractions == sorted(fractions)
     assert fractions[-1] == 1.0
     assert len(fractions) > 10
-    assert {c["id"]: c["ok"] for c in result.checks} == {"objects": True, "row_counts": True}
+    assert {c["id"]: c["ok"] for c in result.checks} == {"objects": True, "row_counts": True,
+                                                         "database_properties": True}
     # The migrated database is kept under the reported name, as it was.
     assert result.before_db == plan.before_db
     assert result.before_db in databases(pg_server)
@@ -317,6 +318,10 @@ def test_other_sessions_on_the_live_database_are_terminated_and_the_swap_succeed
         assert row is not None
         hooked: list[str | None] = []  # the caller's follow-up (the cache job) runs after
         plan = restore.prepare(live, backup, restore.RestoreOptions(template=restore_template))
+        assert [s.pid for s in plan.sessions] == [row[0]]  # listed before anything changes
+        with pytest.raises(restore.RestoreRefused, match=r"would be terminated at the swap"):
+            restore.run(plan, confirm=live.dbname)  # not agreed to: nothing changed
+        plan.options.terminate_sessions = True  # agreed (CLI flag, the wizard's typed name)
         result = restore.run(plan, confirm=live.dbname,
                              after_swap=lambda r: hooked.append(r.before_db))
         assert result.ok, result.error
@@ -411,7 +416,7 @@ def test_list_lines_are_parsed_with_multi_word_types() -> None:
     assert entry == TocEntry("COMMENT", "-", 'EXTENSION "uuid-ossp"', "")
 
 
-def test_a_session_we_may_not_terminate_fails_the_swap_cleanly(
+def test_a_session_we_may_not_terminate_is_refused_before_anything_changes(
         live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
     backup = pg_dump(pg_server, live, tmp_path / "live.dump", "-Fc")
     migrate(live)
@@ -419,14 +424,13 @@ def test_a_session_we_may_not_terminate_fails_the_swap_cleanly(
         admin.execute("CREATE ROLE restore_app LOGIN PASSWORD 'app-pw-for-test'")
     app = pg_server.settings(live.dbname, "restore_app", "app-pw-for-test").connect()
     try:
-        plan = restore.prepare(live, backup, restore.RestoreOptions(swap_retries=1))
-        assert any("cannot be terminated by enerlink" in w for w in plan.warnings)
-        result = restore.run(plan, confirm=live.dbname)
-        assert not result.ok
-        assert result.dropped
-        assert "restore_app" in str(result.error)
-        assert "stop the application" in str(result.error)
-        assert plan.restore_db not in databases(pg_server)
+        dbs = databases(pg_server)
+        with pytest.raises(restore.RestoreRefused) as info:
+            restore.prepare(live, backup)
+        assert ("cannot be terminated by enerlink: enerlink is neither a member of "
+                "restore_app nor of pg_signal_backend") in str(info.value)
+        assert "Nothing was changed" in str(info.value)
+        assert databases(pg_server) == dbs
         assert has_table(live, "user")  # live untouched, still migrated
         app.execute("SELECT 1")  # and its session still alive
     finally:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import redis
+from psycopg import sql
 from PySide6.QtWidgets import QLineEdit, QMessageBox
 from pytestqt.qtbot import QtBot
 
@@ -133,6 +135,64 @@ def test_restore_dialog_brings_redis_back_to_the_old_names_after_the_swap(
     assert events[-3:] == ["restore_swapped", "redis_migrated", "restore_finished"]
     assert redis_server.password not in dialog.journal.path.read_text()
     close(dialog, qtbot)
+
+
+def test_restore_dialog_asks_for_the_other_databases_name_and_lists_the_sessions(
+        wizard_window: MigrationWizard, qtbot: QtBot, live: PgSettings,
+        open_session: Any, pg_server: PostgresServer, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    backup = pg_dump_custom(pg_server, live, tmp_path / "s1.dump")  # a backup of live (s1)
+    target = live.with_dbname(f"{live.dbname}_s4")  # pg_db's teardown drops it
+    with pg_server.admin_connect() as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE enerlink_template OWNER {}").format(
+            sql.Identifier(target.dbname), sql.Identifier(live.user)))
+    app = psycopg.connect(host=target.host, port=target.port, user=target.user,
+                          password=target.password, dbname=target.dbname, sslmode="disable",
+                          application_name="enerlink-api", autocommit=True)
+    try:
+        row = app.execute("SELECT pg_backend_pid()").fetchone()
+        assert row is not None
+        pid = row[0]
+        open_session(wizard_window, target)
+        dialog = RestoreDialog.open_for(wizard_window)
+        assert dialog is not None
+        dialog.path.setText(str(backup))
+        dialog.inspect_button.click()
+        qtbot.waitUntil(lambda: dialog.plan is not None, timeout=JOB_MS)
+        shown = dialog.inspection.toPlainText()
+        assert f"database: {live.dbname} (named in the archive's table of contents)" in shown
+        assert f"! this is a backup of {live.dbname}, not of {target.dbname}" in shown
+        assert f"sessions on {target.dbname} now (1), terminated at the swap:" in shown
+        assert f"pid {pid}: {live.user}, enerlink-api, 127.0.0.1, idle" in shown
+        qtbot.waitUntil(dialog.restore_button.isEnabled, timeout=5_000)
+        asked: list[tuple[str, str]] = []
+        answers: list[bool] = [True, False, True, True]  # the second name declined once
+
+        def typed(_parent: Any, _title: str, consequence: str, expected: str,
+                  _action: str) -> str | None:
+            asked.append((consequence, expected))
+            return expected if answers.pop(0) else None
+        monkeypatch.setattr(restore_dialog, "confirm_typed", typed)
+        dialog.restore_button.click()
+        assert not dialog.busy  # declined: nothing runs, nothing agreed
+        assert dialog.plan is not None
+        assert dialog.plan.options.from_database is None
+        assert not dialog.plan.options.terminate_sessions
+        dialog.restore_button.click()
+        qtbot.waitUntil(lambda: dialog.outcome is not None, timeout=JOB_MS)
+        outcome = dialog.outcome
+        assert outcome is not None
+        assert outcome.result.ok, outcome.result.error
+        assert [e for _c, e in asked] == [target.dbname, live.dbname] * 2
+        assert f"pid {pid}: {live.user}, enerlink-api" in asked[0][0]
+        assert "will be terminated at the swap" in asked[0][0]
+        assert f"is a backup of {live.dbname}" in asked[1][0]
+        assert pid in [t["pid"] for t in outcome.result.terminated]
+        with pytest.raises(psycopg.OperationalError):
+            app.execute("SELECT 1")
+        close(dialog, qtbot)
+    finally:
+        app.close()
 
 
 def test_restore_dialog_refuses_a_truncated_backup(
