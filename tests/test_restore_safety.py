@@ -212,7 +212,7 @@ def test_a_restore_that_does_not_fit_is_refused_before_it_starts(
             assert text.startswith(f"not enough free space on the server for the restored "
                                    f"copy of {live.dbname}: tablespace ts_tiny ({location}) "
                                    "needs ")
-            assert "statvfs on this host" in text
+            assert "(statvfs here, on the server's host)" in text
             assert " MiB but has " in text
             assert "Nothing was changed" in text
             assert databases(pg_server) == dbs

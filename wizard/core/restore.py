@@ -411,8 +411,6 @@ def prepare(settings: PgSettings, backup: str | Path, options: RestoreOptions | 
                        scan, sessions, space)
     for w in warnings:
         report("warn", w)
-    for u in plan.unconfirmed():
-        report("warn", u.message)
     return plan
 
 

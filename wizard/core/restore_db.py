@@ -57,6 +57,7 @@ _CAN_SIGNAL = """
     OR (NOT coalesce((SELECT rolsuper FROM pg_roles WHERE oid = a.usesysid), false)
         AND (pg_has_role(current_user, a.usesysid, 'MEMBER')
              OR pg_has_role(current_user, 'pg_signal_backend', 'MEMBER')))"""
+HIDDEN = "(hidden)"  # another role's session: pg_stat_activity shows its pid and user only
 _OTHERS = ("a.datname = %s AND a.pid <> pg_backend_pid() AND a.usesysid IS NOT NULL "
            "AND coalesce(a.backend_type, 'client backend') = 'client backend'")
 _SESSIONS_SQL = f"""
@@ -85,10 +86,12 @@ class Session:
     superuser: bool
 
     def describe(self) -> str:
-        """'pid 123: app_user, psql, 10.0.0.5, idle, connected since ... UTC'; (hidden):
-        another role's session, whose details only pg_read_all_stats sees."""
-        return (f"pid {self.pid}: {self.user}, {self.application or 'no application name'}, "
-                f"{self.client}, {self.state}, connected since {self.since}")
+        """'pid 123: app_user, psql, 10.0.0.5, idle, connected since ... UTC'; of another
+        role's session only pid, user and application (pg_read_all_stats sees the rest)."""
+        who = f"pid {self.pid}: {self.user}, {self.application or 'no application name'}"
+        if self.state == HIDDEN:
+            return f"{who} (client and state hidden from this role: pg_read_all_stats sees them)"
+        return f"{who}, {self.client}, {self.state}, connected since {self.since}"
 
     def why_not(self, role: str) -> str:
         """Why `role` cannot terminate it (for a session with can_terminate False)."""
@@ -335,7 +338,7 @@ class Place:
     def describe(self) -> str:
         head = f"{self.what}: needs {format_bytes(self.needed)}"
         if self.free is None:
-            return f"{head}, free space unknown ({self.source})"
+            return f"{head}; its free space is unknown: {self.source}"
         return f"{head}, {format_bytes(self.free)} free ({self.source})"
 
 
@@ -451,7 +454,7 @@ def _read_place(conn: psycopg.Connection[Any], place: Place, local: bool,
     if local:
         try:
             place.free, place.device = free_bytes(place.path)
-            place.source = "statvfs on this host, the server's"
+            place.source = "statvfs here, on the server's host"
             return
         except OSError as exc:
             place.source = f"statvfs {place.path} on this host: {exc.strerror or exc}"
@@ -531,7 +534,7 @@ def stuck_refusal(live: str, stuck: list[Session], role: str) -> str:
 
 def space_unknown_refusal(space: SpaceCheck) -> str:
     places = "; ".join(p.describe() for p in space.unknown)
-    return (f"the free space on the server cannot be read ({places}). Check it on the "
+    return (f"the free space on the server cannot be read: {places}. Check it on the "
             f"server (df) yourself: the restored copy needs about "
             f"{format_bytes(space.estimate)} plus {format_bytes(space.wal_headroom)} of WAL; "
             "then agree to go on without the check (CLI --accept-unknown-free-space; the "

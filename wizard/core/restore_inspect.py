@@ -465,11 +465,11 @@ def estimate_size(conn: psycopg.Connection[Any], insp: Inspection, live: str,
                            (source,)).fetchone()
         if row is not None:
             size, what = int(row[0]), f"the size of {source} on this server"
-    archive = ("the backup's size (compressed: its data is larger)" if insp.compressed
-               else "the backup's size")
+    archive = (f"the backup file, {'compressed, ' if insp.compressed else ''}is "
+               f"{format_bytes(insp.size_bytes)}")
     if insp.size_bytes > size:
-        return insp.size_bytes, f"{archive}, larger than {what}"
-    return size, f"{what}, larger than {archive}"
+        return insp.size_bytes, f"the backup file's size; {what} is {format_bytes(size)}"
+    return size, f"{what}; {archive}"
 
 
 def check_identity(insp: Inspection, live: str, named: str | None,
