@@ -239,21 +239,33 @@ def test_a_disk_that_fills_during_the_restore_drops_the_copy_and_says_what_to_do
 
             def fill(_fraction: float, _detail: str) -> None:
                 if not filler.exists():  # someone else's files fill the disk meanwhile
-                    with open(filler, "wb") as fh, contextlib.suppress(OSError):
-                        while fh.write(b"\0" * (1 << 20)):
-                            pass
+                    fill_up(filler)
             dbs = databases(pg_server)
             result = restore.run(plan, confirm=live.dbname, progress=fill)
             assert not result.ok
             assert result.dropped
             assert str(result.error).startswith("the server ran out of disk space during "
                                                 "the restore (")
-            assert f"Free space on tablespace ts_fill ({tiny})" in str(result.error)
+            error = str(result.error)
+            assert f"Free space on tablespace ts_fill ({tiny}) or data directory " in error
+            assert ", whichever is full (the copy needs about " in error
             assert databases(pg_server) == dbs
             assert has_table(live, "prosumer")  # live untouched
         finally:
             filler.unlink(missing_ok=True)
             drop_tablespace(pg_server, "ts_fill")
+
+
+def fill_up(path: Path) -> None:
+    """Write to `path` until the filesystem has not one block left."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        for chunk in (1 << 20, 1 << 12, 1):
+            with contextlib.suppress(OSError):
+                while os.write(fd, b"\0" * chunk):
+                    pass
+    finally:
+        os.close(fd)
 
 
 class Tunnel:

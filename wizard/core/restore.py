@@ -714,10 +714,12 @@ def failure_text(plan: RestorePlan, exc: BaseException) -> str:
     """What went wrong and what to do, for any failure before the swap."""
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, psycopg.errors.DiskFull) or any(m in text for m in _DISK_FULL):
-        where = "; ".join(p.what for p in plan.space.places) if plan.space else "the server"
+        places = [p.what for p in plan.space.places] if plan.space else ["the server"]
+        where = " or ".join(places) + (", whichever is full" if len(places) > 1 else "")
+        need = (f" (the copy needs about {format_bytes(plan.space.estimate)} plus "
+                f"{format_bytes(plan.space.wal_headroom)} of WAL)" if plan.space else "")
         return (f"the server ran out of disk space during the restore ({text}). Free space "
-                f"on {where} (the copy needs about "
-                f"{format_bytes(plan.space.estimate if plan.space else 0)}) and run again")
+                f"on {where}{need}, then run the restore again")
     if isinstance(exc, psycopg.OperationalError):
         return (f"the connection to PostgreSQL was lost or refused ({text}). Check that the "
                 "server is running (its log names the cause), then run the restore again")
