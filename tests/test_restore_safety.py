@@ -237,11 +237,13 @@ def test_a_disk_that_fills_during_the_restore_drops_the_copy_and_says_what_to_do
             assert plan.space is not None
             assert not plan.space.short  # it fits when it starts
 
-            def fill(_fraction: float, _detail: str) -> None:
-                if not filler.exists():  # someone else's files fill the disk meanwhile
+            def fill(level: str, message: str) -> None:
+                # Someone else's files fill the disk once the new database is created, right
+                # before pg_restore starts (its progress lines can come after it is done).
+                if level == "step" and message.startswith("restoring "):
                     fill_up(filler)
             dbs = databases(pg_server)
-            result = restore.run(plan, confirm=live.dbname, progress=fill)
+            result = restore.run(plan, confirm=live.dbname, report=fill)
             assert not result.ok
             assert result.dropped
             assert str(result.error).startswith("the server ran out of disk space during "

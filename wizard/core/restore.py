@@ -706,8 +706,10 @@ def _exists(conn: psycopg.Connection[Any], dbname: str) -> bool:
         return True
 
 
+# How a full disk shows in the server's and pg_restore's errors (a new session on a full
+# disk already fails writing its relcache init file).
 _DISK_FULL = ("No space left on device", "could not extend file", "could not write to file",
-              "disk full")
+              "could not write init file", "disk full")
 
 
 def failure_text(plan: RestorePlan, exc: BaseException) -> str:
