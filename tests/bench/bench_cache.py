@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -230,6 +230,19 @@ def _command_text(command: bytes | str) -> str:
     return " ".join(w[:24] for w in words[:2]) + (" ..." if len(words) > 2 else "")
 
 
+def cpu_wait(pid: int | None) -> tuple[float, int]:
+    """Seconds the process's main thread has waited for a CPU while runnable, and how often
+    it was preempted (Linux /proc; zeros elsewhere)."""
+    try:
+        waited = int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (OSError, IndexError, ValueError):
+        return 0.0, 0
+    switches = next((int(line.split()[1]) for line in status.splitlines()
+                     if line.startswith("nonvoluntary_ctxt_switches")), 0)
+    return waited, switches
+
+
 @dataclass
 class Figures:
     seconds: float
@@ -239,6 +252,8 @@ class Figures:
     server_ms: float
     server_event: str
     slow: list[tuple[float, str]]  # SLOWLOG: (ms, command and first argument) over 10 ms
+    waited_s: float  # the server's main thread, runnable but not running (schedstat)
+    preempted: int  # its involuntary context switches
 
 
 def measured(server: RedisServer, job: Callable[[], int]) -> Figures:
@@ -256,11 +271,13 @@ def measured(server: RedisServer, job: Callable[[], int]) -> Figures:
         pinger.kill()
         raise RuntimeError("the pinging client did not connect")
     time.sleep(0.05)  # a few PINGs before, so a stall at the very start is seen
+    waited0, preempted0 = cpu_wait(server.pid)
     start = time.perf_counter()
     try:
         count = job()
     finally:
         seconds = time.perf_counter() - start
+        waited1, preempted1 = cpu_wait(server.pid)
         time.sleep(0.05)
         stop.set()
     latencies = sorted(receiver.recv())
@@ -271,7 +288,7 @@ def measured(server: RedisServer, job: Callable[[], int]) -> Figures:
     admin.close()
     p99 = latencies[int(len(latencies) * 0.99)] if latencies else 0.0
     return Figures(seconds, int(count), max(latencies, default=0.0) * 1000, p99 * 1000,
-                   slowest, event, slow)
+                   slowest, event, slow, waited1 - waited0, preempted1 - preempted0)
 
 
 # -- the methods -----------------------------------------------------------------------------
@@ -314,7 +331,26 @@ class Ours:
         return out
 
 
-def print_profile(ours: Ours, seconds: float, stats: dict[str, dict[str, float]]) -> None:
+Histogram = dict[str, dict[str, object]]
+
+
+def histogram_text(hist: Histogram, command: str) -> str:
+    """LATENCY HISTOGRAM's cumulative buckets as counts per duration band."""
+    entry = hist.get(command)
+    if not entry:
+        return "none"
+    cumulative = cast("dict[int, int]", entry["histogram_usec"])
+    bands, below = [], 0
+    for bound in sorted(cumulative):
+        n = cumulative[bound] - below
+        below = cumulative[bound]
+        if n and bound >= 512:
+            bands.append(f"{n} up to {bound / 1000:.1f} ms")
+    return f"{entry['calls']} calls, " + (", ".join(bands) if bands else "all under 0.5 ms")
+
+
+def print_profile(ours: Ours, seconds: float, stats: dict[str, dict[str, float]],
+                  hist: Histogram) -> None:
     print(f"\nprofile of (a), {seconds:.2f} s in all:")
     for rule, batches, keys, secs, slowest in ours.per_rule():
         print(f"  {rule}: {batches} batches, {keys} keys, {secs:.2f} s "
@@ -330,7 +366,10 @@ def print_profile(ours: Ours, seconds: float, stats: dict[str, dict[str, float]]
         print(f"  server {name[8:]} (in scripts too): {int(st['calls'])} calls, "
               f"{st['usec'] / 1e6:.2f} s, {st['usec_per_call']:.1f} us a call")
     print(f"  server busy with our top-level commands: {busy:.2f} s of {seconds:.2f} s "
-          f"({100 * busy / seconds:.0f}%); the rest is round trips and the client", flush=True)
+          f"({100 * busy / seconds:.0f}%); the rest is round trips and the client")
+    for command in ("evalsha", "scan"):
+        print(f"  {command} by duration (LATENCY HISTOGRAM, bands of 0.5 ms and more): "
+              f"{histogram_text(hist, command)}", flush=True)
 
 
 def anchor(settings: RedisSettings) -> int:
@@ -558,6 +597,9 @@ def main() -> None:
     parser.add_argument("--experiment", action="store_true",
                         help="also run variants of (a) that are NOT shipped (e1 to e4): "
                              "what changes in redis_migrate would gain")
+    parser.add_argument("--pin", action="store_true",
+                        help="pin redis-server's main thread to CPU 0 and this bench and its "
+                             "pinger to the others, so the server is not preempted by them")
     args = parser.parse_args()
     shape = shape_of(args)
     redis_cli = shutil.which("redis-cli")
@@ -565,6 +607,13 @@ def main() -> None:
         sys.exit("redis-cli not found (apt-get install redis-tools)")
     server = RedisServer.start()
     try:
+        if args.pin:
+            cpus = sorted(os.sched_getaffinity(0))
+            if len(cpus) < 2:
+                sys.exit("--pin needs two CPUs")
+            os.sched_setaffinity(server.pid or 0, {cpus[0]})
+            os.sched_setaffinity(0, set(cpus[1:]))  # the pinger, forked later, inherits it
+            print(f"pinned: redis-server on CPU {cpus[0]}, the clients on {cpus[1:]}")
         client = server.client()
         client.config_set("latency-monitor-threshold", 1)
         client.config_set("slowlog-log-slower-than", int(STALL_TARGET_MS * 1000))
@@ -590,7 +639,7 @@ def main() -> None:
         if args.experiment:
             chosen += ["e1", "e2", "e3", "e4"]
         best: dict[str, Figures] = {}
-        profile: tuple[Ours, dict[str, dict[str, float]]] | None = None
+        profile: tuple[Ours, dict[str, dict[str, float]], Histogram] | None = None
         size = shape.keys
         for round_no in range(1, args.rounds + 1):
             for m in chosen:
@@ -601,6 +650,8 @@ def main() -> None:
                 client.config_resetstat()
                 figures = measured(server, job)
                 stats = client.info("commandstats")
+                hist = cast("Histogram", cast("Any", client).execute_command(
+                    "LATENCY", "HISTOGRAM", "evalsha", "scan"))
                 if m == "a" or m.startswith("e"):
                     verify_migrated(client, shape, size)
                 elif m in "bc":
@@ -611,12 +662,14 @@ def main() -> None:
                 print(f"round {round_no} {name}: {figures.seconds:.2f} s, {figures.count} "
                       f"keys, max PING {figures.max_ping_ms:.1f} ms, p99 "
                       f"{figures.p99_ms:.2f} ms, server {server_ms(figures)}, "
-                      f"{slow_text(figures)} (db of {size} keys loaded in {loaded:.1f} s)",
+                      f"{slow_text(figures)}, server waited {figures.waited_s:.2f} s for a "
+                      f"CPU ({figures.preempted} preemptions) (db of {size} keys loaded in "
+                      f"{loaded:.1f} s)",
                       flush=True)
                 if m not in best or figures.seconds < best[m].seconds:
                     best[m] = figures
                     if m == "a":
-                        profile = (copy.copy(ours), stats)
+                        profile = (copy.copy(ours), stats, hist)
         base = best.get("b")
         rows: list[list[object]] = []
         for m in chosen:
@@ -624,14 +677,15 @@ def main() -> None:
             rows.append([methods[m][0], f"{f.seconds:.2f}", f.count,
                          f"{f.seconds / base.seconds:.2f}x" if base else "-",
                          f"{f.max_ping_ms:.1f}", f"{f.p99_ms:.2f}", server_ms(f),
-                         slow_text(f)])
+                         slow_text(f), f"{f.waited_s:.2f} ({f.preempted})"])
         print_table(
             f"Redis: {shape.orders} order hashes, {shape.users} per-owner sets and "
             f"{shape.profiles} prosumer:* among {size} keys; best of {args.rounds} "
             f"interleaved rounds, a concurrent client PINGing",
             ["method", "seconds", "keys changed/deleted", "ratio to (b)",
              "longest PING ms", "p99 PING ms", "server LATENCY max ms (event)",
-             f"commands > {STALL_TARGET_MS:g} ms (SLOWLOG)"], rows)
+             f"commands > {STALL_TARGET_MS:g} ms (SLOWLOG)",
+             "server waited for a CPU s (preemptions)"], rows)
         if "a" in best:
             a = best["a"]
             if base:
@@ -645,7 +699,7 @@ def main() -> None:
             print("ours verified: sampled hashes have userId and no prosumerId, sampled "
                   "by_user sets hold their orders and scores, no old keys left", flush=True)
             if profile is not None:
-                print_profile(profile[0], a.seconds, profile[1])
+                print_profile(profile[0], a.seconds, profile[1], profile[2])
         client.close()
     finally:
         server.stop()
