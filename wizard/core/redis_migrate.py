@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -187,29 +187,55 @@ def _count_line(c: RuleCount) -> str:
             + (f" ({', '.join(c.conflict_samples[:3])})" if c.conflict_samples else ""))
 
 
+def hash_fields(ks: Keyspace, pattern: str, fields: Sequence[str],
+                cancel: threading.Event | None = None
+                ) -> Iterator[tuple[bytes, list[bytes | None]]]:
+    """Every hash of the family, with the values of `fields` (None where absent); keys of
+    other types are skipped. Reads only (the dry run and verify)."""
+    for _node, keys in ks.scan(pattern):
+        check_cancel(cancel, "Redis read")
+        pipe = ks.routed.pipeline(transaction=False)
+        for key in keys:
+            pipe.type(key)
+            for name in fields:
+                pipe.hget(key, name)
+        # Not every key of the family is a hash: HGET on the others is a WRONGTYPE error,
+        # read here as "no such field".
+        replies = [None if isinstance(r, redis.exceptions.ResponseError) else r
+                   for r in pipe.execute(raise_on_error=False)]
+        width = 1 + len(fields)
+        for i, key in enumerate(keys):
+            row = replies[width * i:width * (i + 1)]
+            if type_of(row[0]) == "hash":
+                yield key, [v if v is None or isinstance(v, bytes) else str(v).encode()
+                            for v in row[1:]]
+
+
+def family_size(ks: Keyspace, pattern: str, cancel: threading.Event | None = None
+                ) -> tuple[int, int]:
+    """Keys of a family and their members (ZCARD, SCARD, HLEN; 1 for other types)."""
+    keys_n = members = 0
+    for _node, keys in ks.scan(pattern):
+        check_cancel(cancel, "Redis read")
+        pipe = ks.routed.pipeline(transaction=False)
+        for key in keys:
+            pipe.type(key)
+        kinds = [type_of(k) for k in pipe.execute()]
+        pipe = ks.routed.pipeline(transaction=False)
+        for key, kind in zip(keys, kinds, strict=True):
+            _card(pipe, kind, key)
+        members += sum(int(n) for n in pipe.execute())
+        keys_n += len(keys)
+    return keys_n, members
+
+
 def _count(ks: Keyspace, rule: Rule, samples: int, cancel: threading.Event | None
            ) -> RuleCount:
     out = RuleCount(to_text(rule))
     if isinstance(rule, RenameField):
-        for _node, keys in ks.scan(rule.pattern):
-            check_cancel(cancel, "Redis dry run")
-            pipe = ks.routed.pipeline(transaction=False)
-            for key in keys:
-                pipe.type(key)
-                pipe.hget(key, rule.old)
-                pipe.hget(key, rule.new)
-            # Not every key of the family is a hash: HGET on the others is a WRONGTYPE
-            # error, read here as "no such field".
-            replies = [None if isinstance(r, redis.exceptions.ResponseError) else r
-                       for r in pipe.execute(raise_on_error=False)]
-            for i, key in enumerate(keys):
-                kind, old, new = replies[3 * i:3 * i + 3]
-                if type_of(kind) != "hash" or old is None:
-                    continue
-                if new is not None and new != old:
-                    _note(out, key, conflict=True, samples=samples)
-                else:
-                    _note(out, key, conflict=False, samples=samples)
+        for key, (old, new) in hash_fields(ks, rule.pattern, (rule.old, rule.new), cancel):
+            if old is not None:
+                _note(out, key, conflict=new is not None and new != old, samples=samples)
     elif isinstance(rule, MoveKey):
         _count_move(ks, rule, out, samples, cancel)
     else:
@@ -247,18 +273,7 @@ def _members(client: Any, kind: str, key: bytes) -> set[bytes]:
 
 def _count_move(ks: Keyspace, rule: MoveKey, out: RuleCount, samples: int,
                 cancel: threading.Event | None) -> None:
-    target_members = 0
-    for _node, keys in ks.scan(rule.target):
-        check_cancel(cancel, "Redis dry run")
-        pipe = ks.routed.pipeline(transaction=False)
-        for key in keys:
-            pipe.type(key)
-        kinds = [type_of(k) for k in pipe.execute()]
-        pipe = ks.routed.pipeline(transaction=False)
-        for key, kind in zip(keys, kinds, strict=True):
-            _card(pipe, kind, key)
-        target_members += sum(int(n) for n in pipe.execute())
-        out.targets_before += len(keys)
+    out.targets_before, target_members = family_size(ks, rule.target, cancel)
     new_members = merged = 0
     for _node, keys in ks.scan(rule.source):
         check_cancel(cancel, "Redis dry run")

@@ -19,8 +19,8 @@ from wizard.core import names
 from wizard.core.connection import PgSettings
 from wizard.core.journal import runs_for
 from wizard.core.redis_conn import RedisSettings, RedisUnavailable, explain
-from wizard.core.redis_keyspace import Keyspace, open_keyspace, type_of
-from wizard.core.redis_migrate import orders_all
+from wizard.core.redis_keyspace import Keyspace, open_keyspace
+from wizard.core.redis_migrate import family_size, hash_fields, orders_all
 from wizard.core.redis_rules import DeleteKeys, MoveKey, RenameField, Rule, to_text
 from wizard.core.reporting import check_cancel
 from wizard.core.verify import FAIL, PASS, WARN, Check
@@ -80,20 +80,11 @@ def _hashes_with(ks: Keyspace, pattern: str, field: str, limit: int | None = Non
                  ) -> tuple[int, list[tuple[bytes, bytes]]]:
     """How many hashes of `pattern` have `field`, and (key, value) of up to `limit`."""
     count, found = 0, list[tuple[bytes, bytes]]()
-    for _node, keys in ks.scan(pattern):
-        pipe = ks.routed.pipeline(transaction=False)
-        for key in keys:
-            pipe.type(key)
-            pipe.hget(key, field)
-        replies = [None if isinstance(r, redis.exceptions.ResponseError) else r
-                   for r in pipe.execute(raise_on_error=False)]
-        for i, key in enumerate(keys):
-            value = replies[2 * i + 1]
-            if type_of(replies[2 * i]) == "hash" and value is not None:
-                count += 1
-                if limit is None or len(found) < limit:
-                    found.append((key, value if isinstance(value, bytes) else
-                                  str(value).encode()))
+    for key, (value,) in hash_fields(ks, pattern, (field,)):
+        if value is not None:
+            count += 1
+            if limit is None or len(found) < limit:
+                found.append((key, value))
     return count, found
 
 
@@ -140,27 +131,10 @@ def _owners_check(ks: Keyspace, pg: PgSettings, rule: RenameField) -> Check:
                  f"{len(owners)} owners of {len(sample)} sampled orders all exist", evidence)
 
 
-def _family(ks: Keyspace, pattern: str) -> tuple[int, int]:
-    """Keys of a family and their members (ZCARD/SCARD/HLEN)."""
-    keys_n = members = 0
-    for _node, keys in ks.scan(pattern):
-        pipe = ks.routed.pipeline(transaction=False)
-        for key in keys:
-            pipe.type(key)
-        kinds = [type_of(k) for k in pipe.execute()]
-        pipe = ks.routed.pipeline(transaction=False)
-        for key, kind in zip(keys, kinds, strict=True):
-            {"zset": pipe.zcard, "set": pipe.scard, "hash": pipe.hlen}.get(kind,
-                                                                           pipe.exists)(key)
-        members += sum(int(n) for n in pipe.execute())
-        keys_n += len(keys)
-    return keys_n, members
-
-
 def _move_check(ks: Keyspace, rule: MoveKey, expected: dict[str, Any] | None) -> Check:
     title = f"Per-owner keys moved to {rule.target}, as many and as full as the dry run said"
-    left, _ = _family(ks, rule.source)
-    keys_n, members = _family(ks, rule.target)
+    left, _ = family_size(ks, rule.source)
+    keys_n, members = family_size(ks, rule.target)
     result = {"source_keys_left": left, "target_keys": keys_n, "target_members": members,
               "expected": expected}
     evidence = {"query": f"SCAN MATCH {rule.source} and {rule.target}; ZCARD/SCARD/HLEN",
