@@ -4,7 +4,7 @@ one job for every driver."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,7 +143,9 @@ def restore_then_clear(plan: restore.RestorePlan, confirm: str,
                        report: Report = no_report,
                        progress: Progress = no_progress,
                        cancel: threading.Event | None = None,
-                       journal: Journal | None = None) -> RestoreOutcome:
+                       journal: Journal | None = None,
+                       confirm_not_valid: Callable[[list[dict[str, Any]]], bool] | None = None,
+                       ) -> RestoreOutcome:
     """restore.run, then (only after the swap) bring Redis to the restored schema: the
     inverse rules for a pre-rename backup, the rules for a renamed one (redis_plan), in
     the same journal. `confirm` is the typed name of the database to replace: it gates the
@@ -151,7 +153,8 @@ def restore_then_clear(plan: restore.RestorePlan, confirm: str,
     journal = journal or Journal.create(plan.settings, "restore")
     clear = _AlignRedis(plan.settings, redis, rules, report, journal)
     result = restore.run(plan, confirm=confirm, report=report, progress=progress,
-                         cancel=cancel, journal=journal, after_swap=clear)
+                         cancel=cancel, journal=journal, after_swap=clear,
+                         confirm_not_valid=confirm_not_valid)
     return RestoreOutcome(result, clear.cache, clear.error, clear.note)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from wizard.core import names
+from wizard.core import names, timescale
 from wizard.core.commit_outcome import committed
 from wizard.core.connection import PgSettings
 from wizard.core.events import (
@@ -54,6 +54,7 @@ from wizard.core.restore_db import (
     stuck_refusal,
     swap,
 )
+from wizard.core.restore_fk import FkRepairFailed, NotValidKey, recreate_not_valid, violated_keys
 from wizard.core.restore_inspect import (
     PLAIN,
     TAR,
@@ -106,6 +107,9 @@ class RestoreOptions:
     from_database: str | None = None  # the backup is of this other database (--from-database)
     terminate_sessions: bool = False  # sessions on the live database go at the swap
     accept_unknown_space: bool = False  # free space on the server could not be read
+    # The backup's rows violate foreign keys (orphans): swap in the copy with those keys
+    # NOT VALID. Without it run() asks `confirm_not_valid`, and refuses the swap if no one.
+    accept_not_valid: bool = False
 
 
 IDENTITY, SESSIONS, SPACE = "identity", "sessions", "space"
@@ -233,6 +237,8 @@ class RestoreResult:
     drop_old_sql: str | None = None
     next_steps: list[str] = field(default_factory=list)
     journal: str | None = None
+    not_valid: list[dict[str, Any]] = field(default_factory=list)  # NotValidKey.to_dict()
+    timescaledb: bool = False  # pre/post restore functions ran around pg_restore
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -482,7 +488,7 @@ class _Progress:
 
 def _restore_program(plan: RestorePlan, scan: PlainScan | None, report: Report,
                      progress: Progress, cancel: threading.Event | None,
-                     result: RestoreResult) -> Outcome:
+                     result: RestoreResult) -> tuple[Outcome, list[str]]:
     tracker = _Progress(plan, scan, progress)
     errors: list[str] = []
     name = plan.tool.path.name
@@ -504,7 +510,7 @@ def _restore_program(plan: RestorePlan, scan: PlainScan | None, report: Report,
     with libpq_env(plan.settings) as env:
         outcome = run_program(plan.argv(), env=env, on_line=on_line, cancel=cancel)
     if outcome.cancelled:
-        return outcome
+        return outcome, errors
     full = [e for e in errors if any(m in e for m in _DISK_FULL)]
     if full:  # never an ignored error: the rest of the data did not fit either
         raise RestoreFailed(f"{name} failed: {full[0]}")
@@ -513,10 +519,39 @@ def _restore_program(plan: RestorePlan, scan: PlainScan | None, report: Report,
     if fatal:
         raise RestoreFailed(f"{name} failed ({outcome.describe()}): "
                             + " | ".join((errors or outcome.stderr_tail)[-6:]))
-    if result.ignored_errors:
+    return outcome, errors
+
+
+def _ignored_errors(plan: RestorePlan, errors: list[str], report: Report,
+                    cancel: threading.Event | None, result: RestoreResult) -> None:
+    """pg_restore went on past errors: when they are all foreign keys the backup's rows
+    violate, add those keys NOT VALID (the copy then holds exactly the backup's rows);
+    any other error stays a warning, and the checks find what it left out."""
+    name = plan.tool.path.name
+    keys = violated_keys(errors, result.ignored_errors)
+    if not keys:
         result.warnings.append(f"{name}: errors ignored on restore: {result.ignored_errors}")
         result.warnings += errors
-    return outcome
+        return
+    report("warn", f"{name}: the backup's rows violate {len(keys)} foreign key(s) "
+                   f"({', '.join(n for _t, n in keys.values())}): re-creating them NOT VALID "
+                   "from the archive's own definitions")
+    found = recreate_not_valid(plan.settings.with_dbname(plan.restore_db), plan.tool.path,
+                               plan.inspection.path, keys, cancel)
+    result.not_valid = [k.to_dict() for k in found]
+    for key in found:
+        report("warn", f"NOT VALID: {key.describe()}")
+    result.warnings.append(not_valid_summary(found))
+
+
+def not_valid_summary(keys: list[NotValidKey]) -> str:
+    """What the NOT VALID keys mean, and how to make them valid, in one paragraph."""
+    rows = sum(k.violating_rows for k in keys)
+    return (f"{len(keys)} foreign key(s) restored NOT VALID because {rows} row(s) of the "
+            f"backup violate them (the orphans the orphan scan finds): "
+            + "; ".join(k.describe() for k in keys)
+            + ". New rows are checked; once the orphans are cleaned up (enerlink-migrate "
+            "orphans), validate them: " + " ".join(k.validate_sql for k in keys))
 
 
 _PRESENT_SQL = """
@@ -602,7 +637,9 @@ def check_properties(conn: psycopg.Connection[Any], plan: RestorePlan,
 def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
         progress: Progress = no_progress, cancel: threading.Event | None = None,
         journal: Journal | None = None,
-        after_swap: Callable[[RestoreResult], None] | None = None) -> RestoreResult:
+        after_swap: Callable[[RestoreResult], None] | None = None,
+        confirm_not_valid: Callable[[list[dict[str, Any]]], bool] | None = None,
+        ) -> RestoreResult:
     """Restore into a new database, check it, swap it in. The live database is never dropped;
     any failure or cancel before the swap drops the new database and leaves live untouched.
     Refuses (RestoreRefused, nothing changed) without the typed name and what the DBA must
@@ -610,7 +647,11 @@ def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
 
     `after_swap` is the follow-up that belongs to the same run once the restored database is
     live (recover.restore_then_clear clears the Redis cache with it): it runs before the
-    next steps are said and the run's last record is written, so both show what it did."""
+    next steps are said and the run's last record is written, so both show what it did.
+
+    `confirm_not_valid` is asked, before the swap, whether to swap in a copy whose foreign
+    keys the backup's rows violate (re-created NOT VALID; their NotValidKey dicts are
+    passed); without it, or on no, the copy is dropped unless options.accept_not_valid."""
     if confirm != plan.live_db:
         raise RestoreRefused(f"confirmation {confirm!r} does not match the database name "
                              f"{plan.live_db!r}; type the name of the database to replace")
@@ -622,7 +663,8 @@ def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
     t0 = time.perf_counter()
     created: list[bool] = []
     try:
-        _restore_and_swap(plan, report, progress, cancel, journal, result, created)
+        _restore_and_swap(plan, report, progress, cancel, journal, result, created,
+                          confirm_not_valid)
     except BaseException as exc:
         _failed(plan, exc, bool(created), cancel, report, journal, result, t0)
         if not isinstance(exc, Exception):
@@ -633,6 +675,10 @@ def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
     result.drop_old_sql = f"DROP DATABASE {quote_ident(plan.before_db)};"
     result.next_steps = [CACHE_NEXT, f"the previous {plan.live_db} is kept as "
                          f"{plan.before_db}; when satisfied: {result.drop_old_sql}"]
+    if result.not_valid:
+        result.next_steps.append(
+            "clean up the orphans the NOT VALID keys allow (enerlink-migrate orphans), then "
+            "validate them: " + " ".join(str(k["validate_sql"]) for k in result.not_valid))
     if plan.options.analyze:
         _analyze(plan, report, result)
     result.timings["total_s"] = _since(t0)
@@ -653,9 +699,12 @@ def run(plan: RestorePlan, *, confirm: str, report: Report = no_report,
     return result
 
 
-def _restore_and_swap(plan: RestorePlan, report: Report, progress: Progress,
-                      cancel: threading.Event | None, journal: Journal,
-                      result: RestoreResult, created: list[bool]) -> None:
+def restore_copy(plan: RestorePlan, report: Report, progress: Progress,
+                 cancel: threading.Event | None, journal: Journal, result: RestoreResult,
+                 created: list[bool]) -> None:
+    """Create plan.restore_db like the live database, restore the backup into it and check
+    it; nothing is swapped (the proof of a backup stops here too). Raises on failure,
+    leaving the copy for the caller to drop (`created` says whether it exists)."""
     t0 = time.perf_counter()
     maint = plan.settings.with_dbname(plan.options.maintenance_db)
     _step(cancel, "before creating the database")
@@ -672,16 +721,24 @@ def _restore_and_swap(plan: RestorePlan, report: Report, progress: Progress,
     result.warnings += notes
     journal.record(RestoreDbCreated(plan.restore_db, plan.db_owner))
     result.timings["create_s"] = _since(t0)
+    copy = plan.settings.with_dbname(plan.restore_db)
+    result.timescaledb = timescale.needed(plan.inspection.extensions)
+    if result.timescaledb:
+        timescale.pre_restore(copy, report)
     report("step", f"restoring {plan.inspection.path} into {plan.restore_db}: "
                    + " ".join(plan.argv()))
     t1 = time.perf_counter()
-    outcome = _restore_program(plan, plan.scan, report, progress, cancel, result)
+    outcome, errors = _restore_program(plan, plan.scan, report, progress, cancel, result)
     result.timings["restore_s"] = _since(t1)
-    journal.record(RestoreProgram(outcome.to_dict(), result.ignored_errors, result.warnings))
     _step(cancel, "during the restore")
-    report("step", "checking the restored database")
+    if result.ignored_errors:
+        _ignored_errors(plan, errors, report, cancel, result)
+    if result.timescaledb:
+        timescale.post_restore(copy, report)
+    journal.record(RestoreProgram(outcome.to_dict(), result.ignored_errors, result.warnings))
+    report("step", f"checking {plan.restore_db}")
     t1 = time.perf_counter()
-    with plan.settings.with_dbname(plan.restore_db).connect(autocommit=True) as conn:
+    with copy.connect(autocommit=True) as conn:
         failures = check_restored(conn, plan, result)
     with maint.connect(autocommit=True) as conn:
         failures += check_properties(conn, plan, result)
@@ -689,6 +746,27 @@ def _restore_and_swap(plan: RestorePlan, report: Report, progress: Progress,
     journal.record(RestoreChecked(result.checks, result.counts))
     if failures:
         raise RestoreFailed("the restored database failed its checks: " + "; ".join(failures))
+
+
+def _restore_and_swap(plan: RestorePlan, report: Report, progress: Progress,
+                      cancel: threading.Event | None, journal: Journal,
+                      result: RestoreResult, created: list[bool],
+                      confirm_not_valid: Callable[[list[dict[str, Any]]], bool] | None,
+                      ) -> None:
+    t0 = time.perf_counter()
+    restore_copy(plan, report, progress, cancel, journal, result, created)
+    if result.not_valid and not plan.options.accept_not_valid:
+        agreed = confirm_not_valid is not None and confirm_not_valid(result.not_valid)
+        if not agreed:
+            listed = ", ".join(str(k["name"]) for k in result.not_valid)
+            raise RestoreFailed(
+                f"not swapped: the backup's rows violate {len(result.not_valid)} foreign "
+                f"key(s), which the copy has NOT VALID ({listed}), and that was not agreed "
+                f"to. To restore the backup's "
+                f"rows as they are, run again agreeing to it (CLI --accept-not-valid; the "
+                f"wizard asks); or restore a backup taken after the orphan cleanup")
+        report("warn", f"agreed: swapping in {plan.restore_db} with "
+                       f"{len(result.not_valid)} foreign key(s) NOT VALID")
     _step(cancel, "before the swap")
     report("step", f"swapping: {plan.live_db} → {plan.before_db}, "
                    f"{plan.restore_db} → {plan.live_db}")
@@ -726,7 +804,8 @@ def failure_text(plan: RestorePlan, exc: BaseException) -> str:
         return (f"the connection to PostgreSQL was lost or refused ({text}). Check that the "
                 "server is running (its log names the cause), then run the restore again")
     if isinstance(exc, (RestoreFailed, _Stop, SwapFailed, SwapCancelled, CopyFailed,
-                        ProgramNotFound, psycopg.Error)):
+                        ProgramNotFound, FkRepairFailed, timescale.TimescaleFailed,
+                        psycopg.Error)):
         return text
     return (f"unexpected {type(exc).__name__}: {text}. Read the run journal and the log, "
             "then run the restore again")

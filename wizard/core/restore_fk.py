@@ -1,0 +1,185 @@
+"""Foreign keys the restored rows violate: re-created NOT VALID, their violating rows counted.
+
+A backup holds whatever rows the database held, including orphans written while FK
+triggers were off (session_replication_role = replica). pg_restore loads the data, then its
+ADD CONSTRAINT ... FOREIGN KEY fails on them. When those failures are pg_restore's only
+errors, the copy holds exactly the backup's rows and lacks only those keys: we take each
+key's definition from the archive itself (pg_restore -L), add it NOT VALID (new rows are
+checked, old ones are not), and count and sample the rows that violate it — the orphans
+the scan finds.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from wizard.core.connection import PgSettings
+from wizard.core.pgenv import libpq_env
+from wizard.core.procs import run_program
+
+_VIOLATES = re.compile(r'violates foreign key constraint "((?:[^"]|"")+)"')
+# "pg_restore: from TOC entry 3467; 2606 16400 FK CONSTRAINT wallet FK_62a... postgres"
+_TOC = re.compile(r"from TOC entry (\d+); \d+ \d+ FK CONSTRAINT (\S+) (.+?) \S+\s*$")
+_ADD_FK = re.compile(r"(ALTER TABLE (?:ONLY )?.+?\s+ADD CONSTRAINT .+? FOREIGN KEY .+?);",
+                     re.DOTALL)
+SAMPLE_ROWS = 5
+
+
+class FkRepairFailed(RuntimeError):
+    """The violated keys could not be re-created NOT VALID; the message says why."""
+
+
+@dataclass
+class NotValidKey:
+    """A foreign key of the backup that the restored rows violate, re-created NOT VALID."""
+
+    table: str
+    name: str
+    references: str = ""
+    columns: list[str] = field(default_factory=list)
+    violating_rows: int = 0
+    sample: list[list[Any]] = field(default_factory=list)
+
+    @property
+    def validate_sql(self) -> str:
+        return (f"ALTER TABLE {_qualified(self.table)} VALIDATE CONSTRAINT "
+                f"{_quote(self.name)};")
+
+    def describe(self) -> str:
+        keys = ", ".join("(" + ", ".join(str(v) for v in row) + ")" for row in self.sample)
+        more = (f"; e.g. {', '.join(self.columns)} = {keys}" if keys else "")
+        return (f"{self.name} on {self.table} ({', '.join(self.columns)} → {self.references}): "
+                f"{self.violating_rows} row(s) of the backup violate it{more}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "validate_sql": self.validate_sql}
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _qualified(table: str) -> str:
+    schema, _, rel = table.rpartition(".")
+    return f"{_quote(schema or 'public')}.{_quote(rel)}"
+
+
+def violated_keys(errors: list[str], ignored: int) -> dict[str, tuple[str, str]] | None:
+    """{TOC id: (table, constraint)} when every error pg_restore ignored is a foreign key
+    the rows violate (errors: its error lines); None when any other error is among them."""
+    violations = [m.group(1) for e in errors if (m := _VIOLATES.search(e)) is not None]
+    if not violations or len(violations) != ignored:
+        return None
+    entries: dict[str, tuple[str, str]] = {}
+    for line in errors:
+        if (m := _TOC.search(line)) is not None:
+            entries[m.group(1)] = (m.group(2), m.group(3))
+    named = {name for _table, name in entries.values()}
+    if not set(v.replace('""', '"') for v in violations) <= named:
+        return None  # a violation pg_restore did not tie to a TOC entry we can re-run
+    return {k: v for k, v in entries.items() if v[1] in set(violations)}
+
+
+def not_valid_script(pg_restore: Path, archive: str, settings: PgSettings, toc: list[str],
+                     cancel: threading.Event | None = None) -> str:
+    """The archive's own ADD CONSTRAINT statements for these TOC entries, each NOT VALID."""
+    listed: list[str] = []
+    with libpq_env(settings) as env:
+        outcome = run_program([str(pg_restore), "--list", archive], env=env, cancel=cancel,
+                              on_line=lambda s, ln: listed.append(ln) if s == "stdout"
+                              else None)
+        if not outcome.ok:
+            raise FkRepairFailed(f"pg_restore --list {archive} failed: {outcome.describe()}")
+        wanted = {t.strip() for t in toc}
+        chosen = [ln for ln in listed if ln.split(";", 1)[0].strip() in wanted]
+        with tempfile.NamedTemporaryFile("w", suffix=".list", delete=False) as fh:
+            fh.write("\n".join(chosen) + "\n")
+            list_path = fh.name
+        out: list[str] = []
+        try:
+            outcome = run_program([str(pg_restore), "--use-list", list_path, "--file", "-",
+                                   archive], env=env, cancel=cancel,
+                                  on_line=lambda s, ln: out.append(ln) if s == "stdout"
+                                  else None)
+        finally:
+            Path(list_path).unlink(missing_ok=True)
+    if not outcome.ok:
+        raise FkRepairFailed(f"pg_restore could not print the keys' definitions from "
+                             f"{archive}: {outcome.describe()}")
+    script = "\n".join(out)
+    found = len(_ADD_FK.findall(script))
+    if found != len(wanted):
+        raise FkRepairFailed(f"the archive's definitions of {len(wanted)} foreign key(s) "
+                             f"could not be read (found {found})")
+    return _ADD_FK.sub(lambda m: m.group(1) + " NOT VALID;", script)
+
+
+_KEY_SQL = """
+SELECT n.nspname || '.' || c.relname, rn.nspname || '.' || r.relname,
+       array(SELECT a.attname::text FROM unnest(x.conkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = x.conrelid AND a.attnum = k.n ORDER BY k.i),
+       array(SELECT a.attname::text FROM unnest(x.confkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = x.confrelid AND a.attnum = k.n ORDER BY k.i),
+       x.convalidated
+  FROM pg_constraint x JOIN pg_class c ON c.oid = x.conrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_class r ON r.oid = x.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
+ WHERE x.contype = 'f' AND x.conname = %s AND c.relname = %s
+"""
+
+
+def _ident(qualified: str) -> sql.Identifier:
+    schema, _, rel = qualified.partition(".")
+    return sql.Identifier(schema, rel)
+
+
+def violations(conn: psycopg.Connection[Any], table: str, name: str) -> NotValidKey:
+    """Count and sample the rows of `table` that violate key `name` (MATCH SIMPLE: a row
+    with a null key column never does)."""
+    rel = table.rpartition(".")[2]
+    row = conn.execute(_KEY_SQL, (name, rel)).fetchone()
+    if row is None:
+        raise FkRepairFailed(f"foreign key {name} on {table} is not in the restored copy")
+    child, parent, cols, refs, _valid = row
+    key = NotValidKey(table=str(child), name=name, references=f"{parent}({', '.join(refs)})",
+                      columns=list(cols))
+    not_null = sql.SQL(" AND ").join(sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(c))
+                                     for c in cols)
+    match = sql.SQL(" AND ").join(sql.SQL("p.{} = c.{}").format(sql.Identifier(r),
+                                                                sql.Identifier(c))
+                                  for c, r in zip(cols, refs, strict=True))
+    where = sql.SQL("{} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})").format(
+        not_null, _ident(str(parent)), match)
+    count = conn.execute(sql.SQL("SELECT count(*) FROM {} c WHERE {}").format(
+        _ident(str(child)), where)).fetchone()
+    key.violating_rows = int(count[0]) if count else 0
+    picked = sql.SQL(", ").join(sql.SQL("c.{}").format(sql.Identifier(c)) for c in cols)
+    key.sample = [[str(v) for v in r] for r in conn.execute(
+        sql.SQL("SELECT DISTINCT {} FROM {} c WHERE {} LIMIT {}").format(
+            picked, _ident(str(child)), where, sql.Literal(SAMPLE_ROWS))).fetchall()]
+    return key
+
+
+def recreate_not_valid(settings: PgSettings, pg_restore: Path, archive: str,
+                       keys: dict[str, tuple[str, str]],
+                       cancel: threading.Event | None = None) -> list[NotValidKey]:
+    """Add the violated keys NOT VALID to the restored copy (`settings` names it), in one
+    transaction, then count and sample their violating rows."""
+    script = not_valid_script(pg_restore, archive, settings, list(keys), cancel)
+    with settings.connect() as conn:
+        try:
+            with conn.transaction():
+                conn.execute(script.encode())
+        except psycopg.Error as exc:
+            raise FkRepairFailed(f"re-creating {len(keys)} foreign key(s) NOT VALID failed: "
+                                 f"{str(exc).strip()}") from None
+        found = [violations(conn, table, name) for table, name in keys.values()]
+    return sorted(found, key=lambda k: (k.table, k.name))
