@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from wizard.cli.common import (
@@ -72,7 +73,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
                                      check_counts=not args.no_count_check,
                                      from_database=args.from_database,
                                      terminate_sessions=args.terminate_sessions,
-                                     accept_unknown_space=args.accept_unknown_free_space)
+                                     accept_unknown_space=args.accept_unknown_free_space,
+                                     accept_not_valid=args.accept_not_valid)
     shown = {"step", "warn", "error"} | ({"info"} if args.verbose else set())
     report = no_report if args.json else out.reporter(shown)
     try:
@@ -90,7 +92,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     redis = _redis(args, profile)
     try:
         outcome = restore_then_clear(plan, args.confirm, redis, report=report,
-                                     progress=no_progress if args.json else out.progress())
+                                     progress=no_progress if args.json else out.progress(),
+                                     confirm_not_valid=_not_valid_prompt(plan, args))
     except restore.RestoreRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
     out.result({"plan": plan.to_dict(), "result": outcome.result.to_dict(),
@@ -112,6 +115,22 @@ def _agree(plan: restore.RestorePlan, args: argparse.Namespace) -> None:
             pending = plan.unconfirmed()
     if pending:
         raise CliError("refusing: " + " | ".join(u.message for u in pending), EXIT_REFUSED)
+
+
+def _not_valid_prompt(plan: restore.RestorePlan, args: argparse.Namespace
+                      ) -> Callable[[list[dict[str, Any]]], bool] | None:
+    """On a terminal, ask before swapping in a copy with foreign keys NOT VALID (listed
+    above the prompt by the run): the database's name typed back agrees."""
+    if args.json or not sys.stdin.isatty():
+        return None
+
+    def ask(keys: list[dict[str, Any]]) -> bool:
+        answer = input(f"The backup's rows violate {len(keys)} foreign key(s), re-created "
+                       f"NOT VALID in the copy (listed above). Swap it in as {plan.live_db} "
+                       f"anyway? Type {plan.live_db} to agree: ")
+        return answer.strip() == plan.live_db
+
+    return ask
 
 
 def _redis(args: argparse.Namespace, profile: Profile | None) -> RedisSettings | None:
@@ -153,6 +172,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="go on when the free space on the server cannot be read (say, a "
                    "remote server and a role that may not see its data directory): check df "
                    "there yourself first")
+    p.add_argument("--accept-not-valid", action="store_true",
+                   help="when the backup's rows violate foreign keys (orphans written with "
+                   "FK triggers off), swap in the copy with those keys re-created NOT VALID "
+                   "(the run names them and their rows; without it a terminal prompt asks, "
+                   "and otherwise the copy is dropped, not swapped)")
     p.add_argument("--jobs", type=int, default=2, metavar="N",
                    help="parallel pg_restore jobs (custom and directory formats)")
     p.add_argument("--pg-restore", metavar="PATH", help="the pg_restore to use")
