@@ -99,7 +99,8 @@ def _guard(args: argparse.Namespace, direction: str) -> jobs.Guard | None:
         if not args.confirm:
             raise CliError("--without-backup needs --confirm <database name>", EXIT_USAGE)
         return jobs.Guard(without_backup=args.confirm)
-    return jobs.Guard(max_backup_age_h=args.max_backup_age)
+    return jobs.Guard(max_backup_age_h=args.max_backup_age,
+                      accept_failed_proof=getattr(args, "accept_failed_proof", None))
 
 
 def _run(args: argparse.Namespace, settings: PgSettings, direction: str) -> int:
@@ -279,6 +280,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--without-backup", action="store_true",
                    help="migrate although no verified backup was taken (needs --confirm DB)")
     p.add_argument("--confirm", metavar="DB", help="the database name, typed back")
+    p.add_argument("--accept-failed-proof", metavar="DB",
+                   help="migrate although the backup's proof found it cannot be restored "
+                   "exactly: the database name, typed back")
     p.add_argument("--max-backup-age", type=float, default=jobs.Guard.max_backup_age_h,
                    metavar="H", help="refuse a backup older than H hours (default "
                    "%(default)g)")

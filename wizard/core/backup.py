@@ -25,6 +25,7 @@ from wizard.core.archive import (
     check_complete,
     read_archive,
 )
+from wizard.core.backup_snapshot import DumpSnapshot
 from wizard.core.connection import PgSettings
 from wizard.core.events import BackupCancelled, BackupDone, BackupSkipped, BackupStarted
 from wizard.core.files import IfOpen, private_folder
@@ -99,6 +100,9 @@ class BackupResult:
     duration_s: float = 0.0
     archive: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    # Row counts and fingerprint read in pg_dump's own snapshot (backup_snapshot), which
+    # the proof compares a restored copy with; None when the snapshot could not be shared.
+    snapshot: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -446,9 +450,13 @@ def run(plan: BackupPlan, *, report: Report = no_report, progress: Progress = no
 
     try:
         try:
-            with libpq_env(plan.settings) as env:
-                outcome = run_program(plan.argv, env=env, on_line=on_line, cancel=cancel,
+            with DumpSnapshot(plan.settings, report) as snap, \
+                    libpq_env(plan.settings) as env:
+                argv = plan.argv + ([f"--snapshot={snap.id}"] if snap.id else [])
+                snap.count()
+                outcome = run_program(argv, env=env, on_line=on_line, cancel=cancel,
                                       on_tick=tracker.tick)
+                result.snapshot = snap.result() if outcome.ok else None
         except ProgramNotFound as exc:
             raise BackupRefused(str(exc)) from None
         result.dump_s = round(outcome.duration_s, 3)

@@ -142,6 +142,7 @@ class BackupAccepted(Event):
     verified_at: str
     journal: str
     rehash_s: float
+    proof: dict[str, Any] | None = None  # the newest proof of this file: proven, summary, ts
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,28 @@ class BackupSkipped(Event):
     how: str
     who: str = ""
     when: str = ""
+
+
+@dataclass(frozen=True)
+class BackupProofStarted(Event):
+    """The proof of a backup began: restored into `scratch_db` on the same server."""
+
+    event = "backup_proof_started"
+    path: str
+    sha256: str
+    scratch_db: str
+    jobs: int
+    compared_with: str  # "the dump's snapshot" or "the live database now"
+
+
+@dataclass(frozen=True)
+class BackupProven(Event):
+    """wizard.core.prove.ProofResult, flat: `proven` says whether the backup restored
+    exactly (its rows and catalog equal what was dumped); the migrate guard reads it."""
+
+    event = "backup_proven"
+    flat = True
+    payload: dict[str, Any]
 
 
 # -- orphans ---------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from wizard.core.events import (
 from wizard.core.execute import EventSink, RunOptions, RunResult, migration_lock, run_plan
 from wizard.core.journal import Journal, runs_for
 from wizard.core.plan import DOWN, UP, Plan, PlanRefused, build_down, build_up
+from wizard.core.proof_records import proofs_of
 from wizard.core.reporting import Report, no_report
 from wizard.core.units import format_bytes
 from wizard.core.verify import (
@@ -58,6 +59,9 @@ class Guard:
     check_orphans: bool = True
     # A backup older than this would lose too much if it had to be restored: take a new one.
     max_backup_age_h: float = 24.0
+    # The database name typed back by a DBA who migrates although the backup's proof
+    # found it cannot be restored exactly.
+    accept_failed_proof: str | None = None
 
 
 @dataclass
@@ -268,7 +272,7 @@ def check_guard(settings: PgSettings, plan: Plan, journal: Journal, guard: Guard
                 f"no verified backup of {settings.describe()}{stale} in the run journals: "
                 f"run `enerlink-migrate backup --out DIR` first (or, knowingly, "
                 f"`migrate --without-backup --confirm {db}`)")
-        _accept_backup(backup, journal, report)
+        _accept_backup(settings, backup, journal, report, guard)
     if guard.check_orphans and orphans.needs_orphan_check(plan):
         report("info", "the plan adds or validates a foreign key: scanning for orphans")
         blocking = orphans.blocking_orphans(orphans.scan(settings, journal=journal), plan)
@@ -276,7 +280,8 @@ def check_guard(settings: PgSettings, plan: Plan, journal: Journal, guard: Guard
             raise GuardRefused("orphan rows stop the migration: " + "; ".join(blocking))
 
 
-def _accept_backup(backup: dict[str, Any], journal: Journal, report: Report) -> None:
+def _accept_backup(settings: PgSettings, backup: dict[str, Any], journal: Journal,
+                   report: Report, guard: Guard) -> None:
     """Hash the backup again (before the transaction, never under a lock): only the exact
     file that was verified may be the rollback point, which the migrate journal records."""
     path = Path(str(backup.get("path")))
@@ -293,10 +298,39 @@ def _accept_backup(backup: dict[str, Any], journal: Journal, report: Report) -> 
             f"{now[:16]}…, the journal recorded {recorded[:16]}… (verified "
             f"{backup.get('ts')}). Restoring it could fail or bring back other data: take a "
             f"new backup (`enerlink-migrate backup --out DIR`), then migrate")
+    proof = _proof_of(settings, now, journal, report, guard, path)
     journal.record(BackupAccepted(str(path), size, now, str(backup.get("ts", "")),
-                                  str(backup.get("journal", "")), seconds))
+                                  str(backup.get("journal", "")), seconds, proof))
+    proven = (" · PROVEN" if proof and proof["proven"] else
+              " · proof FAILED, accepted by typed name" if proof else " · not proven")
     report("info", f"rollback point: {path} (sha256 {now[:12]}…, hashed again in "
-                   f"{seconds:.2f} s)")
+                   f"{seconds:.2f} s){proven}")
+
+
+def _proof_of(settings: PgSettings, sha256: str, journal: Journal, report: Report,
+              guard: Guard, path: Path) -> dict[str, Any] | None:
+    """The newest proof of the backup with this sha256; a failed one refuses the migration
+    unless the DBA typed the database's name (Guard.accept_failed_proof)."""
+    db = settings.dbname
+    found = proofs_of(settings, sha256, [journal, *runs_for(settings)])
+    if not found:
+        report("info", f"the backup {path.name} has not been proven by a restore (enerlink-"
+                       f"migrate prove {path}, or backup --prove)")
+        return None
+    newest = found[0]
+    proof = {"proven": bool(newest.get("proven")), "summary": newest.get("summary"),
+             "ts": newest.get("ts"), "journal": newest.get("journal")}
+    if proof["proven"]:
+        return proof
+    if guard.accept_failed_proof == db:
+        report("warn", f"the backup's proof failed ({newest.get('reason')}); migrating "
+                       f"anyway: confirmed by typing {db}")
+        return proof
+    raise GuardRefused(
+        f"the backup {path} cannot be restored exactly: its proof on {newest.get('ts')} "
+        f"found {newest.get('reason')}. Restoring it would not give back this database: "
+        f"take a new backup (after the orphan cleanup) and prove it, or, knowingly, migrate "
+        f"with `--accept-failed-proof {db}` (wizard: type {db} when asked)")
 
 
 def make_plan_from_record(after: Discovery, up: Plan) -> Plan:

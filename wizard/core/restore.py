@@ -346,8 +346,11 @@ def _connect_maintenance(settings: PgSettings, opts: RestoreOptions) -> psycopg.
 
 def prepare(settings: PgSettings, backup: str | Path, options: RestoreOptions | None = None,
             *, report: Report = no_report, cancel: threading.Event | None = None,
-            ) -> RestorePlan:
-    """Inspect the backup and check everything the restore needs. Changes nothing."""
+            proof: bool = False) -> RestorePlan:
+    """Inspect the backup and check everything the restore needs. Changes nothing.
+
+    With `proof` the plan is for a scratch copy that is never swapped in (wizard.core.prove):
+    named <db>_proof_<time>, no ownership of the live database or sessions to care about."""
     opts = options or RestoreOptions()
     path = Path(backup).expanduser().absolute()
     live = settings.dbname
@@ -369,7 +372,7 @@ def prepare(settings: PgSettings, backup: str | Path, options: RestoreOptions | 
         if props is None or properties is None:
             raise RestoreRefused(f"database {live} does not exist on {settings.host}:"
                                  f"{settings.port}")
-        if not (props["can_own"] or superuser):
+        if not (props["can_own"] or superuser or proof):
             raise RestoreRefused(
                 f"role {role} does not own database {live} (owner {props['owner']}) and so "
                 "cannot rename it for the swap; connect as its owner or a superuser")
@@ -397,18 +400,18 @@ def prepare(settings: PgSettings, backup: str | Path, options: RestoreOptions | 
             warnings.append(f"{'; '.join(problems)}: restoring with --no-owner, so every "
                             f"object will be owned by {role}")
         stamp = _stamp()
-        restore_db = db_name_with(live, f"_restore_{stamp}")
+        restore_db = db_name_with(live, f"_{'proof' if proof else 'restore'}_{stamp}")
         before_db = db_name_with(live, f"_before_restore_{stamp}")
         for name in (restore_db, before_db):
             if db_props(conn, name) is not None:
                 raise RestoreRefused(f"database {name} already exists; try again in a second")
-        sessions = _check_sessions(conn, live, role)
+        sessions = [] if proof else _check_sessions(conn, live, role)
         report("step", "checking the free space on the server")
         space = _check_space(conn, insp, live, properties, int(props["size"]), report)
     counts, source = (None, None)
-    if opts.check_counts:
+    if opts.check_counts and not proof:
         counts, source = expected_counts(settings, _backup_time(insp))
-    if counts is None:
+    if counts is None and not proof:
         insp.notes.append("no row counts from a migration after this backup in the journals: "
                           "row counts are not compared")
     db_owner = str(props["owner"]) if props["can_own"] else role

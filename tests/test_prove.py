@@ -1,0 +1,229 @@
+"""The proof of a backup: real pg_dump (with an exported snapshot), pg_restore -j into a
+scratch database, counts and fingerprint compared with the dump's snapshot, a rehearsal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wizard.cli import main as cli_main
+from wizard.core import backup as backup_job
+from wizard.core import jobs, prove, restore_db
+from wizard.core.backup_snapshot import table_counts
+from wizard.core.connection import PgSettings
+from wizard.core.journal import Journal, runs_for
+from wizard.core.plan import UP
+from wizard.core.proof_records import proofs_of
+from wizard.sandbox.probes import databases
+from wizard.sandbox.seed import inject_orphans
+from wizard.sandbox.servers import PostgresServer
+
+
+class Lines:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def __call__(self, level: str, message: str) -> None:
+        self.lines.append((level, message))
+
+    def text(self) -> str:
+        return "\n".join(m for _l, m in self.lines)
+
+
+def take_backup(settings: PgSettings, out: Path) -> backup_job.BackupResult:
+    journal = Journal.create(settings, "backup")
+    result = backup_job.backup(settings, backup_job.BackupOptions(out_dir=out),
+                               journal=journal)
+    assert result.verified, result.error
+    return result
+
+
+def add_user_row(settings: PgSettings) -> None:
+    with settings.connect() as conn:
+        conn.execute("INSERT INTO prosumer (prosumer_id, email, password_hash, created_at, "
+                     "updated_at) VALUES ('after-the-backup', 'late@example.org', 'x', now(), "
+                     "now())")
+
+
+def counts(settings: PgSettings) -> dict[str, int]:
+    with settings.connect() as conn:
+        return table_counts(conn)
+
+
+def test_the_backup_records_counts_and_fingerprint_in_pg_dumps_own_snapshot(
+        live: PgSettings, tmp_path: Path) -> None:
+    before = counts(live)
+    result = take_backup(live, tmp_path)
+    assert result.snapshot is not None
+    assert result.snapshot["counts"] == before
+    assert result.snapshot["fingerprint"]
+    assert result.snapshot["snapshot"]
+    event = next(e for j in runs_for(live) for e in j.events("backup"))
+    assert event["snapshot"]["counts"] == before  # journaled with the backup
+
+
+def test_a_proof_restores_compares_with_the_snapshot_rehearses_and_drops_the_copy(
+        live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
+    backup = take_backup(live, tmp_path)
+    snapshot = counts(live)
+    add_user_row(live)  # written after the dump: the proof compares with the snapshot
+    dbs = databases(pg_server)
+    lines = Lines()
+    proof = prove.prove(live, backup.path, prove.ProofOptions(jobs=2), report=lines)
+    assert proof.proven, proof.reason
+    assert proof.compared_with == prove.SNAPSHOT
+    assert proof.counts_equal
+    assert proof.fingerprint_equal
+    assert proof.rows == sum(snapshot.values())
+    assert proof.tables == len(snapshot)
+    assert proof.rehearsal is not None
+    assert proof.rehearsal["ok"], proof.rehearsal
+    assert proof.rehearsal["blocked_ms"] is not None
+    assert proof.dropped
+    assert databases(pg_server) == dbs
+    assert proof.scratch_db.startswith(f"{live.dbname}_proof_")
+    text = lines.text()
+    assert f"restoring it into {proof.scratch_db}" in text
+    assert "--jobs 2" in text
+    assert f"dropping the scratch copy {proof.scratch_db}" in text
+    assert proof.summary().startswith("proven: restored into a scratch copy in ")
+    assert "the migration rehearsed on the copy" in proof.summary()
+    # The live database was only read: the late row is still there, state pre.
+    assert jobs.inspect(live).state == "pre"
+    recorded = [e for j in runs_for(live) for e in j.events("backup_proven")]
+    assert recorded
+    assert recorded[0]["proven"]
+    assert recorded[0]["sha256"] == backup.sha256
+
+
+def test_the_migrate_guard_shows_the_rollback_point_proven(
+        live: PgSettings, tmp_path: Path) -> None:
+    backup = take_backup(live, tmp_path)
+    assert prove.prove(live, backup.path).proven
+    lines = Lines()
+    _plan, result, journal = jobs.run(live, UP, guard=jobs.Guard(), report=lines)
+    assert result.ok, result.error
+    assert any("rollback point: " in m and "· PROVEN" in m for _l, m in lines.lines)
+    accepted = journal.events("backup_accepted")[-1]
+    assert accepted["proof"]["proven"] is True
+    assert accepted["proof"]["summary"].startswith("proven: ")
+
+
+def _unrestorable(settings: PgSettings) -> None:
+    """A classic pg_restore failure: an index on a function that calls another function
+    by its bare name; pg_restore runs with an empty search_path, so the index build fails."""
+    with settings.connect() as conn:
+        conn.execute("CREATE FUNCTION lower_mail(t text) RETURNS text LANGUAGE sql "
+                     "IMMUTABLE AS 'SELECT lower(t)'")
+        conn.execute("CREATE FUNCTION mail_key(t text) RETURNS text LANGUAGE sql "
+                     "IMMUTABLE AS 'SELECT lower_mail(t)'")
+        conn.execute("CREATE INDEX prosumer_mail_key ON prosumer (mail_key(email))")
+
+
+def test_a_backup_that_does_not_restore_exactly_is_not_proven_and_the_guard_refuses(
+        live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
+    _unrestorable(live)
+    backup = take_backup(live, tmp_path)
+    dbs = databases(pg_server)
+    proof = prove.prove(live, backup.path, prove.ProofOptions(rehearse=False))
+    assert not proof.proven
+    assert proof.reason is not None
+    assert "prosumer_mail_key" in proof.reason
+    assert proof.dropped
+    assert databases(pg_server) == dbs
+    with pytest.raises(jobs.GuardRefused) as info:
+        jobs.run(live, UP, guard=jobs.Guard())
+    text = str(info.value)
+    assert f"the backup {backup.path} cannot be restored exactly" in text
+    assert f"--accept-failed-proof {live.dbname}" in text
+    assert jobs.inspect(live).state == "pre"
+    lines = Lines()
+    _plan, result, journal = jobs.run(live, UP, report=lines,
+                                      guard=jobs.Guard(accept_failed_proof=live.dbname))
+    assert result.ok, result.error
+    assert "migrating anyway: confirmed by typing" in lines.text()
+    assert journal.events("backup_accepted")[-1]["proof"]["proven"] is False
+
+
+def test_a_backup_with_orphans_is_proven_with_its_keys_not_valid(
+        live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
+    with pg_server.admin_connect(live.dbname) as admin:
+        inject_orphans(admin, 3)
+    backup = take_backup(live, tmp_path)
+    proof = prove.prove(live, backup.path)
+    assert proof.proven, proof.reason
+    assert proof.counts_equal
+    assert proof.fingerprint_equal
+    assert proof.not_valid, "the sample's existing FKs are violated by the orphans"
+    # 3 orphans per column, more where rows point at other orphans (an orphan wallet's
+    # own trades); at most 5 distinct sampled keys each.
+    shapes = [(k["violating_rows"] >= 3, 1 <= len(k["sample"]) <= 5) for k in proof.not_valid]
+    assert shapes == [(True, True)] * len(proof.not_valid), proof.not_valid
+    assert "come back NOT VALID" in proof.summary()
+    assert proof.rehearsal is not None
+    assert "skipped" not in proof.rehearsal  # the copy is in state pre: rehearsed
+
+
+def test_a_proof_that_does_not_fit_is_refused_with_both_numbers(
+        live: PgSettings, pg_server: PostgresServer, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    backup = take_backup(live, tmp_path)
+    # Stand-in for a full disk (filling the test machine's is not an option): the same
+    # statvfs reading, told the data directory's filesystem has 1 MiB free.
+    monkeypatch.setattr(restore_db, "free_bytes", lambda _p: (1 << 20, "statvfs stand-in"))
+    dbs = databases(pg_server)
+    with pytest.raises(prove.ProofRefused) as info:
+        prove.prove(live, backup.path)
+    text = str(info.value)
+    assert text.startswith(f"cannot prove {backup.path}: not enough free space")
+    assert "needs " in text
+    assert "but has 1.0 MiB free" in text
+    assert databases(pg_server) == dbs
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = cli_main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def dsn(settings: PgSettings) -> str:
+    return (f"postgresql://{settings.user}@{settings.host}:{settings.port}/{settings.dbname}"
+            "?sslmode=disable")
+
+
+def test_the_cli_proves_with_backup_prove_and_prove(
+        live: PgSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, passfile: Any) -> None:
+    code, text = _cli(capsys, "backup", "--dsn", dsn(live), "--out", str(tmp_path), "--prove")
+    assert code == 0, text
+    assert "backup verified: " in text
+    assert "proof of " in text
+    assert ": proven: " in text
+    assert "was dropped" in text
+    _unrestorable(live)
+    bad = take_backup(live, tmp_path / "bad")
+    code, text = _cli(capsys, "prove", bad.path, "--dsn", dsn(live), "--no-rehearsal")
+    assert code == 1, text
+    assert f"proof of {bad.path}: NOT proven: " in text
+    assert "prosumer_mail_key" in text
+
+
+@pytest.fixture
+def passfile(live: PgSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "pgpass"
+    path.write_text(f"*:*:*:{live.user}:{live.password}\n")
+    path.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(path))
+    return path
+
+
+def test_proofs_are_found_by_sha256(live: PgSettings, tmp_path: Path) -> None:
+    backup = take_backup(live, tmp_path)
+    assert prove.prove(live, backup.path, prove.ProofOptions(rehearse=False)).proven
+    found = proofs_of(live, str(backup.sha256))
+    assert found
+    assert found[0]["proven"]
+    assert proofs_of(live, "0" * 64) == []
