@@ -16,6 +16,8 @@ from wizard.core.connection import PgSettings
 from wizard.core.journal import Journal, runs_for
 from wizard.core.plan import UP
 from wizard.core.proof_records import proofs_of
+from wizard.core.report import build_report, render_html
+from wizard.core.verify import PASS
 from wizard.sandbox.probes import databases
 from wizard.sandbox.seed import inject_orphans
 from wizard.sandbox.servers import PostgresServer
@@ -227,3 +229,21 @@ def test_proofs_are_found_by_sha256(live: PgSettings, tmp_path: Path) -> None:
     assert found
     assert found[0]["proven"]
     assert proofs_of(live, "0" * 64) == []
+
+
+def test_the_report_shows_the_proof_and_the_snapshot_counts(
+        live: PgSettings, tmp_path: Path) -> None:
+    journal = Journal.create(live, "backup")
+    result = backup_job.backup(live, backup_job.BackupOptions(out_dir=tmp_path),
+                               journal=journal)
+    proof = prove.prove(live, result.path, prove.ProofOptions(rehearse=False),
+                        journal=journal)
+    model = build_report(journal)
+    item = next(c for c in model.checklist if c.id == "backup_proven")
+    assert item.status == PASS
+    assert item.detail == proof.summary()
+    html = render_html(model)
+    assert "<h2>Proof of the backup</h2>" in html
+    assert "Counted in pg_dump&#x27;s snapshot" in html or "Counted in pg_dump's snapshot" in html
+    assert '"fingerprint"' not in html  # the snapshot's lines are not dumped into the PDF
+    assert f"{proof.scratch_db} (dropped)" in html

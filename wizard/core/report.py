@@ -20,7 +20,8 @@ KNOWN_EVENTS = frozenset({"run_started", "state_before", "plan", "log", "run_fin
                           "down_plan", "manual_check", "operator", "backup", "verification",
                           "step_done", "attempt", "lock_timeout", "backup_accepted",
                           "expected", "commit_unknown", "commit_resolved", "redis_migrated",
-                          "redis_dry_run", "redis_progress"})
+                          "redis_dry_run", "redis_progress", "backup_proof_started",
+                          "backup_proven", "restore_finished"})
 # Events whose `checks` make up the automated checklist; a later result of an id wins.
 CHECK_EVENTS = frozenset({"run_finished", "verification"})
 # Only these fields of a run's target are ever printed: host, port, database, role.
@@ -183,6 +184,8 @@ class ReportModel:
     down_script: str
     text_references: list[str]
     redis: list[dict[str, Any]] = field(default_factory=list)  # redis_migrated events
+    proofs: list[dict[str, Any]] = field(default_factory=list)  # backup_proven events
+    restores: list[dict[str, Any]] = field(default_factory=list)  # restore_finished results
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -307,6 +310,14 @@ def _automated(events: list[dict[str, Any]]) -> list[ChecklistItem]:
                 f"migration)",
                 {"result": redact({k: ev[k] for k in ("path", "sha256", "verified_at",
                                                        "journal") if k in ev})})
+        if name == "backup_proven":
+            found["backup_proven"] = _proof_item(ev)
+        if name == "backup_accepted":
+            proof = ev.get("proof")
+            found["backup_proven"] = _proof_item(proof) if proof else ChecklistItem(
+                "backup_proven", "The backup was proven by restoring it", "automated",
+                "Backup", WARN, "the rollback point was not proven by a restore (enerlink-"
+                "migrate prove BACKUP, or backup --prove)", {})
         if name == "backup":
             verified = ev.get("verified")
             found["backup_verified"] = ChecklistItem(
@@ -332,6 +343,15 @@ def _manual(events: list[dict[str, Any]]) -> list[ChecklistItem]:
                                    DONE if tick.get("done") else OPEN,
                                    note=str(tick.get("note") or ""), how=m.how))
     return items
+
+
+def _proof_item(ev: dict[str, Any]) -> ChecklistItem:
+    proven = bool(ev.get("proven"))
+    return ChecklistItem(
+        "backup_proven", "The backup was proven by restoring it", "automated", "Backup",
+        PASS if proven else FAIL, str(ev.get("summary") or ev.get("reason") or ""),
+        {"result": redact({k: ev[k] for k in ("path", "sha256", "scratch_db", "compared_with",
+                                               "timings", "ts") if k in ev})})
 
 
 def build_report(journal: Journal) -> ReportModel:
@@ -381,6 +401,10 @@ def build_report(journal: Journal) -> ReportModel:
         down_script=str(downs[-1].get("script", "")) if downs else "",
         redis=[redact({k: v for k, v in e.items() if k != "event"})
                for e in events if e["event"] == "redis_migrated"],
+        proofs=[redact({k: v for k, v in e.items() if k != "event"})
+                for e in events if e["event"] == "backup_proven"],
+        restores=[redact({**(e.get("result") or {}), "ts": e.get("ts")})
+                  for e in events if e["event"] == "restore_finished"],
         text_references=[str(r) for r in (states[0].get("text_references") or [])]
         if states else [])
 
@@ -461,6 +485,7 @@ def _rollback_point(e: dict[str, Any]) -> dict[str, Any]:
     """The backup the migrate guard accepted, laid out as the backups of the run are."""
     return {"path": e.get("path"), "size_bytes": e.get("size_bytes"),
             "sha256": e.get("sha256"), "verified": True, "ts": e.get("verified_at"),
+            "proof": e.get("proof") or {"proven": False, "summary": "not proven by a restore"},
             "role": "rollback point: the verified backup the migration relied on, hashed "
                     "again just before it", "backup_journal": e.get("journal")}
 
@@ -479,8 +504,20 @@ def _backups(m: ReportModel) -> str:
                 ("Entries (pg_restore --list)", _e(b.get("toc_entries", "—"))),
                 ("Verified", _status(PASS if verified else FAIL)),
                 ("Taken", _e(format_ts(str(b.get("ts", "")))))]
+        snapshot = b.get("snapshot")
+        if isinstance(snapshot, dict) and isinstance(snapshot.get("counts"), dict):
+            counts = snapshot["counts"]
+            digest = str(snapshot.get("fingerprint_sha256"))[:16]
+            rows.append(("Counted in pg_dump's snapshot",
+                         _e(f"{sum(int(v) for v in counts.values())} rows in {len(counts)} "
+                            f"tables, schema fingerprint {digest}…")))
+        proof = b.get("proof")
+        if isinstance(proof, dict):
+            rows.append(("Proof", f"{_status(PASS if proof.get('proven') else FAIL)} "
+                                  f"{_e(proof.get('summary', ''))}"))
         extra = {k: v for k, v in b.items() if k not in
-                 ("path", "format", "size_bytes", "sha256", "toc_entries", "verified", "ts")}
+                 ("path", "format", "size_bytes", "sha256", "toc_entries", "verified", "ts",
+                  "snapshot", "proof")}
         rows += [(k.replace("_", " "), _e(_compact(v, 300))) for k, v in extra.items()]
         parts.append(_kv(rows))
     return "<br>".join(parts)
@@ -615,6 +652,10 @@ def render_html(m: ReportModel) -> str:
                        f"<td>{_e(p['message'])}</td></tr>" for p in m.problems)
         parts.append('<h3>Warnings and errors from the log</h3><table width="100%" border="1" '
                      f'cellspacing="0" cellpadding="3">{rows}</table>')
+    if m.proofs:
+        parts += ["<h2>Proof of the backup</h2>", _proofs_html(m.proofs)]
+    if m.restores:
+        parts += ["<h2>Restore</h2>", _restores_html(m.restores)]
     if m.redis:
         parts += ["<h2>Redis data</h2>", _redis_html(m.redis)]
     parts += ["<h2>Checklist</h2>", _checklist(m), _others(m)]
@@ -636,6 +677,49 @@ def render_html(m: ReportModel) -> str:
         parts.append(f"<h2>Revert SQL (for reference)</h2><pre>{_e(m.down_script)}</pre>")
     parts += [_sign_off(m), "</body></html>"]
     return "".join(parts)
+
+
+def _proofs_html(proofs: list[dict[str, Any]]) -> str:
+    out = []
+    for p in proofs:
+        rows = [("Backup", f'<span class="mono">{_e(p.get("path"))}</span>'),
+                ("Outcome", f"{_status(PASS if p.get('proven') else FAIL)} "
+                            f"{_e(p.get('summary') or p.get('reason'))}"),
+                ("Scratch copy", _e(f"{p.get('scratch_db')} ("
+                                    + ("dropped" if p.get("dropped") else "NOT dropped")
+                                    + ")")),
+                ("Compared with", _e(p.get("compared_with"))),
+                ("Timings", _e(", ".join(f"{k[:-2]} {v} s" for k, v in
+                                         (p.get("timings") or {}).items())))]
+        diffs = list(p.get("count_diffs") or []) + list(p.get("fingerprint_diffs") or [])
+        if diffs:
+            rows.append(("Differences", _e("; ".join(diffs[:12]))))
+        rows += [("NOT VALID", _e(f"{k.get('name')} on {k.get('table')}: "
+                                  f"{k.get('violating_rows')} row(s)"))
+                 for k in p.get("not_valid") or []]
+        out.append(_kv(rows))
+    return "<br>".join(out)
+
+
+def _restores_html(restores: list[dict[str, Any]]) -> str:
+    out = []
+    for r in restores:
+        rows = [("Outcome", f"{_status(PASS if r.get('ok') else FAIL)} "
+                            + _e(f"{r.get('live_db')} is the restored copy; the previous one "
+                                 f"is kept as {r.get('before_db')}" if r.get("ok")
+                                 else r.get("error")))]
+        if r.get("timescaledb"):
+            rows.append(("TimescaleDB", "timescaledb_pre_restore() and "
+                                        "timescaledb_post_restore() ran around pg_restore"))
+        for k in r.get("not_valid") or []:
+            rows.append((f"NOT VALID {_e(k.get('name'))}",
+                         _e(f"on {k.get('table')} ({', '.join(k.get('columns') or [])} → "
+                            f"{k.get('references')}): {k.get('violating_rows')} row(s) of the "
+                            f"backup violate it. After cleaning them up: ")
+                         + f'<span class="mono">{_e(k.get("validate_sql"))}</span>'))
+        rows += [("Next", _e(step)) for step in r.get("next_steps") or []]
+        out.append(_kv(rows))
+    return "<br>".join(out)
 
 
 def _redis_html(runs: list[dict[str, Any]]) -> str:
