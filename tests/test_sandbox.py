@@ -92,6 +92,10 @@ def test_headless_demo_runs_every_step_and_writes_the_pdf(tmp_path: Path) -> Non
     steps = re.findall(r"^(\d)/7 ", out.stdout, re.MULTILINE)
     assert steps == [str(n) for n in range(1, 8)]
     assert "COMMIT: 20 steps" in out.stdout
+    assert re.search(r"^  proven: restored into a scratch copy in [\d.]+ s; \d+ rows in \d+ "
+                     r"tables equal the dump's snapshot; the migration rehearsed on the copy",
+                     out.stdout, re.MULTILINE), out.stdout
+    assert re.search(r"rollback point: .* · PROVEN", out.stdout)
     assert "Demo run succeeded" in out.stdout
     assert re.search(r"enerlink-migration-report\.pdf \(\d+ pages\)", out.stdout)
     assert "Sandbox stopped and removed." in out.stdout

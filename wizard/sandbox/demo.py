@@ -15,6 +15,7 @@ from wizard.core.journal import Journal
 from wizard.core.plan import UP
 from wizard.core.preflight import run_preflight
 from wizard.core.profiles import Profile
+from wizard.core.prove import prove
 from wizard.core.report import record_operator
 from wizard.core.session import WizardSession
 from wizard.sandbox.memkeyring import MemoryKeyring
@@ -76,11 +77,15 @@ def run_headless(box: Sandbox, say: Say) -> DemoOutcome:
     pre = run_preflight(session.pg, session.backup_folder, report, journal=journal)
     if pre.blocking:
         return DemoOutcome(False, journal.folder, None, [c.title for c in pre.blocking])
-    say("2/7 Backup")
+    say("2/7 Backup, proven by a restore into a scratch copy")
     made = backup(session.pg, BackupOptions(out_dir=session.backup_folder), report=report,
                   journal=journal)
     if not made.verified:
         return DemoOutcome(False, journal.folder, None, [f"backup: {made.error}"])
+    proof = prove(session.pg, made.path, report=report, journal=journal)
+    say(f"  {proof.summary()}")
+    if not proof.proven:
+        return DemoOutcome(False, journal.folder, None, [f"proof of the backup: {proof.reason}"])
     say("3/7 Orphan scan")
     scan = orphans.scan(session.pg, report=report, journal=journal)
     for line in scan.lines():
