@@ -66,6 +66,7 @@ def test_the_backup_records_counts_and_fingerprint_in_pg_dumps_own_snapshot(
     assert event["snapshot"]["counts"] == before  # journaled with the backup
 
 
+@pytest.mark.pg_matrix("backup")
 def test_a_proof_restores_compares_with_the_snapshot_rehearses_and_drops_the_copy(
         live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
     backup = take_backup(live, tmp_path)
@@ -124,6 +125,7 @@ def _unrestorable(settings: PgSettings) -> None:
         conn.execute("CREATE INDEX prosumer_mail_key ON prosumer (mail_key(email))")
 
 
+@pytest.mark.pg_matrix("backup")
 def test_a_backup_that_does_not_restore_exactly_is_not_proven_and_the_guard_refuses(
         live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
     _unrestorable(live)
@@ -149,6 +151,7 @@ def test_a_backup_that_does_not_restore_exactly_is_not_proven_and_the_guard_refu
     assert journal.events("backup_accepted")[-1]["proof"]["proven"] is False
 
 
+@pytest.mark.pg_matrix("backup")
 def test_a_backup_with_orphans_is_proven_with_its_keys_not_valid(
         live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
     with pg_server.admin_connect(live.dbname) as admin:
