@@ -68,13 +68,14 @@ def test_the_backup_records_counts_and_fingerprint_in_pg_dumps_own_snapshot(
 
 @pytest.mark.pg_matrix("backup")
 def test_a_proof_restores_compares_with_the_snapshot_rehearses_and_drops_the_copy(
-        live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
+        live: PgSettings, pg_server: PostgresServer, tmp_path: Path, restore_template: str) -> None:
     backup = take_backup(live, tmp_path)
     snapshot = counts(live)
     add_user_row(live)  # written after the dump: the proof compares with the snapshot
     dbs = databases(pg_server)
     lines = Lines()
-    proof = prove.prove(live, backup.path, prove.ProofOptions(jobs=2), report=lines)
+    proof = prove.prove(live, backup.path,
+                        prove.ProofOptions(jobs=2, template=restore_template), report=lines)
     assert proof.proven, proof.reason
     assert proof.compared_with == prove.SNAPSHOT
     assert proof.counts_equal
@@ -127,11 +128,12 @@ def _unrestorable(settings: PgSettings) -> None:
 
 @pytest.mark.pg_matrix("backup")
 def test_a_backup_that_does_not_restore_exactly_is_not_proven_and_the_guard_refuses(
-        live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
+        live: PgSettings, pg_server: PostgresServer, tmp_path: Path, restore_template: str) -> None:
     _unrestorable(live)
     backup = take_backup(live, tmp_path)
     dbs = databases(pg_server)
-    proof = prove.prove(live, backup.path, prove.ProofOptions(rehearse=False))
+    proof = prove.prove(live, backup.path,
+                        prove.ProofOptions(rehearse=False, template=restore_template))
     assert not proof.proven
     assert proof.reason is not None
     assert "prosumer_mail_key" in proof.reason
@@ -153,11 +155,11 @@ def test_a_backup_that_does_not_restore_exactly_is_not_proven_and_the_guard_refu
 
 @pytest.mark.pg_matrix("backup")
 def test_a_backup_with_orphans_is_proven_with_its_keys_not_valid(
-        live: PgSettings, pg_server: PostgresServer, tmp_path: Path) -> None:
+        live: PgSettings, pg_server: PostgresServer, tmp_path: Path, restore_template: str) -> None:
     with pg_server.admin_connect(live.dbname) as admin:
         inject_orphans(admin, 3)
     backup = take_backup(live, tmp_path)
-    proof = prove.prove(live, backup.path)
+    proof = prove.prove(live, backup.path, prove.ProofOptions(template=restore_template))
     assert proof.proven, proof.reason
     assert proof.counts_equal
     assert proof.fingerprint_equal
@@ -250,3 +252,21 @@ def test_the_report_shows_the_proof_and_the_snapshot_counts(
     assert "Counted in pg_dump&#x27;s snapshot" in html or "Counted in pg_dump's snapshot" in html
     assert '"fingerprint"' not in html  # the snapshot's lines are not dumped into the PDF
     assert f"{proof.scratch_db} (dropped)" in html
+
+
+@pytest.mark.realworld
+@pytest.mark.pg_matrix("realworld")
+def test_a_backup_of_the_real_schema_is_proven_and_its_rehearsal_passes(
+        pg_server: PostgresServer, realworld_dir: Path, empty_db: PgSettings,
+        tmp_path: Path) -> None:
+    loaded = pg_server.psql_file(empty_db.dbname,
+                                 realworld_dir / "enerlink_pre_rename_schema.sql")
+    assert loaded.returncode == 0, loaded.stderr
+    superuser = pg_server.settings(empty_db.dbname)
+    backup = take_backup(superuser, tmp_path)
+    proof = prove.prove(superuser, backup.path)
+    assert proof.proven, proof.reason
+    assert proof.compared_with == prove.SNAPSHOT
+    assert proof.fingerprint_equal, proof.fingerprint_diffs
+    assert proof.rehearsal is not None
+    assert proof.rehearsal["ok"], proof.rehearsal

@@ -76,7 +76,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def _proof_options(args: argparse.Namespace) -> prove.ProofOptions:
     return prove.ProofOptions(jobs=args.prove_jobs, rehearse=not args.no_rehearsal,
                               maintenance_db=args.maintenance_db,
-                              pg_restore=args.pg_restore,
+                              template=args.template, pg_restore=args.pg_restore,
                               accept_unknown_space=args.accept_unknown_free_space)
 
 
@@ -123,6 +123,10 @@ def _proof_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--maintenance-db", default="postgres", metavar="DB",
                    help="database to connect to for creating and dropping the scratch copy "
                    "(default postgres)")
+    p.add_argument("--template", default="template0", metavar="DB",
+                   help="create the scratch copy from this template (default template0); "
+                   "template1 where a superuser pre-created extensions the role may not "
+                   "create")
     p.add_argument("--accept-unknown-free-space", action="store_true",
                    help="go on when the server's free space cannot be read (check df there "
                    "yourself: the copy needs about the database's size plus WAL)")
