@@ -84,6 +84,8 @@ def _is_zombie(pid: int) -> bool:
 def test_headless_demo_runs_every_step_and_writes_the_pdf(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY",
                                                              "QT_QPA_PLATFORM")}
+    env["HOME"] = str(tmp_path / "home")  # no Documents folder: kept in the current one
+    env.pop("XDG_DOCUMENTS_DIR", None)
     out = subprocess.run([sys.executable, "-m", "wizard.sandbox", "up", "--users", "60",
                           "--exit"], env=env, capture_output=True, text=True, timeout=300,
                          check=False, cwd=tmp_path)
@@ -97,5 +99,14 @@ def test_headless_demo_runs_every_step_and_writes_the_pdf(tmp_path: Path) -> Non
                      out.stdout, re.MULTILINE), out.stdout
     assert re.search(r"rollback point: .* · PROVEN", out.stdout)
     assert "Demo run succeeded" in out.stdout
-    assert re.search(r"enerlink-migration-report\.pdf \(\d+ pages\)", out.stdout)
+    assert re.search(r"enerlink-migration-report-\S+\.pdf \(\d+ pages\)", out.stdout)
     assert "Sandbox stopped and removed." in out.stdout
+    # The PDF and the full log outlive the sandbox; pg_dump's verbose lines are in the log,
+    # not in the summary.
+    kept = list(tmp_path.glob("enerlink-migration-report-*.pdf"))
+    assert len(kept) == 1
+    assert kept[0].read_bytes().startswith(b"%PDF")
+    assert f"checklist PDF: {kept[0]} (kept when the sandbox stops)" in out.stdout
+    assert "pg_dump: dumping contents of table" not in out.stdout
+    log = next(tmp_path.glob("enerlink-demo-*.log")).read_text()
+    assert "pg_dump: dumping contents of table" in log

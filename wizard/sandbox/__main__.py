@@ -85,7 +85,9 @@ def cmd_up(args: argparse.Namespace) -> int:
                                   + "; ".join(outcome.failed)))
             _print(f"  journal: {outcome.journal}")
             if outcome.pdf:
-                _print(f"  checklist PDF: {outcome.pdf} (removed with the sandbox)")
+                _print(f"  checklist PDF: {outcome.pdf} (kept when the sandbox stops)")
+            if outcome.log:
+                _print(f"  every line of the run (pg_dump's included): {outcome.log}")
             code = 0 if outcome.ok else 1
         if not args.exit and mode != "gui":
             _print("\nThe sandbox stays up for the commands above; Ctrl-C stops it.")

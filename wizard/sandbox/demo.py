@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keyring
 
@@ -59,8 +61,23 @@ def prepare(box: Sandbox) -> Profile:
 class DemoOutcome:
     ok: bool
     journal: Path
-    pdf: Path | None
+    pdf: Path | None  # the copy kept outside the sandbox (it is removed when it stops)
     failed: list[str]
+    log: Path | None = None  # every line of the run, pg_dump's verbose output included
+
+
+def kept_folder() -> Path:
+    """Where the demo's PDF and log outlive the sandbox: the user's documents folder
+    (XDG_DOCUMENTS_DIR, else ~/Documents when it exists), else the current folder."""
+    xdg = os.environ.get("XDG_DOCUMENTS_DIR")
+    for candidate in ([Path(xdg).expanduser()] if xdg else []) + [Path.home() / "Documents"]:
+        if candidate.is_dir() and os.access(candidate, os.W_OK):
+            return candidate
+    return Path.cwd()
+
+
+# pg_dump's and pg_restore's own --verbose output: into the log, not the summary.
+PROGRAM_OUTPUT = ("pg_dump: ", "pg_restore: ")
 
 
 def run_headless(box: Sandbox, say: Say) -> DemoOutcome:
@@ -69,8 +86,23 @@ def run_headless(box: Sandbox, say: Say) -> DemoOutcome:
     session = WizardSession.from_profile(profile, secrets.get(PROFILE, "postgres"),
                                          secrets.get(PROFILE, "redis"))
     journal = session.ensure_journal()
+    stamp = journal.folder.name.split("_", 1)[0]
+    log_path = kept_folder() / f"enerlink-demo-{stamp}.log"
+    log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in the finally below
+    try:
+        outcome = _headless(session, journal, say, log, stamp)
+    finally:
+        log.close()
+    outcome.log = log_path
+    return outcome
 
+
+def _headless(session: WizardSession, journal: Journal, say: Say, log: Any,
+              stamp: str) -> DemoOutcome:
     def report(level: str, message: str) -> None:
+        log.write(f"[{level}] {message}\n")
+        if level in ("info", "step") and message.startswith(PROGRAM_OUTPUT):
+            return
         say(("  " if level in ("info", "step") else f"  [{level}] ") + message)
 
     say("1/7 Pre-flight")
@@ -117,8 +149,10 @@ def run_headless(box: Sandbox, say: Say) -> DemoOutcome:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from wizard.ui.pdf import write_report_pdf
     pages = write_report_pdf(Journal(journal.folder), pdf)
-    say(f"  {pdf} ({pages} pages)")
-    return DemoOutcome(not failed, journal.folder, pdf, failed)
+    kept = kept_folder() / f"enerlink-migration-report-{stamp}.pdf"
+    shutil.copyfile(pdf, kept)
+    say(f"  {kept} ({pages} pages)")
+    return DemoOutcome(not failed, journal.folder, kept, failed)
 
 
 def run_gui(box: Sandbox) -> int:
