@@ -20,6 +20,7 @@ from wizard.cli import (
     profiles,
     report,
     restore,
+    runs,
 )
 from wizard.cli.common import (
     EXIT_FAILED,
@@ -37,7 +38,8 @@ from wizard.core.pgenv import sweep_passfiles
 CRASH_LOG = "cli-errors.log"
 
 # Each module has register(subparsers, connection_parser); its commands set `handler`.
-COMMAND_MODULES = (engine, preflight, backup, orphans, cache, restore, profiles, report, gui)
+COMMAND_MODULES = (engine, preflight, backup, orphans, cache, restore, profiles, report, runs,
+                   gui)
 
 
 def build_parser() -> argparse.ArgumentParser:

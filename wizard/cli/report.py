@@ -9,22 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from wizard.cli.common import EXIT_OK, EXIT_USAGE, CliError, printer
-from wizard.core.journal import EVENTS, Journal, runs_root
+from wizard.core import runs
+from wizard.core.journal import Journal
 from wizard.core.report import build_report, render_html
 
 
 def find_run(run: str) -> Journal:
-    """A run folder given by path, or by its name under the runs folder."""
-    for folder in (Path(run), runs_root() / run):
-        if (folder / EVENTS).is_file():
-            return Journal(folder)
-    root = runs_root()
-    newest = sorted((p.name for p in root.iterdir() if (p / EVENTS).is_file()),
-                    reverse=True)[:5] if root.is_dir() else []
-    hint = ("; newest runs: " + ", ".join(newest)) if newest else \
-        "; no runs are recorded there yet"
-    raise CliError(f"no run {run!r}: not a run folder (with {EVENTS}) and not a run name "
-                   f"under {root}{hint}", EXIT_USAGE)
+    """A run folder given by path, by its name under the runs folder, or by the start of a
+    name only one run has (as `runs show` takes it)."""
+    try:
+        return runs.find_run(run)
+    except runs.RunNotFound as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
 
 
 def headless() -> None:
@@ -66,7 +62,9 @@ def register(sub: Any, _common: argparse.ArgumentParser) -> None:
                        description="Render the report of a recorded run: operator, target, "
                        "timings, backup, the SQL that ran and the checklist with sign-off "
                        "lines. Needs no database connection.")
-    p.add_argument("run", metavar="RUN", help="run folder, or its name under the runs folder")
+    p.add_argument("run", metavar="RUN", help="run folder, its name under the runs folder "
+                   "(as `enerlink-migrate runs` lists it), or the start of it that only one "
+                   "run has")
     p.add_argument("--pdf", metavar="FILE", help="write the report as an A4 PDF")
     p.add_argument("--html", metavar="FILE", help="write the report as HTML")
     p.add_argument("--json", action="store_true", help="print the report model as JSON")

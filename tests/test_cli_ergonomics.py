@@ -1,0 +1,169 @@
+"""The CLI as a DBA meets it: `runs`, options only where they act, exit codes, help texts,
+`plan --sql` with nothing to do, and a typed name before `revert`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from wizard import cli
+from wizard.core.connection import PgSettings
+from wizard.core.events import BackupDone, BackupProven, PlanMade, RunFinished
+from wizard.core.journal import Journal
+from wizard.core.runs import list_runs
+from wizard.sandbox.probes import run_cli
+
+
+def _main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """The CLI in this process; argparse's usage errors exit (2) instead of returning."""
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+# --- 1. runs ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def recorded_runs(pg_db: PgSettings, tmp_path: Path, restore_template: str) -> PgSettings:
+    """A rehearsal, a proven backup, the migration and its revert, all through the CLI."""
+    for argv in (("migrate", "--rehearse"),
+                 ("backup", "--out", str(tmp_path / "bk"), "--prove", "--template",
+                  restore_template),
+                 ("migrate",),
+                 ("revert",)):
+        out = run_cli(pg_db, *argv, folder=tmp_path)
+        assert out.returncode == 0, (argv, out.stdout + out.stderr)
+    return pg_db
+
+
+def test_runs_says_what_each_run_did_newest_first(
+        recorded_runs: PgSettings, journal_dir: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    db = recorded_runs
+    code, out, _ = _main(capsys, "runs", "--json", "--db", db.dbname)
+    assert code == 0
+    runs = json.loads(out)["runs"]
+    assert [r["command"] for r in runs] == ["revert", "migrate", "backup", "rehearse-migrate"]
+    # What each run did, in words; the migration is "committed", not "the database is
+    # migrated": the revert after it is a run of its own.
+    assert [r["outcome"] for r in runs] == ["revert committed", "migration committed",
+                                            "backup verified and proven",
+                                            "rehearsal ok (rolled back)"]
+    assert all(r["ok"] for r in runs)
+    assert {r["database"] for r in runs} == {f"{db.host}:{db.port}/{db.dbname}"}
+    assert [r["started"] for r in runs] == sorted((r["started"] for r in runs), reverse=True)
+    assert all(Path(r["folder"]).parent == journal_dir for r in runs)
+
+    # Without --db the proof's rehearsal on its scratch copy is listed too, as its database.
+    code, out, _ = _main(capsys, "runs", "--json")
+    assert any(r["dbname"].startswith(f"{db.dbname}_proof_") for r in json.loads(out)["runs"])
+
+    code, out, _ = _main(capsys, "runs", "--db", db.dbname, "--limit", "2")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == f"runs under {journal_dir}, newest first:"
+    assert len(lines) == 3
+    assert "  revert  " in lines[1]
+    assert f"{db.host}:{db.port}/{db.dbname}" in lines[1]
+    assert "revert committed" in lines[1]
+    assert lines[1].endswith(runs[0]["run"])
+    assert "migration committed" in lines[2]
+    assert " UTC " in lines[2]
+
+    code, out, _ = _main(capsys, "runs", "--db", "no_such_db")
+    assert (code, out.strip()) == (0, f"no runs of database no_such_db recorded under "
+                                      f"{journal_dir}")
+    code, _, err = _main(capsys, "runs", "--limit", "0")
+    assert code == 2
+    assert "must be 1 or more" in err
+
+
+def test_runs_show_prints_one_runs_events_readably(
+        recorded_runs: PgSettings, journal_dir: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    migrate = next(r for r in list_runs(dbname=recorded_runs.dbname) if r.command == "migrate")
+    prefix = migrate.name[:len("20240101T000000.000000")]
+    code, out, _ = _main(capsys, "runs", "show", prefix)
+    assert code == 0, out
+    assert not out.lstrip().startswith("{")
+    assert out.startswith(f"run {migrate.name} ({journal_dir / migrate.name})\n")
+    assert "  outcome: migration committed\n" in out
+    assert "rollback point: " in out
+    assert ", proven)" in out
+    assert "  [1/" in out
+    assert out.count("] Renaming table prosumer → user") == 1  # its log line, not twice
+    assert "finished: migration committed (" in out
+    assert "✔ Table \"user\" exists" in out
+    assert '"event"' not in out
+
+    code, out, _ = _main(capsys, "runs", "show", str(journal_dir / migrate.name), "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["events"] == Journal(journal_dir / migrate.name).events()
+    assert data["summary"]["outcome"] == "migration committed"
+    code, again, _ = _main(capsys, "runs", "--json", "show", migrate.name)
+    assert json.loads(again) == data
+
+    code, _, err = _main(capsys, "runs", "show", migrate.name[:4])
+    assert code == 2
+    assert "give more of the name" in err
+    code, _, err = _main(capsys, "runs", "show", "no_such_run")
+    assert code == 2
+    assert "no run 'no_such_run'" in err
+    assert "newest runs: " in err
+    code, _, err = _main(capsys, "runs", "--db", recorded_runs.dbname, "show", migrate.name)
+    assert code == 2
+    assert "`runs show RUN` shows one run" in err
+
+
+def _journal(root: Path, name: str, command: str) -> Journal:
+    return Journal.create(PgSettings(host="db.example", port=5433, dbname=name), command,
+                          root=root)
+
+
+def test_runs_wording_of_failures_unknown_commits_and_a_later_failed_proof(
+        journal_dir: Path) -> None:
+    """Journals written by hand with the declared events (no server is needed to read them)."""
+    backup = _journal(journal_dir, "shop", "backup")
+    backup.record(BackupDone({"verified": True, "path": "/b/shop.dump", "sha256": "ab" * 32}))
+    failed = _journal(journal_dir, "shop", "migrate")
+    failed.record(PlanMade({"direction": "up", "state": "pre"}))
+    failed.record(RunFinished({"ok": False, "rehearsal": False, "direction": "up",
+                               "state_before": "pre", "commit": "not committed",
+                               "error": "lock timeout on wallet\nafter 4 attempts"}))
+    unknown = _journal(journal_dir, "shop", "migrate")
+    unknown.record(RunFinished({"ok": False, "rehearsal": False, "direction": "up",
+                                "commit": "unknown", "commit_lost": True,
+                                "error": "server closed the connection"}))
+    checked = _journal(journal_dir, "shop", "migrate")
+    checked.record(RunFinished({"ok": False, "rehearsal": False, "direction": "up",
+                                "commit": "committed", "steps": [{}],
+                                "error": "row counts differ"}))
+    interrupted = _journal(journal_dir, "shop", "revert")
+    interrupted.record(PlanMade({"direction": "down", "state": "migrated"}))
+    proof = _journal(journal_dir, "shop", "prove")
+    proof.record(BackupProven({"proven": False, "path": "/b/shop.dump", "sha256": "ab" * 32,
+                               "reason": "prosumer has 3 rows, the dump's snapshot 4"}))
+    _journal(journal_dir, "other", "verify")
+    outcomes = {r.name: (r.outcome, r.ok) for r in list_runs(journal_dir, dbname="shop")}
+    assert outcomes == {
+        proof.folder.name: ("proof of shop.dump FAILED: prosumer has 3 rows, the dump's "
+                            "snapshot 4", False),
+        interrupted.folder.name: ("revert interrupted: no result recorded (run "
+                                  "`enerlink-migrate inspect`)", False),
+        checked.folder.name: ("migration committed, then a check FAILED: row counts differ",
+                              False),
+        unknown.folder.name: ("migration outcome UNKNOWN: server closed the connection", False),
+        failed.folder.name: ("migration FAILED: lock timeout on wallet", False),
+        # The newest proof of the file, recorded by a later run, speaks for the backup.
+        backup.folder.name: ("backup verified; its proof FAILED: prosumer has 3 rows, the "
+                             "dump's snapshot 4", False),
+    }
+    [other] = list_runs(journal_dir, dbname="other")
+    assert (other.outcome, other.ok, other.database) == ("no result recorded", None,
+                                                         "db.example:5433/other")
