@@ -25,11 +25,20 @@ from wizard.core.connection import PgSettings
 from wizard.core.pgenv import libpq_env
 from wizard.core.procs import run_program
 
-_VIOLATES = re.compile(r'violates foreign key constraint "((?:[^"]|"")+)"')
+# The server quotes the name without doubling the quotes in it: the last quote ends it.
+_VIOLATES = re.compile(r'violates foreign key constraint "(.+)"\s*$')
 # "pg_restore: from TOC entry 3467; 2606 16400 FK CONSTRAINT wallet FK_62a... postgres"
 _TOC = re.compile(r"from TOC entry (\d+); \d+ \d+ FK CONSTRAINT (\S+) (.+?) \S+\s*$")
-_ADD_FK = re.compile(r"(ALTER TABLE (?:ONLY )?.+?\s+ADD CONSTRAINT .+? FOREIGN KEY .+?);",
-                     re.DOTALL)
+_ADD_FK = re.compile(
+    r"(ALTER TABLE (?:ONLY )?[^;]+?\s+ADD CONSTRAINT [^;]+? FOREIGN KEY [^;]+?);")
+# What the processes of pg_restore --jobs put before a message, in separate writes.
+_PREFIXES = re.compile(r"^(?:\s*(?:pg_restore:|error:|warning:))*\s*")
+# pg_restore's --verbose lines: never an error, but one may carry a stray "error: " prefix.
+_INFO = ("launching item ", "finished item ", "processing item ", "processing missed item ",
+         "processing data for table ", "creating ", "executing ", "entering ",
+         "finished main parallel loop", "while PROCESSING TOC:", "connecting to database ",
+         "setting owner and privileges for ", "skipping item ", "transferring dependency ",
+         "reducing dependencies for ", "errors ignored on restore:")
 SAMPLE_ROWS = 5
 
 
@@ -73,24 +82,46 @@ def _qualified(table: str) -> str:
 
 
 def violated_keys(errors: list[str], ignored: int) -> dict[str, tuple[str, str]] | None:
-    """{TOC id: (table, constraint)} when every error pg_restore ignored is a foreign key
-    the rows violate (errors: its error lines); None when any other error is among them."""
-    violations = [m.group(1) for e in errors if (m := _VIOLATES.search(e)) is not None]
-    if not violations or len(violations) != ignored:
-        return None
+    """{TOC id: (table, constraint)} when every entry pg_restore reported an error in is a
+    foreign key, and every server error it printed is a foreign key the rows violate
+    (errors: its error lines, ignored: its "errors ignored" count); None when any other
+    error is among them.
+
+    The entries are what counts, read from the text of the lines, not from their prefixes
+    or the count. pg_restore --jobs runs several processes on one stderr, each writing
+    "pg_restore:", "error: " and the message in separate writes: under load a prefix lands
+    on another process's line ("pg_restore:pg_restore:  error: launching item ...") and a
+    violation's text on a line of its own, which may not be among `errors`. And it counts
+    a failed item more than once (the worker's errors, then the item's status): two
+    violations say "errors ignored on restore: 4". recreate_not_valid then checks that
+    each key's rows do violate it."""
     entries: dict[str, tuple[str, str]] = {}
+    violations: set[str] = set()
     for line in errors:
-        if (m := _TOC.search(line)) is not None:
+        text = _PREFIXES.sub("", line)
+        if text.startswith("from TOC entry"):
+            if (m := _TOC.search(text)) is None:
+                return None  # an error in an entry that is not a foreign key
             entries[m.group(1)] = (m.group(2), m.group(3))
-    named = {name for _table, name in entries.values()}
-    if not set(v.replace('""', '"') for v in violations) <= named:
+        elif (m := _VIOLATES.search(text)) is not None:
+            violations.add(m.group(1))
+        elif text.startswith("Command was:") or text.startswith(_INFO):
+            continue  # the query of an error above; or an info line with a stray prefix
+        else:
+            return None  # any other error
+    if not entries or ignored < len(entries):
+        return None
+    if not violations <= {name for _table, name in entries.values()}:
         return None  # a violation pg_restore did not tie to a TOC entry we can re-run
-    return {k: v for k, v in entries.items() if v[1] in set(violations)}
+    return entries
 
 
 def not_valid_script(pg_restore: Path, archive: str, settings: PgSettings, toc: list[str],
                      cancel: threading.Event | None = None) -> str:
-    """The archive's own ADD CONSTRAINT statements for these TOC entries, each NOT VALID."""
+    """The archive's own ADD CONSTRAINT statements for these TOC entries, each NOT VALID:
+    those statements only, not the rest of pg_restore's script (its SET lines, and the
+    psql meta-commands \\restrict/\\unrestrict of 17.6, 16.10, 15.14, 14.19, 13.22 and later,
+    which the server cannot run)."""
     listed: list[str] = []
     with libpq_env(settings) as env:
         outcome = run_program([str(pg_restore), "--list", archive], env=env, cancel=cancel,
@@ -114,12 +145,11 @@ def not_valid_script(pg_restore: Path, archive: str, settings: PgSettings, toc: 
     if not outcome.ok:
         raise FkRepairFailed(f"pg_restore could not print the keys' definitions from "
                              f"{archive}: {outcome.describe()}")
-    script = "\n".join(out)
-    found = len(_ADD_FK.findall(script))
-    if found != len(wanted):
+    found = _ADD_FK.findall("\n".join(out))
+    if len(found) != len(wanted):
         raise FkRepairFailed(f"the archive's definitions of {len(wanted)} foreign key(s) "
-                             f"could not be read (found {found})")
-    return _ADD_FK.sub(lambda m: m.group(1) + " NOT VALID;", script)
+                             f"could not be read (found {len(found)})")
+    return "\n".join(f"{statement} NOT VALID;" for statement in found)
 
 
 _KEY_SQL = """
@@ -171,15 +201,20 @@ def violations(conn: psycopg.Connection[Any], table: str, name: str) -> NotValid
 def recreate_not_valid(settings: PgSettings, pg_restore: Path, archive: str,
                        keys: dict[str, tuple[str, str]],
                        cancel: threading.Event | None = None) -> list[NotValidKey]:
-    """Add the violated keys NOT VALID to the restored copy (`settings` names it), in one
-    transaction, then count and sample their violating rows."""
+    """Add the violated keys NOT VALID to the restored copy (`settings` names it) and count
+    and sample their violating rows, in one transaction. A key that no row violates failed
+    for another reason: FkRepairFailed, and none of them is added."""
     script = not_valid_script(pg_restore, archive, settings, list(keys), cancel)
-    with settings.connect() as conn:
+    with settings.connect() as conn, conn.transaction():
         try:
-            with conn.transaction():
-                conn.execute(script.encode())
+            conn.execute(script.encode())
         except psycopg.Error as exc:
             raise FkRepairFailed(f"re-creating {len(keys)} foreign key(s) NOT VALID failed: "
                                  f"{str(exc).strip()}") from None
         found = [violations(conn, table, name) for table, name in keys.values()]
+        clean = [k.name for k in found if not k.violating_rows]
+        if clean:  # rolls the keys back
+            raise FkRepairFailed(f"pg_restore failed to add foreign key(s) "
+                                 f"{', '.join(clean)}, yet no row violates them: it failed "
+                                 "for another reason (see pg_restore's errors)")
     return sorted(found, key=lambda k: (k.table, k.name))
