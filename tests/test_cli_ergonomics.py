@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -167,3 +168,48 @@ def test_runs_wording_of_failures_unknown_commits_and_a_later_failed_proof(
     [other] = list_runs(journal_dir, dbname="other")
     assert (other.outcome, other.ok, other.database) == ("no result recorded", None,
                                                          "db.example:5433/other")
+
+
+# --- 2. options only where they act --------------------------------------------------------
+
+def _options(*command: str) -> set[str]:
+    parser = cli.build_parser()
+    for name in command:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    return {s for a in parser._actions for s in a.option_strings if s.startswith("--")}
+
+
+CONNECTION = {"--help", "--dsn", "--profile", "--json"}
+TIMEOUTS = {"--lock-timeout", "--statement-timeout"}
+RUN = {"--retries", "--reconnect-wait", "--count-all"}
+MIGRATION_ROW = {"--migration-name", "--migration-timestamp"}
+REDIS = {"--redis-url", "--redis-user", "--redis-db", "--redis-ca", "--redis-timeout"}
+
+
+def test_each_engine_command_offers_only_the_options_it_uses() -> None:
+    assert _options("inspect") == CONNECTION
+    # plan writes the two timeouts into its script's SET LOCAL lines and the migrations row
+    # into its steps; retrying, reconnecting and counting happen only when a run runs.
+    assert _options("plan") == CONNECTION | TIMEOUTS | MIGRATION_ROW | {"--down", "--sql"}
+    assert _options("migrate") == CONNECTION | TIMEOUTS | RUN | MIGRATION_ROW | {
+        "--rehearse", "--without-backup", "--confirm", "--accept-failed-proof",
+        "--max-backup-age", "--plan-digest"}
+    # revert never passed --migration-name or --migration-timestamp on: they are gone.
+    assert _options("revert") == CONNECTION | TIMEOUTS | RUN | REDIS | {"--plan-digest"}
+    assert _options("verify") == CONNECTION | REDIS
+    assert _options("runs") == {"--help", "--db", "--limit", "--json"}
+
+
+def test_plan_writes_the_given_timeouts_into_its_script_and_inspect_refuses_them(
+        pg_db: PgSettings, tmp_path: Path) -> None:
+    out = run_cli(pg_db, "plan", "--sql", "--lock-timeout", "1.5", "--statement-timeout", "5",
+                  folder=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "SET LOCAL lock_timeout = '1500ms';" in out.stdout
+    assert "SET LOCAL statement_timeout = '5000ms';" in out.stdout
+    out = run_cli(pg_db, "inspect", "--lock-timeout", "1", folder=tmp_path)
+    assert out.returncode == 2
+    assert "unrecognized arguments: --lock-timeout" in out.stderr
+    out = run_cli(pg_db, "plan", "--retries", "2", folder=tmp_path)
+    assert out.returncode == 2

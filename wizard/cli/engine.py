@@ -28,7 +28,7 @@ from wizard.core.connection import PgSettings
 from wizard.core.discovery import CONFLICT, UNKNOWN
 from wizard.core.execute import RunOptions, RunResult
 from wizard.core.journal import Journal
-from wizard.core.plan import DOWN, UP, PlanRefused
+from wizard.core.plan import DOWN, UP, Plan, PlanRefused
 from wizard.core.profiles import Profile
 from wizard.core.redis_rules import DEFAULT_RULES
 from wizard.core.reporting import no_report
@@ -58,7 +58,7 @@ def cmd_plan(args: argparse.Namespace, settings: PgSettings) -> int:
         raise CliError(str(exc), EXIT_REFUSED) from None
     out = printer(args)
     if args.sql and not args.json:
-        out.text(plan.script(_lock_settings(args)[0]), end="")
+        out.text(_script(plan, args), end="")
         return EXIT_OK
     lines = [f"state: {d.state}: {d.explanation}",
              f"plan ({plan.direction}): {len(plan.catalog_steps)} steps in one transaction"
@@ -72,24 +72,40 @@ def cmd_plan(args: argparse.Namespace, settings: PgSettings) -> int:
     lines += [f"  unchanged: {u}" for u in plan.unchanged] + [f"  note: {n}" for n in plan.notes]
     if not plan.steps:
         lines.append("  nothing to do")
-    out.result({**plan.to_dict(), "script": plan.script(_lock_settings(args)[0])},
+    out.result({**plan.to_dict(), "script": _script(plan, args)},
                "\n".join(lines))
     return EXIT_OK
+
+
+def _script(plan: Plan, args: argparse.Namespace) -> str:
+    return plan.script(_lock_timeout(args), args.statement_timeout)
 
 
 def _migration(args: argparse.Namespace) -> tuple[int, str]:
     return (args.migration_timestamp, args.migration_name)
 
 
-def _lock_settings(args: argparse.Namespace) -> tuple[float, int]:
-    """--lock-timeout and --retries, else the profile's, else the engine's defaults."""
+def _lock_timeout(args: argparse.Namespace) -> float:
+    """--lock-timeout, else the profile's, else the engine's default."""
+    if args.lock_timeout is not None:
+        return float(args.lock_timeout)
     profile = load_profile(args)
-    defaults = RunOptions()
-    lock = args.lock_timeout if args.lock_timeout is not None else (
-        profile.lock_timeout_s if profile else defaults.lock_timeout_s)
-    retries = args.retries if args.retries is not None else (
-        profile.retries if profile else defaults.retries)
-    return lock, retries
+    return profile.lock_timeout_s if profile else RunOptions().lock_timeout_s
+
+
+def _retries(args: argparse.Namespace) -> int:
+    """--retries, else the profile's, else the engine's default."""
+    if args.retries is not None:
+        return int(args.retries)
+    profile = load_profile(args)
+    return profile.retries if profile else RunOptions().retries
+
+
+def _run_settings(args: argparse.Namespace, **more: Any) -> RunOptions:
+    return RunOptions(lock_timeout_s=_lock_timeout(args), retries=_retries(args),
+                      statement_timeout_s=args.statement_timeout,
+                      reconnect_s=args.reconnect_wait, count_all_tables=args.count_all,
+                      **more)
 
 
 def _guard(args: argparse.Namespace, direction: str) -> jobs.Guard | None:
@@ -104,12 +120,7 @@ def _guard(args: argparse.Namespace, direction: str) -> jobs.Guard | None:
 
 
 def _run(args: argparse.Namespace, settings: PgSettings, direction: str) -> int:
-    lock, retries = _lock_settings(args)
-    options = RunOptions(lock_timeout_s=lock, retries=retries,
-                         statement_timeout_s=args.statement_timeout,
-                         reconnect_s=args.reconnect_wait,
-                         rehearse=getattr(args, "rehearse", False),
-                         count_all_tables=args.count_all)
+    options = _run_settings(args, rehearse=getattr(args, "rehearse", False))
     out = printer(args)
     try:
         plan, result, journal = jobs.run(settings, direction, options=options,
@@ -159,10 +170,7 @@ def cmd_migrate(args: argparse.Namespace, settings: PgSettings) -> int:
 def cmd_revert(args: argparse.Namespace, settings: PgSettings) -> int:
     """The schema back to prosumer; then, with the profile's Redis or --redis-url, the
     inverse Redis rules (the old application reads prosumerId, orders:by_prosumer:*)."""
-    lock, retries = _lock_settings(args)
-    options = RunOptions(lock_timeout_s=lock, retries=retries,
-                         statement_timeout_s=args.statement_timeout,
-                         reconnect_s=args.reconnect_wait, count_all_tables=args.count_all)
+    options = _run_settings(args)
     out = printer(args)
     profile = load_profile(args)
     redis = given_redis(args, profile)
@@ -234,24 +242,36 @@ def _smoke(profile: Profile | None, interactive: bool) -> SmokeSettings | None:
     return checklist.smoke_settings(profile, password)
 
 
-def engine_options(common: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Options of the commands that plan or run the rename."""
-    opts = argparse.ArgumentParser(add_help=False, parents=[common])
-    opts.add_argument("--lock-timeout", type=float, metavar="S",
-                      help="seconds to wait for each lock (default: the profile's, else 2)")
-    opts.add_argument("--statement-timeout", type=float, default=30.0, metavar="S")
-    opts.add_argument("--reconnect-wait", type=float, default=120.0, metavar="S",
-                      help="when the connection is lost during COMMIT, how long to keep "
-                      "asking the server whether it committed (default 120; exit 4 if "
-                      "it never answers)")
-    opts.add_argument("--retries", type=int, metavar="N",
-                      help="attempts after a lock timeout (default: the profile's, else 3)")
-    opts.add_argument("--count-all", action="store_true",
-                      help="count every affected table exactly before and after (two full "
-                      "scans of each, outside the locks), not only prosumer/user")
-    opts.add_argument("--migration-name", default=names.MIGRATION_NAME)
-    opts.add_argument("--migration-timestamp", type=int, default=names.MIGRATION_TIMESTAMP)
-    return opts
+def _timeout_options(p: argparse.ArgumentParser) -> None:
+    """The two timeouts of the transaction: what `plan --sql` writes into its SET LOCAL
+    lines and what migrate and revert run with."""
+    p.add_argument("--lock-timeout", type=float, metavar="S",
+                   help="seconds to wait for each lock (default: the profile's, else 2)")
+    p.add_argument("--statement-timeout", type=float, default=30.0, metavar="S",
+                   help="seconds each statement of the transaction may run before it is "
+                   "cancelled and everything rolls back (default %(default)g)")
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    """Options of the commands that run the transaction: migrate and revert."""
+    p.add_argument("--retries", type=int, metavar="N",
+                   help="attempts after a lock timeout (default: the profile's, else 3)")
+    p.add_argument("--reconnect-wait", type=float, default=120.0, metavar="S",
+                   help="when the connection is lost during COMMIT, how long to keep asking "
+                   "the server whether it committed (default %(default)g; exit 4 if it never "
+                   "answers)")
+    p.add_argument("--count-all", action="store_true",
+                   help="count every affected table exactly before and after (two full "
+                   "scans of each, outside the locks), not only prosumer/user")
+
+
+def _migration_options(p: argparse.ArgumentParser) -> None:
+    """The row the migration writes into TypeORM's migrations table (plan and migrate)."""
+    p.add_argument("--migration-name", default=names.MIGRATION_NAME, metavar="NAME",
+                   help="the name recorded in TypeORM's migrations table (default "
+                   "%(default)s, the application's own migration)")
+    p.add_argument("--migration-timestamp", type=int, default=names.MIGRATION_TIMESTAMP,
+                   metavar="MS", help="the timestamp recorded with it (default %(default)s)")
 
 
 def _plan_digest_option(p: argparse.ArgumentParser) -> None:
@@ -267,14 +287,16 @@ def _with_db(command: Any) -> Any:
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    opts = engine_options(common)
-    p = sub.add_parser("inspect", parents=[opts], help="state of the database, from the catalog")
+    p = sub.add_parser("inspect", parents=[common],
+                       help="state of the database, from the catalog")
     p.set_defaults(handler=_with_db(cmd_inspect))
-    p = sub.add_parser("plan", parents=[opts], help="the steps and their exact SQL")
+    p = sub.add_parser("plan", parents=[common], help="the steps and their exact SQL")
     p.add_argument("--down", action="store_true", help="the revert plan")
     p.add_argument("--sql", action="store_true", help="print the SQL script only")
+    _timeout_options(p)
+    _migration_options(p)
     p.set_defaults(handler=_with_db(cmd_plan))
-    p = sub.add_parser("migrate", parents=[opts], help="rename prosumer to user")
+    p = sub.add_parser("migrate", parents=[common], help="rename prosumer to user")
     p.add_argument("--rehearse", action="store_true",
                    help="run everything, then ROLLBACK: nothing changes")
     p.add_argument("--without-backup", action="store_true",
@@ -287,11 +309,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    metavar="H", help="refuse a backup older than H hours (default "
                    "%(default)g)")
     _plan_digest_option(p)
+    _timeout_options(p)
+    _run_options(p)
+    _migration_options(p)
     p.set_defaults(handler=_with_db(cmd_migrate))
-    p = sub.add_parser("revert", parents=[opts], help="rename user back to prosumer",
+    p = sub.add_parser("revert", parents=[common], help="rename user back to prosumer",
                        description="The schema back to prosumer in one transaction; then, "
                        "with the profile's Redis or --redis-url, the inverse Redis rules.")
     _plan_digest_option(p)
+    _timeout_options(p)
+    _run_options(p)
     add_redis_options(p, "none: Redis is left as it is, and the run says so")
     p.set_defaults(handler=_with_db(cmd_revert))
     p = sub.add_parser(
