@@ -504,8 +504,10 @@ def _restore_program(plan: RestorePlan, scan: PlainScan | None, report: Report,
             return
         if (m := _IGNORED.search(line)) is not None:
             result.ignored_errors = int(m.group(1))
-        is_error = ("error:" in line or "from TOC entry" in line
-                    or line.startswith(("Command was:", "ERROR:", "psql:")))
+        # "ERROR:" anywhere: pg_restore --jobs workers share stderr, and under load a
+        # server error's text can arrive without its "pg_restore: error:" prefix.
+        is_error = ("error:" in line or "ERROR:" in line or "from TOC entry" in line
+                    or line.startswith(("Command was:", "psql:")))
         if is_error:
             errors.append(line)
         report("warn" if is_error else "info", line)
