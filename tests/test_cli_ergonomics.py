@@ -213,3 +213,62 @@ def test_plan_writes_the_given_timeouts_into_its_script_and_inspect_refuses_them
     assert "unrecognized arguments: --lock-timeout" in out.stderr
     out = run_cli(pg_db, "plan", "--retries", "2", folder=tmp_path)
     assert out.returncode == 2
+
+
+# --- 3. usage mistakes exit 2, refusals 3 --------------------------------------------------
+
+def test_the_exit_codes_are_in_the_epilog(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _main(capsys, "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    for words in ("0 success", "1 failed", "2 usage or connection", "3 refused",
+                  "4 outcome unknown"):
+        assert words in text
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (("migrate", "--plan-digest", "not-hex"), "is not a plan digest"),
+    (("migrate", "--plan-digest", "abc123"), "is not a plan digest"),  # too short to mean one
+    (("revert", "--plan-digest", "xyz"), "is not a plan digest"),
+    (("migrate", "--lock-timeout", "0"), "must be more than 0 seconds"),  # 0: wait forever
+    (("plan", "--statement-timeout", "-5"), "must be more than 0 seconds"),
+    (("migrate", "--reconnect-wait", "soon"), "not a number of seconds"),
+    (("migrate", "--retries", "-1"), "must be 0 or more"),
+    (("migrate", "--max-backup-age", "0"), "must be more than 0 hours"),
+    (("orphans", "--statement-timeout", "0"), "must be more than 0 seconds"),
+])
+def test_a_bad_value_is_a_usage_error(argv: tuple[str, ...], says: str,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _main(capsys, *argv)
+    assert code == 2
+    assert says in err
+
+
+def test_a_redis_rule_that_does_not_read_is_a_usage_error_one_that_reaches_too_far_refused(
+        capsys: pytest.CaptureFixture[str], journal_dir: Path) -> None:
+    # Both are decided before Redis is contacted (nothing listens on port 1).
+    code, _, err = _main(capsys, "cache", "--redis-url", "redis://127.0.0.1:1/0", "--rule",
+                         "rename orders:* a=b")
+    assert code == 2
+    assert "cannot read the Redis rule" in err
+    code, _, err = _main(capsys, "cache", "--redis-url", "redis://127.0.0.1:1/0", "--rule",
+                         "delete *")
+    assert code == 3
+    assert "no literal prefix" in err
+    assert not journal_dir.exists()
+
+
+def test_migrate_confirm_without_its_flag_is_a_usage_error_a_wrong_name_a_refusal(
+        pg_db: PgSettings, tmp_path: Path, journal_dir: Path) -> None:
+    out = run_cli(pg_db, "migrate", "--confirm", pg_db.dbname, folder=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "--confirm goes with --without-backup" in out.stderr
+    assert not journal_dir.exists()  # stopped before a run began
+    out = run_cli(pg_db, "migrate", "--without-backup", folder=tmp_path)
+    assert out.returncode == 2
+    assert "--without-backup needs --confirm" in out.stderr
+    out = run_cli(pg_db, "migrate", "--without-backup", "--confirm", "not_it", folder=tmp_path)
+    assert out.returncode == 3, out.stderr
+    assert "does not match the database" in out.stderr
+    assert json.loads(run_cli(pg_db, "inspect", "--json", folder=tmp_path).stdout)[
+        "state"] == "pre"

@@ -46,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="enerlink-migrate",
         description="Rename EnerLink's prosumer table to user, safely.",
-        epilog="Exit codes: 0 success, 1 failed, 2 usage or connection, 3 refused.")
+        epilog="Exit codes: 0 success (also: nothing to do), 1 failed, 2 usage or connection, "
+        "3 refused (the database's state, a check, or a typed name that does not match; "
+        "nothing was changed), 4 outcome unknown (the connection went during COMMIT and the "
+        "server could not be asked: run `enerlink-migrate inspect`).")
     parser.add_argument("--version", action="version", version=f"enerlink-migrate {__version__}")
     parser.add_argument("--self-test", action="store_true",
                         help="check this installation headless (SQL, resources, modules, "

@@ -79,15 +79,17 @@ def _rules(args: argparse.Namespace, profile: profiles.Profile | None
            ) -> tuple[redis_rules.Rule, ...]:
     """--rule lines, else the profile's rules, else EnerLink's; checked before Redis is
     contacted (the inverse ones with --revert)."""
-    try:
-        if args.rule:
-            rules = redis_rules.validate((redis_rules.parse(r) for r in args.rule),
-                                         allow=args.allow_family or ())
-        elif profile is not None:
-            rules = profile.redis_rule_list()
-        else:
-            rules = redis_rules.DEFAULT_RULES
+    try:  # a --rule that does not parse, or a profile's broken rules: usage (exit 2)
+        parsed = [redis_rules.parse(r) for r in args.rule or ()]
+        stored = profile.redis_rule_list() if profile is not None and not args.rule else None
     except (redis_rules.RuleError, profiles.ProfileError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    try:  # a rule that reads but would touch more than it should: refused (exit 3)
+        if parsed:
+            rules = redis_rules.validate(parsed, allow=args.allow_family or ())
+        else:
+            rules = stored if stored is not None else redis_rules.DEFAULT_RULES
+    except redis_rules.RuleError as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
     return redis_rules.inverse(rules) if args.revert else rules
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import math
 import sys
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -27,6 +28,29 @@ class CliError(RuntimeError):
     def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
         super().__init__(message)
         self.code = code
+
+
+def seconds(text: str) -> float:
+    """An option's duration in seconds: a number above 0 (0 would mean "no limit" to
+    PostgreSQL, which no option of ours means). A bad one is a usage error (exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
+
+
+def count(text: str) -> int:
+    """An option's whole number, 0 or more; a bad one is a usage error (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
 
 
 def settings_from(dsn: str | None, profile: Profile | None = None) -> PgSettings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import re
 import sys
 from typing import Any
 
@@ -15,9 +16,11 @@ from wizard.cli.common import (
     EXIT_USAGE,
     CliError,
     checks_text,
+    count,
     load_profile,
     pg_settings,
     printer,
+    seconds,
     stored_secret,
 )
 from wizard.cli.redis_args import add_redis_options, ask_password_if_needed, given_redis
@@ -111,7 +114,11 @@ def _run_settings(args: argparse.Namespace, **more: Any) -> RunOptions:
 def _guard(args: argparse.Namespace, direction: str) -> jobs.Guard | None:
     if direction != UP:
         return None
-    if getattr(args, "without_backup", False):
+    if args.confirm is not None and not args.without_backup:
+        raise CliError("--confirm goes with --without-backup (the database name typed to "
+                       "migrate without a backup); to go on despite a failed proof, use "
+                       "--accept-failed-proof DB", EXIT_USAGE)
+    if args.without_backup:
         if not args.confirm:
             raise CliError("--without-backup needs --confirm <database name>", EXIT_USAGE)
         return jobs.Guard(without_backup=args.confirm)
@@ -245,18 +252,18 @@ def _smoke(profile: Profile | None, interactive: bool) -> SmokeSettings | None:
 def _timeout_options(p: argparse.ArgumentParser) -> None:
     """The two timeouts of the transaction: what `plan --sql` writes into its SET LOCAL
     lines and what migrate and revert run with."""
-    p.add_argument("--lock-timeout", type=float, metavar="S",
+    p.add_argument("--lock-timeout", type=seconds, metavar="S",
                    help="seconds to wait for each lock (default: the profile's, else 2)")
-    p.add_argument("--statement-timeout", type=float, default=30.0, metavar="S",
+    p.add_argument("--statement-timeout", type=seconds, default=30.0, metavar="S",
                    help="seconds each statement of the transaction may run before it is "
                    "cancelled and everything rolls back (default %(default)g)")
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
     """Options of the commands that run the transaction: migrate and revert."""
-    p.add_argument("--retries", type=int, metavar="N",
+    p.add_argument("--retries", type=count, metavar="N",
                    help="attempts after a lock timeout (default: the profile's, else 3)")
-    p.add_argument("--reconnect-wait", type=float, default=120.0, metavar="S",
+    p.add_argument("--reconnect-wait", type=seconds, default=120.0, metavar="S",
                    help="when the connection is lost during COMMIT, how long to keep asking "
                    "the server whether it committed (default %(default)g; exit 4 if it never "
                    "answers)")
@@ -270,12 +277,31 @@ def _migration_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--migration-name", default=names.MIGRATION_NAME, metavar="NAME",
                    help="the name recorded in TypeORM's migrations table (default "
                    "%(default)s, the application's own migration)")
-    p.add_argument("--migration-timestamp", type=int, default=names.MIGRATION_TIMESTAMP,
+    p.add_argument("--migration-timestamp", type=count, default=names.MIGRATION_TIMESTAMP,
                    metavar="MS", help="the timestamp recorded with it (default %(default)s)")
 
 
+def _digest(text: str) -> str:
+    """What `plan` printed, or its first 12 hex digits or more; else a usage error."""
+    digest = text.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{12,64}", digest):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a plan digest: give the 12 to 64 "
+                                         "hex digits `enerlink-migrate plan` printed")
+    return digest
+
+
+def _hours(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of hours: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 hours, not {text}")
+    return value
+
+
 def _plan_digest_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--plan-digest", metavar="HEX",
+    p.add_argument("--plan-digest", metavar="HEX", type=_digest,
                    help="the digest `plan` printed (12 hex digits or more): run only that "
                    "plan, refuse if the catalog changed since")
 
@@ -305,7 +331,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--accept-failed-proof", metavar="DB",
                    help="migrate although the backup's proof found it cannot be restored "
                    "exactly: the database name, typed back")
-    p.add_argument("--max-backup-age", type=float, default=jobs.Guard.max_backup_age_h,
+    p.add_argument("--max-backup-age", type=_hours, default=jobs.Guard.max_backup_age_h,
                    metavar="H", help="refuse a backup older than H hours (default "
                    "%(default)g)")
     _plan_digest_option(p)

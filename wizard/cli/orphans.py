@@ -15,6 +15,7 @@ from wizard.cli.common import (
     CliError,
     pg_settings,
     printer,
+    seconds,
 )
 from wizard.core import orphans
 from wizard.core.journal import Journal
@@ -79,6 +80,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--delete", action="store_true",
                    help="after --export, delete exactly those rows in one transaction")
     p.add_argument("--confirm", metavar="DBNAME", help="the database name, typed back")
-    p.add_argument("--statement-timeout", type=float, default=300.0, metavar="S")
-    p.add_argument("--lock-timeout", type=float, default=2.0, metavar="S")
+    p.add_argument("--statement-timeout", type=seconds, default=300.0, metavar="S",
+                   help="seconds each query of the scan, export or delete may run "
+                   "(default %(default)g)")
+    p.add_argument("--lock-timeout", type=seconds, default=2.0, metavar="S",
+                   help="with --delete: seconds to wait for the locks the delete takes "
+                   "(default %(default)g)")
     p.set_defaults(handler=cmd_orphans)
