@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--self-test", action="store_true",
                         help="check this installation headless (SQL, resources, modules, "
                         "keyring, PDF, a window) and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                help="what to do (COMMAND --help for its options)")
     common = connection_parser()
     for module in COMMAND_MODULES:
         module.register(sub, common)
