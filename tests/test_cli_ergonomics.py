@@ -306,3 +306,26 @@ def test_every_command_and_option_has_help_text() -> None:
                 missing += [f"{path} {c} (no help in the command list)"
                             for c in action.choices if c not in described]
     assert missing == []
+
+
+# --- 5. plan --sql with nothing to do ------------------------------------------------------
+
+def test_plan_sql_on_a_migrated_database_says_nothing_to_do_instead_of_an_empty_script(
+        pg_db: PgSettings, tmp_path: Path) -> None:
+    out = run_cli(pg_db, "migrate", "--without-backup", "--confirm", pg_db.dbname,
+                  folder=tmp_path)
+    assert out.returncode == 0, out.stderr
+    out = run_cli(pg_db, "plan", "--sql", folder=tmp_path)
+    assert (out.returncode, out.stdout) == (0, "")
+    assert out.stderr.strip() == (f"note: nothing to do: {pg_db.dbname} is already migrated "
+                                  f"(state migrated)")
+    # The revert has steps: its script is printed as before. (A revert plan of a database
+    # before the rename is refused, exit 3, by the engine: "nothing to revert".)
+    out = run_cli(pg_db, "plan", "--sql", "--down", folder=tmp_path)
+    assert out.returncode == 0
+    assert out.stdout.startswith("-- enerlink-migrate plan (down), database state: migrated")
+    assert 'ALTER TABLE "public"."user" RENAME TO "prosumer";' in out.stdout
+    # --json keeps its document, with the empty plan in it.
+    out = run_cli(pg_db, "plan", "--sql", "--json", folder=tmp_path)
+    assert out.returncode == 0
+    assert json.loads(out.stdout)["steps"] == []

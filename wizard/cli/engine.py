@@ -61,6 +61,9 @@ def cmd_plan(args: argparse.Namespace, settings: PgSettings) -> int:
         raise CliError(str(exc), EXIT_REFUSED) from None
     out = printer(args)
     if args.sql and not args.json:
+        if not plan.steps:  # an empty BEGIN; COMMIT; would read as a plan to run
+            out.note(_nothing_to_do(settings.dbname, d.state, plan.direction))
+            return EXIT_OK
         out.text(_script(plan, args), end="")
         return EXIT_OK
     lines = [f"state: {d.state}: {d.explanation}",
@@ -78,6 +81,13 @@ def cmd_plan(args: argparse.Namespace, settings: PgSettings) -> int:
     out.result({**plan.to_dict(), "script": _script(plan, args)},
                "\n".join(lines))
     return EXIT_OK
+
+
+def _nothing_to_do(dbname: str, state: str, direction: str) -> str:
+    if direction == UP:
+        return f"nothing to do: {dbname} is already migrated (state {state})"
+    return (f"nothing to do: {dbname} is not migrated (state {state}), so there is nothing "
+            f"to revert")
 
 
 def _script(plan: Plan, args: argparse.Namespace) -> str:
@@ -318,7 +328,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_with_db(cmd_inspect))
     p = sub.add_parser("plan", parents=[common], help="the steps and their exact SQL")
     p.add_argument("--down", action="store_true", help="the revert plan")
-    p.add_argument("--sql", action="store_true", help="print the SQL script only")
+    p.add_argument("--sql", action="store_true",
+                   help="print the SQL script only; when there is nothing to do, no script: "
+                   "a note on stderr says so, and the exit code is 0")
     _timeout_options(p)
     _migration_options(p)
     p.set_defaults(handler=_with_db(cmd_plan))
