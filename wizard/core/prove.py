@@ -120,6 +120,13 @@ def estimate_s(settings: PgSettings, size_bytes: int) -> tuple[float, str]:
     return size_bytes / PRIOR_BYTES_PER_S, "a first estimate (no proof measured here yet)"
 
 
+def database_bytes(settings: PgSettings) -> int:
+    """pg_database_size of the database: what estimate_s is given before a proof."""
+    with settings.connect(autocommit=True) as conn:
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    return int(row[0]) if row else 0
+
+
 def _compare(conn: psycopg.Connection[Any], expected: dict[str, Any] | None,
              live: PgSettings, result: ProofResult) -> None:
     counts = table_counts(conn)
@@ -231,7 +238,7 @@ def prove(settings: PgSettings, backup: str | Path, options: ProofOptions | None
     except Cancelled as exc:
         result.reason = str(exc)
     except Exception as exc:  # the backup did not restore: that is the finding
-        result.reason = restore.failure_text(plan, exc)
+        result.reason = restore.failure_text(plan, exc) + _first_error(restored)
     finally:
         if created:
             result.dropped = _drop(plan, report, result)
@@ -240,6 +247,15 @@ def prove(settings: PgSettings, backup: str | Path, options: ProofOptions | None
     journal.record(BackupProven(result.to_dict()))
     report("step" if result.proven else "error", f"{result.path}: {result.summary()}")
     return result
+
+
+def _first_error(restored: restore.RestoreResult) -> str:
+    """pg_restore's first server error, which names the cause the checks only see the
+    consequences of (a table's rows not loaded, then the keys that reference it)."""
+    for line in restored.warnings:
+        if "ERROR:" in line:
+            return "; pg_restore's first error: " + line.split("ERROR:", 1)[1].strip()
+    return ""
 
 
 def _verdict(result: ProofResult) -> str | None:

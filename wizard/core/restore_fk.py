@@ -41,7 +41,7 @@ _INFO = ("launching item ", "finished item ", "processing item ", "processing mi
          "reducing dependencies for ", "errors ignored on restore:")
 # Errors a restore as a non-superuser always has and that lose nothing: the comment on an
 # extension a superuser created in the template (PostgreSQL 12, or untrusted extensions).
-_HARMLESS_ENTRY = re.compile(r"from TOC entry \d+; \d+ \d+ COMMENT - EXTENSION ")
+_HARMLESS_ENTRY = re.compile(r"from TOC entry \d+; \d+ \d+ COMMENT (?:- )?EXTENSION ")
 _HARMLESS_ERROR = re.compile(r"must be owner of extension ")
 SAMPLE_ROWS = 5
 
