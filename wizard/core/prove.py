@@ -30,6 +30,7 @@ from wizard.core.journal import Journal, runs_for
 from wizard.core.plan import UP, PlanRefused
 from wizard.core.reporting import Cancelled, Progress, Report, no_progress, no_report
 from wizard.core.restore_db import drop_database
+from wizard.core.restore_fk import harmless
 from wizard.core.restore_inspect import journal_backup
 from wizard.core.units import format_bytes
 
@@ -253,7 +254,7 @@ def _first_error(restored: restore.RestoreResult) -> str:
     """pg_restore's first server error, which names the cause the checks only see the
     consequences of (a table's rows not loaded, then the keys that reference it)."""
     for line in restored.warnings:
-        if "ERROR:" in line:
+        if "ERROR:" in line and not harmless(line):
             return "; pg_restore's first error: " + line.split("ERROR:", 1)[1].strip()
     return ""
 

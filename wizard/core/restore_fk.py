@@ -46,6 +46,12 @@ _HARMLESS_ERROR = re.compile(r"must be owner of extension ")
 SAMPLE_ROWS = 5
 
 
+def harmless(line: str) -> bool:
+    """An error line of pg_restore that loses nothing (COMMENT ON EXTENSION by a role
+    that does not own the extension)."""
+    return bool(_HARMLESS_ENTRY.search(line) or _HARMLESS_ERROR.search(line))
+
+
 class FkRepairFailed(RuntimeError):
     """The violated keys could not be re-created NOT VALID; the message says why."""
 
@@ -103,7 +109,7 @@ def violated_keys(errors: list[str], ignored: int) -> dict[str, tuple[str, str]]
     violations: set[str] = set()
     for line in errors:
         text = _PREFIXES.sub("", line)
-        if _HARMLESS_ENTRY.search(text) or _HARMLESS_ERROR.search(text):
+        if harmless(text):
             continue  # COMMENT ON EXTENSION by a role that does not own it: loses nothing
         if text.startswith("from TOC entry"):
             if (m := _TOC.search(text)) is None:
