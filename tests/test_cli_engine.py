@@ -36,7 +36,7 @@ def test_inspect_migrate_verify_revert_through_therun_cli(pg_db: PgSettings, pg_
     statuses = {c["id"]: c["status"] for c in json.loads(out.stdout)}
     assert statuses.pop("redis_keys") == "warn"  # no Redis given: not checked, not failed
     assert set(statuses.values()) == {"pass"}
-    out = run_cli(pg_db, "revert", folder=tmp_path)
+    out = run_cli(pg_db, "revert", "--confirm", pg_db.dbname, folder=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert json.loads(run_cli(pg_db, "inspect", "--json", folder=tmp_path).stdout)[
         "state"] == "pre"

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,7 +39,7 @@ def recorded_runs(pg_db: PgSettings, tmp_path: Path, restore_template: str) -> P
                  ("backup", "--out", str(tmp_path / "bk"), "--prove", "--template",
                   restore_template),
                  ("migrate",),
-                 ("revert",)):
+                 ("revert", "--confirm", pg_db.dbname)):
         out = run_cli(pg_db, *argv, folder=tmp_path)
         assert out.returncode == 0, (argv, out.stdout + out.stderr)
     return pg_db
@@ -196,7 +199,8 @@ def test_each_engine_command_offers_only_the_options_it_uses() -> None:
         "--rehearse", "--without-backup", "--confirm", "--accept-failed-proof",
         "--max-backup-age", "--plan-digest"}
     # revert never passed --migration-name or --migration-timestamp on: they are gone.
-    assert _options("revert") == CONNECTION | TIMEOUTS | RUN | REDIS | {"--plan-digest"}
+    assert _options("revert") == CONNECTION | TIMEOUTS | RUN | REDIS | {"--plan-digest",
+                                                                         "--confirm"}
     assert _options("verify") == CONNECTION | REDIS
     assert _options("runs") == {"--help", "--db", "--limit", "--json"}
 
@@ -329,3 +333,78 @@ def test_plan_sql_on_a_migrated_database_says_nothing_to_do_instead_of_an_empty_
     out = run_cli(pg_db, "plan", "--sql", "--json", folder=tmp_path)
     assert out.returncode == 0
     assert json.loads(out.stdout)["steps"] == []
+
+
+# --- 6. revert wants the database's name typed back ----------------------------------------
+
+def _state(settings: PgSettings, folder: Path) -> str:
+    return str(json.loads(run_cli(settings, "inspect", "--json", folder=folder).stdout)["state"])
+
+
+def _runs_of(journal_dir: Path, command: str) -> list[Path]:
+    return [p for p in journal_dir.iterdir() if p.name.endswith(f"_{command}")] \
+        if journal_dir.is_dir() else []
+
+
+def _revert_on_a_terminal(settings: PgSettings, folder: Path, answer: str
+                          ) -> subprocess.CompletedProcess[str]:
+    """`revert` with a terminal (a pty) as its stdin, on which `answer` is typed."""
+    passfile = folder / "pgpass"
+    passfile.write_text(f"{settings.host}:{settings.port}:*:{settings.user}:"
+                        f"{settings.password}\n")
+    passfile.chmod(0o600)
+    dsn = f"postgresql://{settings.user}@{settings.host}:{settings.port}/{settings.dbname}"
+    env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+    env["PGPASSFILE"] = str(passfile)
+    controller, terminal = os.openpty()
+    try:
+        os.write(controller, answer.encode() + b"\n")  # waits in the terminal's input queue
+        return subprocess.run([sys.executable, "-m", "wizard", "revert", "--dsn", dsn],
+                              stdin=terminal, capture_output=True, text=True, env=env,
+                              check=False, timeout=120)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+
+
+def test_revert_without_the_typed_name_refuses_and_changes_nothing(
+        pg_db: PgSettings, tmp_path: Path, journal_dir: Path) -> None:
+    out = run_cli(pg_db, "migrate", "--without-backup", "--confirm", pg_db.dbname,
+                  folder=tmp_path)
+    assert out.returncode == 0, out.stderr
+    out = run_cli(pg_db, "revert", folder=tmp_path)  # stdin is not a terminal: no prompt
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert f"a revert needs the database's name typed back: --confirm {pg_db.dbname}" \
+        in out.stderr
+    assert "Nothing was changed" in out.stderr
+    out = run_cli(pg_db, "revert", "--confirm", pg_db.dbname + "_x", folder=tmp_path)
+    assert out.returncode == 3
+    assert f"got '{pg_db.dbname}_x'" in out.stderr
+    out = run_cli(pg_db, "revert", "--json", folder=tmp_path)
+    assert out.returncode == 3
+    assert out.stdout == ""
+    assert _state(pg_db, tmp_path) == "migrated"
+    assert _runs_of(journal_dir, "revert") == []  # refused before a run began
+    out = run_cli(pg_db, "revert", "--confirm", pg_db.dbname, folder=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "revert succeeded" in out.stdout
+    assert _state(pg_db, tmp_path) == "pre"
+
+
+def test_revert_on_a_terminal_asks_for_the_name(pg_db: PgSettings, tmp_path: Path,
+                                                journal_dir: Path) -> None:
+    out = run_cli(pg_db, "migrate", "--without-backup", "--confirm", pg_db.dbname,
+                  folder=tmp_path)
+    assert out.returncode == 0, out.stderr
+    out = _revert_on_a_terminal(pg_db, tmp_path, "prod")
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert f"Type {pg_db.dbname} to agree: " in out.stderr  # the question is not on stdout
+    assert out.stdout == ""
+    assert f"you typed 'prod', not the database's name '{pg_db.dbname}'" in out.stderr
+    assert _state(pg_db, tmp_path) == "migrated"
+    assert _runs_of(journal_dir, "revert") == []
+    out = _revert_on_a_terminal(pg_db, tmp_path, pg_db.dbname)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "revert succeeded" in out.stdout
+    assert _state(pg_db, tmp_path) == "pre"
+    assert len(_runs_of(journal_dir, "revert")) == 1

@@ -350,8 +350,8 @@ def test_cli_revert_brings_redis_back_to_the_old_names_after_the_schema(
     assert jobs.run(pg_db, UP)[1].ok
     renamed_order_book(redis_client)
     env = {**os.environ, "REDISCLI_AUTH": redis_server.password}
-    out = run_cli(pg_db, "revert", "--redis-url", f"{redis_server.url}/1", folder=tmp_path,
-                  env=env)
+    out = run_cli(pg_db, "revert", "--confirm", pg_db.dbname, "--redis-url",
+                  f"{redis_server.url}/1", folder=tmp_path, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"Redis {redis_server.url}/1: 2 keys brought back to the old names" in out.stdout
     assert old_order_book_problems(redis_client) == []

@@ -123,6 +123,6 @@ def test_every_step_runs_from_the_installed_wheel(installed: Installed, pg_serve
     statuses = {c["id"]: c["status"] for c in json.loads(out.stdout)}
     assert statuses.pop("redis_keys") == "warn"  # no Redis given: not checked, not failed
     assert set(statuses.values()) == {"pass"}
-    out = cli("revert")
+    out = cli("revert", "--confirm", pg_db.dbname)
     assert out.returncode == 0, out.stdout + out.stderr
     assert fingerprint(pg_db) == original

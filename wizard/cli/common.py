@@ -53,6 +53,13 @@ def count(text: str) -> int:
     return value
 
 
+def ask(prompt: str) -> str:
+    """A line typed on the terminal. The question goes to stderr, so that stdout stays the
+    command's answer even when it is redirected; end of input is an empty answer."""
+    print(prompt, end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip()
+
+
 def settings_from(dsn: str | None, profile: Profile | None = None) -> PgSettings:
     """Connection settings: --dsn fields, then the profile's, then PG* variables, then
     libpq's defaults. Never a password."""

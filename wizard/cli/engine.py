@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import re
+import shlex
 import sys
 from typing import Any
 
@@ -15,6 +16,7 @@ from wizard.cli.common import (
     EXIT_UNKNOWN,
     EXIT_USAGE,
     CliError,
+    ask,
     checks_text,
     count,
     load_profile,
@@ -187,6 +189,7 @@ def cmd_migrate(args: argparse.Namespace, settings: PgSettings) -> int:
 def cmd_revert(args: argparse.Namespace, settings: PgSettings) -> int:
     """The schema back to prosumer; then, with the profile's Redis or --redis-url, the
     inverse Redis rules (the old application reads prosumerId, orders:by_prosumer:*)."""
+    _confirm_revert(args, settings)
     options = _run_settings(args)
     out = printer(args)
     profile = load_profile(args)
@@ -217,6 +220,27 @@ def cmd_revert(args: argparse.Namespace, settings: PgSettings) -> int:
     if result.commit_lost and result.commit == UNKNOWN_COMMIT:
         return EXIT_UNKNOWN
     return EXIT_OK if result.ok and not outcome.redis_error else EXIT_FAILED
+
+
+def _confirm_revert(args: argparse.Namespace, settings: PgSettings) -> None:
+    """The database's name typed back (--confirm, or at a prompt on a terminal) before a
+    revert, as before a restore: the old application's schema comes back with it. Refuses,
+    changing nothing, without it."""
+    db = settings.dbname
+    typed = args.confirm
+    if typed is None and not args.json and sys.stdin.isatty():
+        typed = ask(f"Revert {settings.describe()}: rename user back to prosumer, for the "
+                    f"application version before the rename? Type {db} to agree: ")
+        if typed != db:
+            raise CliError(f"refusing: you typed {typed!r}, not the database's name {db!r}. "
+                           "Nothing was changed", EXIT_REFUSED)
+    if typed is None:
+        raise CliError(f"refusing: a revert needs the database's name typed back: --confirm "
+                       f"{shlex.quote(db)} (on a terminal, you are asked). Nothing was "
+                       "changed", EXIT_REFUSED)
+    if typed != db:
+        raise CliError(f"refusing: --confirm must repeat the name of the database to revert "
+                       f"({db}); got {typed!r}. Nothing was changed", EXIT_REFUSED)
 
 
 def cmd_verify(args: argparse.Namespace, settings: PgSettings) -> int:
@@ -353,7 +377,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_with_db(cmd_migrate))
     p = sub.add_parser("revert", parents=[common], help="rename user back to prosumer",
                        description="The schema back to prosumer in one transaction; then, "
-                       "with the profile's Redis or --redis-url, the inverse Redis rules.")
+                       "with the profile's Redis or --redis-url, the inverse Redis rules. "
+                       "Needs the database's name typed back: --confirm DB, or the prompt "
+                       "on a terminal; without it nothing changes (exit 3).")
+    p.add_argument("--confirm", metavar="DB",
+                   help="the database name, typed back (required; on a terminal without "
+                   "it you are asked to type it)")
     _plan_digest_option(p)
     _timeout_options(p)
     _run_options(p)
