@@ -11,6 +11,7 @@ from wizard.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_REFUSED,
+    EXIT_USAGE,
     CliError,
     Printer,
     pg_settings,
@@ -20,6 +21,7 @@ from wizard.core import backup, prove
 from wizard.core.backup import (
     DEFAULT_COMPRESSION,
     DEFAULT_LOCK_WAIT_S,
+    BackupOptionError,
     BackupOptions,
     BackupRefused,
 )
@@ -36,6 +38,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
                             pg_dump=args.pg_dump, pg_restore=args.pg_restore)
     try:
         plan = backup.prepare(settings, options)
+    except BackupOptionError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
     except BackupRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
     journal = Journal.create(settings, "backup")

@@ -52,6 +52,10 @@ class BackupRefused(RuntimeError):
     """The backup cannot start (options, tools, free space); nothing was written."""
 
 
+class BackupOptionError(BackupRefused):
+    """The options themselves are wrong (a usage mistake); nothing was read or written."""
+
+
 @dataclass(frozen=True)
 class BackupOptions:
     out_dir: Path
@@ -131,7 +135,7 @@ def compression_args(spec: str | None, tool: Tool) -> tuple[list[str], str]:
     if method.isdigit() and not level:
         method, level = ("none", "") if method == "0" else ("gzip", method)
     if method not in ("none", "gzip", "lz4", "zstd") or (level and not level.isdigit()):
-        raise BackupRefused(f"unknown compression {spec!r}: use none, gzip:1..9, or lz4 / "
+        raise BackupOptionError(f"unknown compression {spec!r}: use none, gzip:1..9, or lz4 / "
                             f"zstd[:level] with pg_dump 16 or newer")
     modern = tool.major >= 16
     if method == "none":
@@ -139,7 +143,7 @@ def compression_args(spec: str | None, tool: Tool) -> tuple[list[str], str]:
     if method == "gzip":
         lvl = int(level) if level else 6
         if not 1 <= lvl <= 9:
-            raise BackupRefused(f"gzip level {lvl} is out of range: use gzip:1 to gzip:9")
+            raise BackupOptionError(f"gzip level {lvl} is out of range: use gzip:1 to gzip:9")
         return ([f"--compress=gzip:{lvl}"] if modern else [f"-Z{lvl}"]), f"gzip:{lvl}"
     if not modern:
         raise BackupRefused(f"{method} compression needs pg_dump 16 or newer; {tool.path} is "
@@ -197,14 +201,14 @@ def prepare(settings: PgSettings, options: BackupOptions, *,
             now: datetime | None = None) -> BackupPlan:
     """Validate, pick pg_dump, name the file and check the free space. Writes nothing."""
     if options.format not in FORMATS:
-        raise BackupRefused(f"unknown format {options.format!r}: use custom or directory")
+        raise BackupOptionError(f"unknown format {options.format!r}: use custom or directory")
     if options.jobs < 1:
-        raise BackupRefused("--jobs must be 1 or more")
+        raise BackupOptionError("--jobs must be 1 or more")
     if options.jobs > 1 and options.format != "directory":
-        raise BackupRefused(f"--jobs {options.jobs} needs --format directory (pg_dump writes "
-                            f"a custom-format file with one process)")
+        raise BackupOptionError(f"--jobs {options.jobs} needs --format directory (pg_dump "
+                                f"writes a custom-format file with one process)")
     if options.lock_wait_timeout_s <= 0:
-        raise BackupRefused("the lock wait timeout must be positive")
+        raise BackupOptionError("the lock wait timeout must be positive")
     out_dir = Path(options.out_dir).expanduser().absolute()
     if out_dir.exists() and not out_dir.is_dir():
         raise BackupRefused(f"{out_dir} exists and is not a folder; choose a folder for --out")

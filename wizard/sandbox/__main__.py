@@ -48,7 +48,7 @@ def _describe(box: Sandbox) -> str:
         f"  .venv/bin/enerlink-migrate cache --redis-url {r.url}/0 --dry-run  "
         f"# REDISCLI_AUTH=$(cat {box.redis_password_file})",
         f"  .venv/bin/enerlink-migrate verify --dsn {dsn}",
-        f"  .venv/bin/enerlink-migrate revert --dsn {dsn}",
+        f"  .venv/bin/enerlink-migrate revert --confirm {box.owner.dbname} --dsn {dsn}",
         "",
     ])
 
