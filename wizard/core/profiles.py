@@ -154,6 +154,11 @@ class Profile:
         "test account for the smoke check (its password goes in the keyring)"))
     operator: str | None = field(default=None, metadata=_meta(
         "operator name printed on the checklist"))
+    reviewer: str | None = field(default=None, metadata=_meta(
+        "reviewer of the change, printed on the report next to the operator"))
+    change_ref: str | None = field(default=None, metadata=_meta(
+        "change or ticket reference (e.g. CHG-1234), carried into the journal and the report",
+        flag="--change"))
     ask_every_time: bool = field(default=False, metadata=_meta(
         "never read or store this profile's passwords in the keyring; ask every time"))
 

@@ -49,6 +49,14 @@ class WizardSession:
     def operator(self) -> str:
         return (self.profile.operator if self.profile and self.profile.operator else "") or ""
 
+    @property
+    def change_ref(self) -> str:
+        return (self.profile.change_ref if self.profile and self.profile.change_ref else "")
+
+    @property
+    def reviewer(self) -> str:
+        return (self.profile.reviewer if self.profile and self.profile.reviewer else "")
+
     def ensure_journal(self) -> Journal:
         """The run's journal, created when the first step runs (not when a profile is picked)."""
         if self.journal is None:

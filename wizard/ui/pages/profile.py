@@ -35,7 +35,8 @@ from wizard.ui.pages.base import StepPage
 # The first matching prefix wins: pg_dump_path before the other pg_ fields.
 TABS = (("Bac&kup", "pg_dump_path"), ("Post&greSQL", "pg_"), ("R&edis", "redis_"),
         ("Bac&kup", "backup_"), ("Mig&ration", "lock_timeout_s"), ("Mig&ration", "retries"),
-        ("&Application", "app_"), ("&Application", "smoke_"), ("Mig&ration", "operator"))
+        ("&Application", "app_"), ("&Application", "smoke_"), ("Mig&ration", "operator"),
+        ("Mig&ration", "reviewer"), ("Mig&ration", "change_ref"))
 PASSWORDS = (("postgres", "PostgreSQL password"), ("redis", "Redis password"),
              ("smoke", "Smoke-check password"))
 
