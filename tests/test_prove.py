@@ -272,3 +272,21 @@ def test_a_backup_of_the_real_schema_is_proven_and_its_rehearsal_passes(
     assert proof.fingerprint_equal, proof.fingerprint_diffs
     assert proof.rehearsal is not None
     assert proof.rehearsal["ok"], proof.rehearsal
+
+
+def test_a_scratch_copy_left_by_a_killed_proof_is_named_with_its_drop_statement(
+        live: PgSettings, pg_server: PostgresServer, tmp_path: Path,
+        restore_template: str) -> None:
+    left = f"{live.dbname}_proof_20200101_000000"
+    with pg_server.admin_connect() as admin:
+        admin.execute(f'CREATE DATABASE "{left}"')
+    backup = take_backup(live, tmp_path)
+    lines = Lines()
+    proof = prove.prove(live, backup.path,
+                        prove.ProofOptions(rehearse=False, template=restore_template),
+                        report=lines)
+    assert proof.proven, proof.reason
+    warned = [m for level, m in lines.lines if level == "warn" and left in m]
+    assert warned == [f"{left} is the scratch copy of an earlier proof that did not finish "
+                      f"(a killed run?): it takes space on the server; when no proof runs, "
+                      f'drop it: DROP DATABASE "{left}";']

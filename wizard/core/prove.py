@@ -209,6 +209,10 @@ def prove(settings: PgSettings, backup: str | Path, options: ProofOptions | None
     if plan.space is not None:
         for line in plan.space.lines():
             report("info", line)
+    for name in _leftovers(settings, opts, plan.restore_db):
+        report("warn", f"{name} is the scratch copy of an earlier proof that did not finish "
+                       f"(a killed run?): it takes space on the server; when no proof runs, "
+                       f'drop it: DROP DATABASE "{name}";')
     t0 = time.perf_counter()
     created: list[bool] = []
     restored = restore.RestoreResult(ok=False, live_db=settings.dbname,
@@ -248,6 +252,18 @@ def prove(settings: PgSettings, backup: str | Path, options: ProofOptions | None
     journal.record(BackupProven(result.to_dict()))
     report("step" if result.proven else "error", f"{result.path}: {result.summary()}")
     return result
+
+
+def _leftovers(settings: PgSettings, opts: ProofOptions, current: str) -> list[str]:
+    """Scratch copies of earlier proofs of this database still on the server."""
+    prefix = settings.dbname.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    try:
+        with settings.with_dbname(opts.maintenance_db).connect(autocommit=True) as conn:
+            rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s "
+                                "ORDER BY 1", (prefix + "\\_proof\\_%",)).fetchall()
+    except psycopg.Error:
+        return []
+    return [str(r[0]) for r in rows if r[0] != current]
 
 
 def _first_error(restored: restore.RestoreResult) -> str:
