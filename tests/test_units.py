@@ -1,10 +1,10 @@
-"""The one byte formatter: binary units labelled KiB/MiB/GiB, three significant digits."""
+"""The byte, rate and duration formatters: binary units labelled KiB/MiB/GiB, three digits."""
 
 from __future__ import annotations
 
 import pytest
 
-from wizard.core.units import format_bytes
+from wizard.core.units import format_bytes, format_duration, format_rate
 
 
 @pytest.mark.parametrize(("n", "text"), [
@@ -46,3 +46,17 @@ def test_fractions_and_negatives() -> None:
 def test_no_decimal_labels() -> None:
     for n in (10**3, 10**6, 10**9, 10**12):
         assert format_bytes(n).split()[1] in ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def test_rates_use_the_same_binary_units() -> None:
+    assert format_rate(8.1 * 2**20) == "8.1 MiB/s"
+    assert format_rate(0) == "0 B/s"
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0, "0 s"), (0.4, "0 s"), (44.6, "45 s"), (59.4, "59 s"), (60, "1 min 00 s"),
+    (125, "2 min 05 s"), (3599, "59 min 59 s"), (3600, "1 h 00 min"), (3720, "1 h 02 min"),
+    (-3, "0 s"),
+])
+def test_durations(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text

@@ -1,4 +1,4 @@
-"""Sizes for people: binary units (KiB, MiB, ...), as df -h and pg_size_pretty count them."""
+"""Sizes, rates and durations for people: binary units (KiB, MiB, ...), as df -h counts them."""
 
 from __future__ import annotations
 
@@ -30,3 +30,20 @@ def _rounded(size: float) -> float:
 
 def _digits(size: float) -> str:
     return f"{size:.0f}" if round(size, 1) >= 100 else f"{size:.1f}"
+
+
+def format_rate(bytes_per_s: float) -> str:
+    """A throughput in the same binary units: '8.1 MiB/s'."""
+    return f"{format_bytes(bytes_per_s)}/s"
+
+
+def format_duration(seconds: float) -> str:
+    """'0 s', '45 s', '2 min 05 s', '1 h 02 min': whole seconds, as a progress line reads."""
+    total = max(0, round(seconds))
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
