@@ -5,15 +5,17 @@ from __future__ import annotations
 import re
 import shlex
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from psycopg import sql
 
-from wizard.core import backup
+from wizard.core import backup, restore
 from wizard.core.backup import BackupOptions
 from wizard.core.connection import PgSettings
 from wizard.core.reporting import Progress
+from wizard.core.restore_inspect import TocEntry
 
 MiB = 2**20
 
@@ -208,3 +210,101 @@ def test_a_real_dump_moves_the_bar_while_the_big_table_is_written(
     assert not any(pg_db.password in a for a in argv)
     check = next(m for lv, m in lines if lv == "step" and m.startswith("verifying "))
     assert check.endswith(shlex.join([str(plan.pg_restore.path), "--list", str(plan.path)]))
+
+
+# --- restore: the bytes the new database grows by, and the phase -------------------------
+
+
+def restore_plan(estimate: int, entries: list[tuple[str, str]]) -> Any:
+    """What _Progress reads of a plan: the archive's entries and the size expected."""
+    toc = [TocEntry(desc, "public", tag, "owner") for desc, tag in entries]
+    return SimpleNamespace(
+        inspection=SimpleNamespace(toc_entries=len(toc), size_bytes=1, entries=toc),
+        space=SimpleNamespace(estimate=estimate), live_props={"size": estimate})
+
+
+ENTRIES = [("TABLE", "big"), ("TABLE", "small"), ("TABLE DATA", "big"),
+           ("TABLE DATA", "small"), ("CONSTRAINT", "big big_pkey"), ("INDEX", "big_t_idx"),
+           ("FK CONSTRAINT", "small small_fk"), ("COMMENT", "x"), ("ACL", "y")]
+
+
+def test_restore_progress_follows_the_bytes_restored_and_names_the_phase() -> None:
+    clock, seen = Clock(), Seen()
+    sizes = [8 * MiB]  # a fresh database from template0
+
+    def sizer() -> int:
+        return sizes[-1]
+
+    tracker = restore._Progress(restore_plan(108 * MiB, ENTRIES), None, seen, sizer=sizer,
+                                clock=clock)
+    tracker.start()
+    tracker.line("stderr", 'pg_restore: creating TABLE "public.big"')
+    assert seen.detail == "creating the schema · 0 s elapsed"
+    tracker.line("stderr", 'pg_restore: processing data for table "public.big"')
+    fractions = []
+    for _ in range(8):  # the big table loads: TOC items stand still, the bytes do not
+        clock.advance(1.0)
+        sizes.append(sizes[-1] + 10 * MiB)
+        tracker.tick()
+        fractions.append(seen.fraction)
+    assert fractions == sorted(fractions)
+    assert len(set(fractions)) == 8
+    assert seen.fraction == pytest.approx(0.8)
+    assert seen.detail == ("loading data: public.big (1 of 2 tables) · 80.0 MiB restored of "
+                           "about 100 MiB · 8 s elapsed, about 2 s left")
+    tracker.line("stderr", 'pg_restore: processing data for table "public.small"')
+    tracker.line("stderr", 'pg_restore: creating CONSTRAINT "public.big big_pkey"')
+    tracker.line("stderr", 'pg_restore: creating INDEX "public.big_t_idx"')
+    assert seen.detail.startswith("building indexes and constraints: 2 of 3 (public.big_t_idx)")
+    # The copy ends up smaller than the estimate (the live database's bloat): the indexes
+    # done still move the bar.
+    assert seen.fraction == pytest.approx(0.8 + 0.2 * 1 / 3)
+    clock.advance(1.0)
+    tracker.line("stderr", 'pg_restore: creating FK CONSTRAINT "public.small small_fk"')
+    assert seen.fraction == pytest.approx(0.8 + 0.2 * 2 / 3)
+    assert all(f < 1 for f, _ in seen.updates)
+
+
+def test_restore_progress_without_a_size_reading_counts_items() -> None:
+    seen = Seen()
+    tracker = restore._Progress(restore_plan(10 * MiB, ENTRIES), None, seen,
+                                sizer=lambda: None)
+    tracker.start()
+    tracker.line("stderr", 'pg_restore: creating TABLE "public.big"')
+    tracker.line("stderr", 'pg_restore: processing data for table "public.big"')
+    assert seen.fraction == pytest.approx(2 / len(ENTRIES))
+    assert seen.detail.startswith("loading data: public.big (1 of 2 tables) · 2 of 9 items")
+
+
+@pytest.mark.slow
+def test_a_real_restore_moves_by_bytes_and_names_its_phases(
+        pg_db: PgSettings, tmp_path: Path, restore_template: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    add_big_table(pg_db, 200_000)
+    with pg_db.connect(autocommit=True) as conn:
+        conn.execute("CREATE INDEX big_history_a ON public.big_history (a)")
+        conn.execute("CREATE INDEX big_history_b ON public.big_history (b)")
+    made = backup.run(backup.prepare(pg_db, BackupOptions(out_dir=tmp_path)))
+    assert made.verified, made.error
+    monkeypatch.setattr(restore._Progress, "SAMPLE_S", 0.1)  # a small database restores fast
+    plan = restore.prepare(pg_db, made.path, restore.RestoreOptions(template=restore_template))
+    seen = Seen()
+    lines: list[str] = []
+    result = restore.run(plan, confirm=pg_db.dbname, progress=seen,
+                         report=lambda _lv, m: lines.append(m))
+    assert result.ok, result.error
+    fractions = [f for f, _ in seen.updates]
+    assert fractions == sorted(fractions)
+    assert fractions[-1] == 1.0
+    details = [d for _, d in seen.updates]
+    loading = [(f, d) for f, d in seen.updates
+               if d.startswith("loading data: public.big_history")]
+    assert len({f for f, _ in loading}) > 2, "\n".join(map(str, seen.updates))
+    assert any(re.search(r" MiB restored of about [\d.]+ MiB", d) for _, d in loading)
+    assert any(d.startswith("building indexes and constraints: ") for d in details)
+    assert any(d.startswith("creating the schema") for d in details)
+    assert all(re.search(r"\d+ s elapsed", d) for d in details[:-1])
+    step = next(m for m in lines if m.startswith(f"restoring {plan.inspection.path} into "))
+    assert shlex.split(step.split(": ", 1)[1]) == plan.argv()
+    assert pg_db.password
+    assert pg_db.password not in step

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -70,7 +71,7 @@ from wizard.core.restore_inspect import (
     estimate_size,
     inspect_backup,
 )
-from wizard.core.units import format_bytes
+from wizard.core.units import format_bytes, format_duration
 
 __all__ = ["CACHE_NEXT", "IDENTITY", "SESSIONS", "SPACE", "Inspection", "RestoreFailed",
            "RestoreOptions", "RestorePlan", "RestoreRefused", "RestoreResult", "Unconfirmed",
@@ -85,6 +86,14 @@ CHECKED_KINDS = ("TABLE", "SEQUENCE", "VIEW", "MATERIALIZED VIEW", "INDEX", "CON
 _IGNORED = re.compile(r"errors ignored on restore: (\d+)")
 _ITEM = re.compile(r"(?:processing|finished) item (\d+) ")
 _SERIAL_ITEM = re.compile(r"^pg_restore: (?:creating |processing data for table |executing )")
+_DATA = re.compile(r'processing data for table "(.+)"')
+_DATA_DONE = re.compile(r"finished item \d+ TABLE DATA (.+?)\s*$")
+_CREATING = re.compile(r'creating ([A-Z][A-Z ]*[A-Z]) "(.+)"')
+SCHEMA_SHARE = 0.02  # of the restore's bar, at most, for the TOC items before the data
+# What pg_restore builds after the data (its post-data section), as TOC entries name them.
+_POST_DATA = {"INDEX", "INDEX ATTACH", "CONSTRAINT", "FK CONSTRAINT", "CHECK CONSTRAINT",
+              "TRIGGER", "EVENT TRIGGER", "RULE", "POLICY", "STATISTICS",
+              "MATERIALIZED VIEW DATA", "PUBLICATION TABLE"}
 
 
 class RestoreFailed(RuntimeError):
@@ -442,9 +451,22 @@ def _recheck(plan: RestorePlan, report: Report) -> None:
 
 
 class _Progress:
-    """Progress of pg_restore (TOC items done over total) or psql (bytes of the file)."""
+    """Progress of pg_restore from the bytes restored, or of psql (its place in the file).
 
-    def __init__(self, plan: RestorePlan, scan: PlainScan | None, progress: Progress) -> None:
+    The new database's growth (pg_database_size, read about every SAMPLE_S by `sizer`)
+    against the size the plan expects the copy to have (plan.space.estimate, else the live
+    database's size) moves the bar; the phase comes from pg_restore's lines: the schema,
+    the tables' data (with --jobs, the small tables' indexes meanwhile), then the indexes
+    and constraints, counted against the archive's once every table is loaded (which
+    keeps the bar moving when the copy ends up smaller than the estimate, without the
+    live database's bloat). Without a size reading, TOC items done over the total.
+    """
+
+    SAMPLE_S = 1.0  # how often the new database's size is read
+
+    def __init__(self, plan: RestorePlan, scan: PlainScan | None, progress: Progress, *,
+                 sizer: Callable[[], int | None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.total = max(plan.inspection.toc_entries, 1)
         self.size = max(plan.inspection.size_bytes, 1)
         self.scan = scan
@@ -453,22 +475,119 @@ class _Progress:
         self.serial = True
         self.copy = -1
         self.fraction = 0.0
+        self.detail = ""
+        entries = plan.inspection.entries
+        self.tables = sum(1 for e in entries if e.desc == "TABLE DATA")
+        self.post_total = sum(1 for e in entries if e.desc in _POST_DATA)
+        self.expected = plan.space.estimate if plan.space else int(plan.live_props["size"])
+        self.sizer = sizer
+        self.clock = clock
+        self.started = clock()
+        self.sampled = -float("inf")
+        self.base: int | None = None  # the new database's size before pg_restore
+        self.grown = 0
+        self.loading: dict[str, None] = {}  # tables whose data is loading, oldest first
+        self.loaded = 0  # tables whose data pg_restore started
+        self.built = 0  # indexes and constraints it started
+        self.building = ""
+        self.post_from: tuple[float, int] | None = None  # fraction and built: data all in
+
+    def start(self) -> None:
+        """Read the new database's size before anything is restored into it."""
+        self._sample(force=True)
+
+    def _sample(self, *, force: bool = False) -> None:
+        now = self.clock()
+        if self.sizer is None or (not force and now - self.sampled < self.SAMPLE_S):
+            return
+        self.sampled = now
+        size = self.sizer()
+        if size is None:
+            self.sizer = None  # no reading: items from here on
+            return
+        if self.base is None:
+            self.base = size
+        self.grown = max(self.grown, size - self.base)
 
     def line(self, stream: str, line: str) -> None:
         if self.scan is not None:
             self._psql(stream, line)
-        elif stream == "stderr":
-            # With --jobs, items carry their TOC id ("processing item 3467 ...", "finished
-            # item ..."); a serial run only says "creating ..." or "processing data ...".
-            if (m := _ITEM.search(line)) is not None:
-                self.items.add(m.group(1))
-            elif self.serial and _SERIAL_ITEM.search(line):
-                self.items.add(str(len(self.items)))
-            else:
-                return
-            if m is not None:
-                self.serial = False
-            self._set(len(self.items) / self.total, f"{len(self.items)}/{self.total} items")
+            return
+        if stream != "stderr":
+            return
+        self._phase(line)
+        # With --jobs, items carry their TOC id ("processing item 3467 ...", "finished
+        # item ..."); a serial run only says "creating ..." or "processing data ...".
+        if (m := _ITEM.search(line)) is not None:
+            self.items.add(m.group(1))
+            self.serial = False
+        elif self.serial and _SERIAL_ITEM.search(line):
+            self.items.add(str(len(self.items)))
+        else:
+            return
+        self.tick()
+
+    def _phase(self, line: str) -> None:
+        """Which tables are loading, how many indexes and constraints have started."""
+        if (m := _DATA.search(line)) is not None:
+            if self.serial:
+                self.loading.clear()  # one at a time: the one before is in
+            self.loading[m.group(1)] = None
+            self.loaded += 1
+        elif (m := _DATA_DONE.search(line)) is not None:
+            tag = m.group(1)
+            for name in [n for n in self.loading if n.split(".", 1)[-1] == tag][:1]:
+                del self.loading[name]
+        elif (m := _CREATING.search(line)) is not None and m.group(1) in _POST_DATA:
+            if self.serial:
+                self.loading.clear()
+            self.built += 1
+            self.building = m.group(2)
+        if self.post_from is None and not self.loading and self.loaded >= self.tables \
+                and self.built:
+            self.post_from = (self.fraction, self.built - 1)
+
+    def tick(self) -> None:
+        if self.scan is not None:
+            return
+        self._sample()
+        fraction = min(self._fraction(), 0.99)
+        self._set(fraction, self._detail(max(fraction, self.fraction)))
+
+    def _fraction(self) -> float:
+        if self.sizer is None or self.base is None:
+            return len(self.items) / self.total
+        # The schema's items move the bar a little before the first bytes of data arrive.
+        fraction = max(self.grown / max(1, self.expected - self.base),
+                       SCHEMA_SHARE * len(self.items) / self.total)
+        if self.post_from is not None:
+            start, before = self.post_from
+            left = self.post_total - before
+            done = max(0, self.built - before - 1) / left if left > 0 else 1.0
+            fraction = max(fraction, start + (1 - start) * min(1.0, done))
+        return fraction
+
+    def _detail(self, fraction: float) -> str:
+        if self.loading:
+            first = next(iter(self.loading))
+            more = f" and {len(self.loading) - 1} more" if len(self.loading) > 1 else ""
+            head = f"loading data: {first}{more} ({self.loaded} of {self.tables} tables)"
+        elif self.built:
+            head = (f"building indexes and constraints: {self.built} of {self.post_total} "
+                    f"({self.building})")
+        else:
+            head = "creating the schema"
+        parts = [head]
+        if self.sizer is not None and self.base is not None and self.grown > 0:
+            parts.append(f"{format_bytes(self.grown)} restored of about "
+                         f"{format_bytes(max(self.grown, self.expected - self.base))}")
+        elif self.sizer is None:
+            parts.append(f"{len(self.items)} of {self.total} items")
+        seconds = self.clock() - self.started
+        elapsed = f"{format_duration(seconds)} elapsed"
+        if fraction > 0.03 and seconds >= 2:
+            elapsed += f", about {format_duration(seconds * (1 - fraction) / fraction)} left"
+        return " · ".join([*parts, elapsed])
 
     def _psql(self, stream: str, line: str) -> None:
         assert self.scan is not None
@@ -484,15 +603,49 @@ class _Progress:
 
     def _set(self, fraction: float, detail: str) -> None:
         fraction = min(fraction, 0.99)
-        if fraction > self.fraction:
+        if fraction > self.fraction or (self.scan is None and fraction == self.fraction
+                                        and detail != self.detail):
             self.fraction = fraction
+            self.detail = detail
             self.progress(fraction, detail)
+
+
+class _DbSize:
+    """The new database's size, read on a side connection to the maintenance database (one
+    to the copy itself would hold off its drop after a failure); None once that fails."""
+
+    def __init__(self, plan: RestorePlan) -> None:
+        self.plan = plan
+        self.conn: psycopg.Connection[Any] | None = None
+        self.failed = False
+
+    def __call__(self) -> int | None:
+        if self.failed:
+            return None
+        try:
+            if self.conn is None:
+                maint = self.plan.settings.with_dbname(self.plan.options.maintenance_db)
+                self.conn = maint.connect(autocommit=True)
+                self.conn.execute("SET statement_timeout = '2s'")
+            row = self.conn.execute("SELECT pg_database_size(oid) FROM pg_database "
+                                    "WHERE datname = %s", (self.plan.restore_db,)).fetchone()
+        except psycopg.Error:
+            self.failed = True
+            self.close()
+            return None
+        return int(row[0]) if row else None
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
 
 def _restore_program(plan: RestorePlan, scan: PlainScan | None, report: Report,
                      progress: Progress, cancel: threading.Event | None,
                      result: RestoreResult) -> tuple[Outcome, list[str]]:
-    tracker = _Progress(plan, scan, progress)
+    sizer = _DbSize(plan)
+    tracker = _Progress(plan, scan, progress, sizer=sizer if scan is None else None)
     errors: list[str] = []
     name = plan.tool.path.name
 
@@ -512,8 +665,13 @@ def _restore_program(plan: RestorePlan, scan: PlainScan | None, report: Report,
             errors.append(line)
         report("warn" if is_error else "info", line)
 
-    with libpq_env(plan.settings) as env:
-        outcome = run_program(plan.argv(), env=env, on_line=on_line, cancel=cancel)
+    try:
+        tracker.start()
+        with libpq_env(plan.settings) as env:
+            outcome = run_program(plan.argv(), env=env, on_line=on_line, cancel=cancel,
+                                  on_tick=tracker.tick)
+    finally:
+        sizer.close()
     if outcome.cancelled:
         return outcome, errors
     full = [e for e in errors if any(m in e for m in _DISK_FULL)]
@@ -731,7 +889,7 @@ def restore_copy(plan: RestorePlan, report: Report, progress: Progress,
     if result.timescaledb:
         timescale.pre_restore(copy, report)
     report("step", f"restoring {plan.inspection.path} into {plan.restore_db}: "
-                   + " ".join(plan.argv()))
+                   + shlex.join(plan.argv()))
     t1 = time.perf_counter()
     outcome, errors = _restore_program(plan, plan.scan, report, progress, cancel, result)
     result.timings["restore_s"] = _since(t1)
