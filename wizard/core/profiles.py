@@ -46,9 +46,12 @@ class ProfileNotFound(ProfileError):
 Check = Callable[[Any], str | None]
 
 
-def _meta(description: str, *, flag: str | None = None, check: Check | None = None,
-          choices: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {"description": description, "flag": flag, "check": check, "choices": choices}
+def _meta(label: str, description: str, *, flag: str | None = None,
+          check: Check | None = None, choices: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A field's declaration: the written label a form shows (never one made from the key),
+    the description (CLI help, tooltip), its flag, check and choices."""
+    return {"label": label, "description": description, "flag": flag, "check": check,
+            "choices": choices}
 
 
 def _range(low: float, high: float) -> Check:
@@ -102,64 +105,80 @@ def _check_http_url(url: str) -> str | None:
 class Profile:
     """Where a migration runs and how. No password: those live in the keyring only."""
 
-    name: str = field(metadata=_meta("profile name (letters, digits, space, . _ - @ +)",
-                                     check=_check_name))
+    name: str = field(metadata=_meta(
+        "Profile name", "profile name (letters, digits, space, . _ - @ +)",
+        check=_check_name))
     pg_host: str | None = field(default=None, metadata=_meta(
-        "PostgreSQL host or socket folder (unset: PGHOST, else localhost)", flag="--host"))
+        "Host", "PostgreSQL host or socket folder (unset: PGHOST, else localhost)",
+        flag="--host"))
     pg_port: int | None = field(default=None, metadata=_meta(
-        "PostgreSQL port (unset: PGPORT, else 5432)", flag="--port",
+        "Port", "PostgreSQL port (unset: PGPORT, else 5432)", flag="--port",
         check=_range(1, 65535)))
     pg_dbname: str | None = field(default=None, metadata=_meta(
-        "database (unset: PGDATABASE, else enerlink_db)", flag="--dbname"))
+        "Database", "database (unset: PGDATABASE, else enerlink_db)", flag="--dbname"))
     pg_user: str | None = field(default=None, metadata=_meta(
+        "User (role)",
         "role to connect as, the tables' owner (unset: PGUSER, else your login name)",
         flag="--user"))
     pg_sslmode: str | None = field(default=None, metadata=_meta(
-        "libpq sslmode (unset: PGSSLMODE, else prefer)", flag="--sslmode", choices=SSL_MODES))
+        "SSL mode", "libpq sslmode (unset: PGSSLMODE, else prefer)", flag="--sslmode",
+        choices=SSL_MODES))
     pg_sslrootcert: str | None = field(default=None, metadata=_meta(
-        "CA certificate file for verify-ca/verify-full", flag="--sslrootcert"))
+        "CA certificate file", "CA certificate file for verify-ca/verify-full",
+        flag="--sslrootcert"))
     redis_url: str | None = field(default=None, metadata=_meta(
-        "Redis URL, redis:// or rediss:// (TLS), no password", check=_check_redis_url))
+        "Redis URL", "Redis URL, redis:// or rediss:// (TLS), no password",
+        check=_check_redis_url))
     redis_username: str | None = field(default=None, metadata=_meta(
-        "Redis ACL user name (unset: the default user)"))
+        "Redis user name", "Redis ACL user name (unset: the default user)"))
     redis_db: int | None = field(default=None, metadata=_meta(
-        "Redis database index (unset: the URL's /N, else 0)", check=_range(0, 1_000_000)))
+        "Redis database index", "Redis database index (unset: the URL's /N, else 0)",
+        check=_range(0, 1_000_000)))
     redis_ca_file: str | None = field(default=None, metadata=_meta(
-        "CA certificate file for rediss://"))
+        "Redis CA certificate file", "CA certificate file for rediss://"))
     redis_rules: str | None = field(default=None, metadata=_meta(
+        "Redis migration rules",
         "Redis migration rules, separated by ';' (unset: EnerLink's: "
         + "; ".join(rr.to_text(r) for r in rr.DEFAULT_RULES) + ")",
         check=_check_redis_rules))
     backup_folder: str | None = field(default=None, metadata=_meta(
-        "folder for backups (unset: the run's folder)"))
+        "Backup folder", "folder for backups (unset: the run's folder)"))
     backup_format: str = field(default="custom", metadata=_meta(
+        "Backup format",
         "pg_dump format: custom (one file) or directory (parallel with --backup-jobs)",
         choices=BACKUP_FORMATS))
     backup_jobs: int = field(default=1, metadata=_meta(
-        "parallel pg_dump/pg_restore jobs (directory format)", check=_range(1, 64)))
+        "Parallel jobs", "parallel pg_dump/pg_restore jobs (directory format)",
+        check=_range(1, 64)))
     pg_dump_path: str | None = field(default=None, metadata=_meta(
+        "pg_dump program",
         "pg_dump to use instead of searching PATH and the usual install folders"))
     lock_timeout_s: float = field(default=2.0, metadata=_meta(
-        "seconds to wait for each lock before rolling back and retrying",
+        "Lock timeout (s)", "seconds to wait for each lock before rolling back and retrying",
         flag="--lock-timeout", check=_range(0.001, 3600)))
     retries: int = field(default=3, metadata=_meta(
-        "attempts after a lock timeout", check=_range(0, 100)))
+        "Retries after a lock timeout", "attempts after a lock timeout",
+        check=_range(0, 100)))
     app_stop_command: str | None = field(default=None, metadata=_meta(
-        "command that stops the application (e.g. pm2 stop enerlink-backend)"))
+        "Stop command", "command that stops the application (e.g. pm2 stop enerlink-backend)"))
     app_start_command: str | None = field(default=None, metadata=_meta(
-        "command that starts the application again"))
+        "Start command", "command that starts the application again"))
     smoke_base_url: str | None = field(default=None, metadata=_meta(
-        "application base URL for the login smoke check", check=_check_http_url))
+        "Application URL", "application base URL for the login smoke check",
+        check=_check_http_url))
     smoke_user: str | None = field(default=None, metadata=_meta(
+        "Smoke-check account",
         "test account for the smoke check (its password goes in the keyring)"))
     operator: str | None = field(default=None, metadata=_meta(
-        "operator name printed on the checklist"))
+        "Operator", "operator name printed on the checklist"))
     reviewer: str | None = field(default=None, metadata=_meta(
-        "reviewer of the change, printed on the report next to the operator"))
+        "Reviewer", "reviewer of the change, printed on the report next to the operator"))
     change_ref: str | None = field(default=None, metadata=_meta(
+        "Change reference",
         "change or ticket reference (e.g. CHG-1234), carried into the journal and the report",
         flag="--change"))
     ask_every_time: bool = field(default=False, metadata=_meta(
+        "Ask for passwords every time",
         "never read or store this profile's passwords in the keyring; ask every time"))
 
     def __post_init__(self) -> None:
@@ -218,6 +237,7 @@ class FieldSpec:
     type: builtins.type[Any]
     optional: bool
     default: Any
+    label: str  # written for people ("Stop command"), never derived from the key
     description: str
     flag: str
     choices: tuple[str, ...]
@@ -254,7 +274,8 @@ def _schema() -> tuple[FieldSpec, ...]:
         meta = f.metadata
         specs.append(FieldSpec(
             key=f.name, type=base, optional=optional,
-            default=None if f.name == "name" else f.default, description=meta["description"],
+            default=None if f.name == "name" else f.default, label=meta["label"],
+            description=meta["description"],
             flag=meta["flag"] or "--" + f.name.replace("_", "-"), choices=meta["choices"],
             check=meta["check"]))
     return tuple(specs)

@@ -42,10 +42,8 @@ PASSWORDS = (("postgres", "PostgreSQL password"), ("redis", "Redis password"),
 
 
 def _label(spec: FieldSpec) -> str:
-    if spec.key == "pg_dump_path":
-        return "pg_dump program:"
-    words = spec.key.removeprefix("pg_").removeprefix("redis_").replace("_", " ")
-    return words.replace(" s", " (s)").capitalize() + ":"
+    """The form's label: the one the schema declares for people, never made from the key."""
+    return f"{spec.label}:"
 
 
 class FieldEditor:
@@ -68,9 +66,12 @@ class FieldEditor:
             if spec.default is not None:
                 edit.setPlaceholderText(str(spec.default))
             self.widget = edit
+        # The schema's description is what the CLI's --help says: the tooltip and what a
+        # screen reader reads after the label.
         self.widget.setToolTip(spec.description)
         self.widget.setObjectName(spec.key)
-        self.widget.setAccessibleName(spec.key)
+        self.widget.setAccessibleName(spec.label)
+        self.widget.setAccessibleDescription(spec.description)
 
     def set(self, value: Any) -> None:
         if isinstance(self.widget, QCheckBox):
@@ -159,6 +160,9 @@ class ProfilePage(StepPage):
             edit.setEchoMode(QLineEdit.EchoMode.Password)
             edit.setObjectName(f"password-{what}")
             edit.setAccessibleName(label)
+            edit.setToolTip(f"{label}: kept in the system keyring when “Keep passwords in "
+                            "the keyring” is ticked, never in the profile file")
+            edit.setAccessibleDescription(edit.toolTip())
             self.passwords[what] = edit
         forms["Post&greSQL"].addRow("Password:", self.passwords["postgres"])
         forms["R&edis"].addRow("Password:", self.passwords["redis"])
