@@ -188,6 +188,7 @@ TIMEOUTS = {"--lock-timeout", "--statement-timeout"}
 RUN = {"--retries", "--reconnect-wait", "--count-all"}
 MIGRATION_ROW = {"--migration-name", "--migration-timestamp"}
 REDIS = {"--redis-url", "--redis-user", "--redis-db", "--redis-ca", "--redis-timeout"}
+CHANGE = {"--change", "--reviewer"}  # recorded in the journal a command opens
 
 
 def test_each_engine_command_offers_only_the_options_it_uses() -> None:
@@ -195,13 +196,13 @@ def test_each_engine_command_offers_only_the_options_it_uses() -> None:
     # plan writes the two timeouts into its script's SET LOCAL lines and the migrations row
     # into its steps; retrying, reconnecting and counting happen only when a run runs.
     assert _options("plan") == CONNECTION | TIMEOUTS | MIGRATION_ROW | {"--down", "--sql"}
-    assert _options("migrate") == CONNECTION | TIMEOUTS | RUN | MIGRATION_ROW | {
+    assert _options("migrate") == CONNECTION | TIMEOUTS | RUN | MIGRATION_ROW | CHANGE | {
         "--rehearse", "--without-backup", "--confirm", "--accept-failed-proof",
         "--max-backup-age", "--plan-digest"}
     # revert never passed --migration-name or --migration-timestamp on: they are gone.
-    assert _options("revert") == CONNECTION | TIMEOUTS | RUN | REDIS | {"--plan-digest",
-                                                                         "--confirm"}
-    assert _options("verify") == CONNECTION | REDIS
+    assert _options("revert") == CONNECTION | TIMEOUTS | RUN | REDIS | CHANGE | {
+        "--plan-digest", "--confirm"}
+    assert _options("verify") == CONNECTION | REDIS | CHANGE
     assert _options("runs") == {"--help", "--db", "--limit", "--json"}
 
 

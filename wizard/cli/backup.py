@@ -14,6 +14,8 @@ from wizard.cli.common import (
     EXIT_USAGE,
     CliError,
     Printer,
+    add_change_options,
+    open_journal,
     pg_settings,
     printer,
 )
@@ -42,7 +44,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
         raise CliError(str(exc), EXIT_USAGE) from None
     except BackupRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
-    journal = Journal.create(settings, "backup")
+    journal = open_journal(args, settings, "backup")
     out = printer(args)
     cancel = threading.Event()
     # pg_dump runs in its own session, so Ctrl-C reaches only us: turn it into a cancel,
@@ -114,7 +116,8 @@ def cmd_prove(args: argparse.Namespace) -> int:
     """Prove an existing backup: restore it into a scratch copy, compare, rehearse, drop."""
     settings = pg_settings(args)
     out = printer(args)
-    proof = _prove(settings, Path(args.backup), args, out, None)
+    proof = _prove(settings, Path(args.backup), args, out,
+                   open_journal(args, settings, "prove"))
     out.result(proof.to_dict(), _proof_text(proof))
     return EXIT_OK if proof.proven else EXIT_FAILED
 
@@ -166,6 +169,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                    "dump's snapshot, rehearse the migration there (rolled back), drop it; "
                    "refused without the free space the copy needs")
     _proof_arguments(p)
+    add_change_options(p)
     p.set_defaults(handler=cmd_backup)
     p = sub.add_parser("prove", parents=[common],
                        help="prove a backup by restoring it into a scratch database",
@@ -181,4 +185,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     p.add_argument("--pg-restore", metavar="PATH", help="the pg_restore to use")
     p.add_argument("-v", "--verbose", action="store_true", help="show every pg_restore line")
     _proof_arguments(p)
+    add_change_options(p)
     p.set_defaults(handler=cmd_prove)

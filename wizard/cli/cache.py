@@ -20,7 +20,9 @@ from wizard.cli.common import (
     EXIT_USAGE,
     CliError,
     Printer,
+    add_change_options,
     load_profile,
+    open_journal,
     printer,
 )
 from wizard.cli.redis_args import DEFAULT_URL, add_redis_options, reachable, redis_settings
@@ -101,7 +103,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     rules = _rules(args, profile)
     pg, expected = pg_target(args.dsn, profile)
     settings = redis_settings(args, profile)
-    journal = Journal.create(pg, "cache")
+    journal = open_journal(args, pg, "cache", profile)
     if (args.flushdb or args.revert) and not args.dry_run:
         try:  # a wrong name is refused before anything reaches Redis
             cache.confirm_typed_name("FLUSHDB" if args.flushdb else "the Redis revert",
@@ -221,4 +223,5 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     add_redis_options(p, DEFAULT_URL)
     p.add_argument("--samples", type=int, default=10, metavar="N",
                    help="sample keys shown per rule in a dry run (default 10)")
+    add_change_options(p)
     p.set_defaults(handler=cmd_cache)

@@ -16,7 +16,9 @@ from psycopg.conninfo import conninfo_to_dict
 from wizard.core import profiles, secrets
 from wizard.core.connection import PgSettings
 from wizard.core.connection import connect_advice as core_connect_advice
+from wizard.core.journal import Journal
 from wizard.core.profiles import Profile, ProfileError, pg_env, resolve_pg
+from wizard.core.report import record_change
 from wizard.core.reporting import Progress, Report
 from wizard.core.verify import Check
 
@@ -255,6 +257,30 @@ def connection_parser() -> argparse.ArgumentParser:
                         "from libpq's sources or the prompt")
     common.add_argument("--json", action="store_true", help="machine-readable output")
     return common
+
+
+def add_change_options(p: argparse.ArgumentParser) -> None:
+    """--change and --reviewer, on every command that opens a run journal: the change the
+    run belongs to, recorded first in its journal, so that its report names them."""
+    p.add_argument("--change", metavar="REF",
+                   help="the change or ticket reference this run belongs to, printed on its "
+                   "report (default: the profile's change reference)")
+    p.add_argument("--reviewer", metavar="NAME",
+                   help="who reviews the change, printed on the report next to the operator "
+                   "(default: the profile's reviewer)")
+
+
+def open_journal(args: argparse.Namespace, settings: PgSettings, command: str,
+                 profile: Profile | None = None) -> Journal:
+    """The command's run journal, opened with its change recorded first: --change and
+    --reviewer, else the profile's change reference and reviewer (and its operator)."""
+    profile = profile if profile is not None else load_profile(args)
+    journal = Journal.create(settings, command)
+    record_change(journal,
+                  getattr(args, "change", None) or (profile.change_ref if profile else None),
+                  getattr(args, "reviewer", None) or (profile.reviewer if profile else None),
+                  profile.operator if profile else None)
+    return journal
 
 
 def pg_settings(args: argparse.Namespace) -> PgSettings:

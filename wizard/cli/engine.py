@@ -16,10 +16,12 @@ from wizard.cli.common import (
     EXIT_UNKNOWN,
     EXIT_USAGE,
     CliError,
+    add_change_options,
     ask,
     checks_text,
     count,
     load_profile,
+    open_journal,
     pg_settings,
     printer,
     seconds,
@@ -32,7 +34,6 @@ from wizard.core.commit_outcome import UNKNOWN as UNKNOWN_COMMIT
 from wizard.core.connection import PgSettings
 from wizard.core.discovery import CONFLICT, UNKNOWN
 from wizard.core.execute import RunOptions, RunResult
-from wizard.core.journal import Journal
 from wizard.core.plan import DOWN, UP, Plan, PlanRefused
 from wizard.core.profiles import Profile
 from wizard.core.redis_rules import DEFAULT_RULES
@@ -141,12 +142,15 @@ def _guard(args: argparse.Namespace, direction: str) -> jobs.Guard | None:
 def _run(args: argparse.Namespace, settings: PgSettings, direction: str) -> int:
     options = _run_settings(args, rehearse=getattr(args, "rehearse", False))
     out = printer(args)
+    guard = _guard(args, direction)
+    verb = "migrate" if direction == UP else "revert"
+    journal = open_journal(args, settings, ("rehearse-" if options.rehearse else "") + verb)
     try:
         plan, result, journal = jobs.run(settings, direction, options=options,
                                          report=None if args.json else out.reporter(),
-                                         migration=_migration(args),
-                                         guard=_guard(args, direction),
-                                         digest=getattr(args, "plan_digest", None))
+                                         migration=_migration(args), guard=guard,
+                                         digest=getattr(args, "plan_digest", None),
+                                         journal=journal)
     except PlanRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
     out.result({"plan": plan.to_dict(), "result": result.to_dict(),
@@ -200,7 +204,8 @@ def cmd_revert(args: argparse.Namespace, settings: PgSettings) -> int:
         outcome = recover.revert_then_align(
             settings, redis, rules=profile.redis_rule_list() if profile else DEFAULT_RULES,
             options=options, digest=args.plan_digest,
-            report=no_report if args.json else out.reporter())
+            report=no_report if args.json else out.reporter(),
+            journal=open_journal(args, settings, "revert", profile))
     except PlanRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
     result = outcome.result
@@ -254,7 +259,7 @@ def cmd_verify(args: argparse.Namespace, settings: PgSettings) -> int:
     if redis is not None:
         redis = ask_password_if_needed(redis, interactive)
     smoke = _smoke(profile, interactive)
-    journal = Journal.create(settings, "verify")
+    journal = open_journal(args, settings, "verify", profile)
     checks = checklist.final_checklist(
         settings, redis, smoke, journal=journal,
         rules=profile.redis_rule_list() if profile else DEFAULT_RULES,
@@ -374,6 +379,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     _timeout_options(p)
     _run_options(p)
     _migration_options(p)
+    add_change_options(p)
     p.set_defaults(handler=_with_db(cmd_migrate))
     p = sub.add_parser("revert", parents=[common], help="rename user back to prosumer",
                        description="The schema back to prosumer in one transaction; then, "
@@ -387,6 +393,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     _timeout_options(p)
     _run_options(p)
     add_redis_options(p, "none: Redis is left as it is, and the run says so")
+    add_change_options(p)
     p.set_defaults(handler=_with_db(cmd_revert))
     p = sub.add_parser(
         "verify", parents=[common], help="the verification checklist (as the Verify page)",
@@ -395,4 +402,5 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "profile's Redis) and the login smoke check (when the profile has a base URL and a "
         "test account). Journaled; exit 0 when nothing fails (warnings do not fail).")
     add_redis_options(p, "none: the Redis check is a warning")
+    add_change_options(p)
     p.set_defaults(handler=_with_db(cmd_verify))

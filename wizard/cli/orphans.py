@@ -13,12 +13,13 @@ from wizard.cli.common import (
     EXIT_REFUSED,
     EXIT_USAGE,
     CliError,
+    add_change_options,
+    open_journal,
     pg_settings,
     printer,
     seconds,
 )
 from wizard.core import orphans
-from wizard.core.journal import Journal
 from wizard.core.reporting import Cancelled
 
 
@@ -32,7 +33,7 @@ def cmd_orphans(args: argparse.Namespace) -> int:
     if args.delete and args.confirm != settings.dbname:
         raise CliError(f"deleting orphan rows needs the database name typed back: --confirm "
                        f"{shlex.quote(settings.dbname)}", EXIT_REFUSED)
-    journal = Journal.create(settings, "orphans")
+    journal = open_journal(args, settings, "orphans")
     out = printer(args)
     # The per-column warnings are in the table on stdout: stderr shows progress and errors.
     report = None if args.json else out.reporter({"step", "error"})
@@ -86,4 +87,5 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--lock-timeout", type=seconds, default=2.0, metavar="S",
                    help="with --delete: seconds to wait for the locks the delete takes "
                    "(default %(default)g)")
+    add_change_options(p)
     p.set_defaults(handler=cmd_orphans)

@@ -9,12 +9,13 @@ from typing import Any
 from wizard.cli.common import (
     EXIT_OK,
     EXIT_REFUSED,
+    add_change_options,
     checks_text,
     load_profile,
+    open_journal,
     pg_settings,
     printer,
 )
-from wizard.core.journal import Journal
 from wizard.core.preflight import Preflight, Session, run_preflight
 from wizard.core.profiles import Profile
 from wizard.core.units import format_bytes
@@ -27,7 +28,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     out = printer(args)
     profile = load_profile(args)
     settings = pg_settings(args)
-    journal = Journal.create(settings, "preflight")
+    journal = open_journal(args, settings, "preflight", profile)
     result = run_preflight(settings, _backup_folder(args, profile),
                            pg_dump=args.pg_dump or (profile.pg_dump_path if profile else None),
                            journal=journal)
@@ -100,4 +101,5 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--pg-dump", metavar="PATH",
                    help="the pg_dump the backup will use (program or folder; default: the "
                    "profile's, else searched on PATH)")
+    add_change_options(p)
     p.set_defaults(handler=cmd_preflight)

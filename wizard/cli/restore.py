@@ -12,7 +12,9 @@ from wizard.cli.common import (
     EXIT_OK,
     EXIT_REFUSED,
     CliError,
+    add_change_options,
     load_profile,
+    open_journal,
     pg_settings,
     printer,
 )
@@ -93,7 +95,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     try:
         outcome = restore_then_clear(plan, args.confirm, redis, report=report,
                                      progress=no_progress if args.json else out.progress(),
-                                     confirm_not_valid=_not_valid_prompt(plan, args))
+                                     confirm_not_valid=_not_valid_prompt(plan, args),
+                                     journal=open_journal(args, settings, "restore", profile))
     except restore.RestoreRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
     out.result({"plan": plan.to_dict(), "result": outcome.result.to_dict(),
@@ -192,4 +195,5 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    "migration")
     p.add_argument("-v", "--verbose", action="store_true", help="show every pg_restore line")
     add_redis_options(p, "none: the cache is not cleared (the run says so)")
+    add_change_options(p)
     p.set_defaults(handler=cmd_restore)

@@ -74,6 +74,18 @@ class OperatorNamed(Event):
     name: str
 
 
+@dataclass(frozen=True)
+class ChangeNamed(Event):
+    """The change this run belongs to, as the change board knows it: its reference (the
+    change or ticket id), the reviewer who signs with the operator, and the operator the
+    profile or the command line names (a later `operator` record, the signing name, wins)."""
+
+    event = "change"
+    ref: str
+    reviewer: str = ""
+    operator: str = ""
+
+
 # -- pre-flight ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -9,14 +9,20 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
-from wizard.core.events import ManualCheckDone, OperatorNamed, ReportExported, VerificationSigned
+from wizard.core.events import (
+    ChangeNamed,
+    ManualCheckDone,
+    OperatorNamed,
+    ReportExported,
+    VerificationSigned,
+)
 from wizard.core.journal import Journal
 from wizard.core.units import format_bytes
 
 # Events the report knows how to lay out; anything else is shown generically (redacted).
 # A run's progress events (step_done, attempt, lock_timeout) repeat what its run_finished
 # record and its log lines say.
-KNOWN_EVENTS = frozenset({"run_started", "state_before", "plan", "log", "run_finished",
+KNOWN_EVENTS = frozenset({"run_started", "change", "state_before", "plan", "log", "run_finished",
                           "down_plan", "manual_check", "operator", "backup", "verification",
                           "step_done", "attempt", "lock_timeout", "backup_accepted",
                           "expected", "commit_unknown", "commit_resolved", "redis_migrated",
@@ -91,6 +97,17 @@ def record_manual_check(journal: Journal, check_id: str, done: bool, note: str =
 def record_operator(journal: Journal, name: str) -> None:
     """The name the operator signs the report with (not the OS account)."""
     journal.record(OperatorNamed(name.strip()))
+
+
+def record_change(journal: Journal, ref: str | None, reviewer: str | None = None,
+                  operator: str | None = None) -> bool:
+    """The change this run belongs to (reference, reviewer, operator), recorded when a
+    journal is opened with one; nothing is recorded when none of the three is given."""
+    fields = [(v or "").strip() for v in (ref, reviewer, operator)]
+    if not any(fields):
+        return False
+    journal.record(ChangeNamed(*fields))
+    return True
 
 
 def record_signed(journal: Journal, operator: str, failed_checks: list[str],

@@ -11,6 +11,7 @@ from wizard.core.journal import Journal
 from wizard.core.profiles import Profile
 from wizard.core.redis_conn import RedisSettings
 from wizard.core.redis_rules import DEFAULT_RULES, Rule
+from wizard.core.report import record_change
 
 
 @dataclass
@@ -61,4 +62,6 @@ class WizardSession:
         """The run's journal, created when the first step runs (not when a profile is picked)."""
         if self.journal is None:
             self.journal = Journal.create(self.pg, "wizard")
+            # The change board's reference opens the journal, so every report of it names it.
+            record_change(self.journal, self.change_ref, self.reviewer, self.operator)
         return self.journal
