@@ -13,6 +13,7 @@ from wizard.core import profiles
 from wizard.core.connection import PgSettings
 from wizard.core.journal import Journal, runs_root
 from wizard.core.profiles import Profile
+from wizard.core.report import build_report
 
 CHANGE, REVIEWER = "CHG-2026-0142", "Ratna Wijaya"
 JOURNALING = ("migrate", "revert", "verify", "preflight", "orphans", "backup", "prove",
@@ -83,7 +84,15 @@ def test_a_change_window_on_the_command_line_names_its_change_in_every_journal(
     for command, journal in journals.items():
         assert journal.folder.name.endswith(f"_{db}_{command}"), journal.folder
         assert change_of(journal) == expected, command
-    assert journals["migrate"].events("run_finished")[0]["result"]["ok"]
+    # The migration's journal holds the rest of its run after the change, and its report
+    # names it: the migrate guard accepted the backup taken above as the rollback point.
+    migrate = journals["migrate"]
+    assert migrate.events("run_finished")[0]["result"]["ok"]
+    report = build_report(migrate)
+    assert (report.change_ref, report.reviewer) == (CHANGE, REVIEWER)
+    assert report.rollback is not None
+    assert report.rollback.path == str(dump)
+    assert report.rollback.proof == "proven"
 
 
 def test_the_profile_gives_the_change_and_the_command_line_overrides_it(
@@ -99,9 +108,14 @@ def test_the_profile_gives_the_change_and_the_command_line_overrides_it(
     journal = run(capsys, "preflight", "--profile", "prod", "--change", CHANGE)
     assert change_of(journal) == {"ref": CHANGE, "reviewer": "Sam Reviewer",
                                   "operator": "Dewi Anggraini"}
+    report = build_report(journal)
+    assert (report.change_ref, report.reviewer, report.operator) == (
+        CHANGE, "Sam Reviewer", "Dewi Anggraini")
 
 
-def test_without_a_change_nothing_is_recorded(
+def test_without_a_change_nothing_is_recorded_and_the_report_says_so(
         pg_db: PgSettings, passfile: Path, capsys: pytest.CaptureFixture[str]) -> None:
     journal = run(capsys, "preflight", "--dsn", dsn(pg_db))
     assert "change" not in {e["event"] for e in journal.events()}
+    report = build_report(journal)
+    assert (report.change_ref, report.reviewer) == ("", "")

@@ -7,25 +7,37 @@ import re
 import subprocess
 import sys
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from wizard.core import jobs
+from wizard.core import checklist, jobs, orphans, redis_migrate
+from wizard.core.backup import BackupOptions, BackupResult, backup
 from wizard.core.connection import PgSettings
 from wizard.core.events import BackupDone, Verified
+from wizard.core.execute import RunOptions
 from wizard.core.journal import Journal
+from wizard.core.plan import UP
+from wizard.core.preflight import app_command, run_preflight
+from wizard.core.profiles import Profile
+from wizard.core.prove import prove
+from wizard.core.redis_conn import RedisSettings
 from wizard.core.report import (
     MANUAL_CHECKS,
     build_report,
+    format_ts,
     record_manual_check,
     record_operator,
     redact,
     render_html,
 )
+from wizard.core.session import WizardSession
 
 OPERATOR = "Dewi Anggraini"
+REVIEWER = "Ratna Wijaya"
+CHANGE = "CHG-2026-0142"
 BACKUP_SHA = "9f" * 32
 
 
@@ -97,8 +109,11 @@ def test_model_from_a_real_run(migrated_run: Journal, pg_db: PgSettings) -> None
     # The last tick of an item wins.
     assert manual["login_user_id"].status == "open"
     assert manual["login_user_id"].note == "re-checked: reply still cached"
-    [cache] = [o for o in m.others if o.name == "cache_delete"]
-    assert cache.fields["url"] == "redis://app:***@cache:6379/0"
+    # An older record's shape is still read, in words, and redacted.
+    [redis] = [s for s in m.steps if s.step == "Redis"]
+    assert [line.text for line in redis.lines] == [
+        "cache keys deleted on redis://app:***@cache:6379/0: 12"]
+    assert redis.status == "pass"
     json.dumps(m.to_dict())  # the --json output and the GUI's "Export JSON…"
 
 
@@ -254,3 +269,194 @@ def test_the_report_says_what_the_redis_step_changed_per_rule(
     assert "field orders:* prosumerId=userId 20 0 1 orders:both" in text
     assert "move orders:by_prosumer:* orders:by_user:* 10 0 0" in text
     assert redis_server.password not in html
+
+
+# ---- the report a change board signs, from a whole change window -----------------------------
+
+@dataclass
+class Window:
+    journal: Journal
+    rollback: BackupResult  # the backup the migration relied on
+    early: BackupResult  # one taken before it: also taken, not the rollback point
+
+
+@pytest.fixture
+def change_window(pg_db: PgSettings, redis_server: Any, redis_client: Any,
+                  tmp_path: Path) -> Window:
+    """Every step of the wizard on one session's journal, as the headless demo runs them:
+    pre-flight, the application stopped, two backups (the second proven), the orphan scan,
+    a rehearsal, the migration (its guard accepts the proven backup), Redis, verification,
+    the application started again, the operator's name and one ticked item."""
+    from wizard.sandbox.redis_seed import seed_redis
+
+    seed_redis(redis_client, 10)
+    redis = RedisSettings.from_url(f"{redis_server.url}/1", password=redis_server.password)
+    stand_in = f"{sys.executable} -c pass"  # the application's stop and start commands
+    profile = Profile(name="prod", change_ref=CHANGE, reviewer=REVIEWER, operator=OPERATOR,
+                      app_stop_command=stand_in, app_start_command=stand_in)
+    session = WizardSession(pg_db, redis, profile)
+    journal = session.ensure_journal()
+    folder = tmp_path / "backups"
+    assert not run_preflight(pg_db, folder, journal=journal).blocking
+    assert app_command("stop", stand_in, journal=journal).ok
+    early = backup(pg_db, BackupOptions(out_dir=folder / "early"), journal=journal)
+    made = backup(pg_db, BackupOptions(out_dir=folder), journal=journal)
+    assert early.verified, early.error
+    assert made.verified, made.error
+    assert prove(pg_db, made.path, journal=journal).proven
+    orphans.scan(pg_db, journal=journal)
+    assert jobs.run(pg_db, UP, options=RunOptions(rehearse=True), journal=journal)[1].ok
+    assert jobs.run(pg_db, UP, journal=journal, guard=jobs.Guard())[1].ok
+    redis_migrate.dry_run(redis, session.redis_rules, journal=journal)
+    redis_migrate.migrate(redis, session.redis_rules, journal=journal)
+    checklist.final_checklist(pg_db, redis, journal=journal)
+    assert app_command("start", stand_in, journal=journal).ok
+    record_operator(journal, OPERATOR)
+    record_manual_check(journal, "app_starts", True, "pm2 logs clean")
+    return Window(journal, made, early)
+
+
+def test_the_session_opens_its_journal_with_the_change(change_window: Window) -> None:
+    first, second, *_ = change_window.journal.events()
+    assert (first["event"], first["command"]) == ("run_started", "wizard")
+    assert {k: second[k] for k in ("event", "ref", "reviewer", "operator")} == {
+        "event": "change", "ref": CHANGE, "reviewer": REVIEWER, "operator": OPERATOR}
+
+
+def test_the_model_of_a_change_window(change_window: Window) -> None:
+    journal, made = change_window.journal, change_window.rollback
+    m = build_report(journal)
+    events = journal.events()
+    assert (m.change_ref, m.reviewer, m.operator) == (CHANGE, REVIEWER, OPERATOR)
+    assert (m.started, m.finished) == (events[0]["ts"], events[-1]["ts"])
+    stop, start = journal.events("app_command")
+    assert (m.app_stopped, m.app_started) == (stop["ts"], start["ts"])
+    assert m.downtime_s is not None
+    assert 0 < m.downtime_s <= m.duration_s  # type: ignore[operator]
+    rb = m.rollback
+    assert rb is not None
+    assert (rb.path, rb.sha256, rb.size_bytes) == (made.path, made.sha256, made.size_bytes)
+    assert (rb.accepted, rb.proof) == (True, "proven")
+    assert rb.proof_summary.startswith("proven: restored into a scratch copy")
+    assert [b["path"] for b in m.backups] == [change_window.early.path, made.path]
+    steps = {s.step: s for s in m.steps}
+    assert list(steps) == ["Pre-flight", "Application stopped", "Backup and proof",
+                           "Orphan rows", "Migration", "Redis", "Verification",
+                           "Application started"]
+    assert {s.step: s.status for s in m.steps if s.status != "pass"} == {
+        "Verification": "warn"}  # 1 of the 17 application and frontend items ticked
+    rehearsal, migration = [line.text for line in steps["Migration"].lines]
+    assert re.fullmatch(r"rehearsal: would block \d+\.\d ms, rolled back \(nothing changed; "
+                        r"20 steps\)", rehearsal), rehearsal
+    assert migration.startswith("migration committed: state pre → migrated; 20 steps in 1 "
+                                "attempt, application blocked ")
+    backups = [line.text for line in steps["Backup and proof"].lines]
+    assert backups[0].endswith(": also taken, not the rollback point")
+    assert backups[1].endswith(": the rollback point")
+    assert "proven: restored into a scratch copy" in backups[2]
+    assert "accepted" in backups[3]
+    assert steps["Orphan rows"].lines[0].text == "no orphan rows in 7 referencing columns"
+    assert m.left_out == {}
+
+
+def test_the_pdf_a_change_board_signs(qapp: Any, change_window: Window,
+                                      tmp_path: Path) -> None:
+    from wizard.ui.pdf import write_report_pdf
+
+    journal, made = change_window.journal, change_window.rollback
+    m = build_report(journal)
+    pdf = tmp_path / "report.pdf"
+    pages = write_report_pdf(journal, pdf)
+    text = _pdf_text(pdf)
+    assert f"Change reference {CHANGE}" in text
+    assert f"{CHANGE} · EnerLink prosumer → user" in text  # every page's footer
+    assert f"Window start {format_ts(m.started)}" in text
+    assert f"Window end {format_ts(m.finished)}" in text
+    assert "Application downtime " in text
+    assert f"stopped {format_ts(m.app_stopped)}, started again {format_ts(m.app_started)}" \
+        in text
+    assert f"Operator {OPERATOR}" in text
+    assert f"Reviewer {REVIEWER}" in text
+    # The sign-off lines name both.
+    assert re.search(f"Role Name Date Signature Operator {OPERATOR} .*Reviewer {REVIEWER}",
+                     text), text[:2000]
+    # The rollback point, marked, with its hash and proof; the other backup only as taken.
+    marked = text.index("ROLLBACK POINT: restore this file")
+    box = text[marked:text.index("Also taken in this run (not the rollback point)")]
+    assert made.path in box.replace(" ", "")
+    assert f"sha256 {made.sha256}" in box
+    assert "Proof ✔ PASS proven: proven: restored into a scratch copy" in box
+    assert change_window.early.path not in box.replace(" ", "")
+    assert text.count("ROLLBACK POINT") == 1
+    # Each step's outcome in words.
+    for words in ("pre-flight: 7 of 7 checks passed (state pre); nothing blocks the run",
+                  "no orphan rows in 7 referencing columns",
+                  "rehearsal: would block", "ms, rolled back (nothing changed; 20 steps)",
+                  "migration committed: state pre → migrated",
+                  "40 keys of redis://", "brought to the new names, no conflicts",
+                  "verification:", "checks passed",
+                  "application and frontend checks: 1 of 17 ticked by the operator"):
+        assert words in text, words
+    assert "→ ?" not in text
+    # The SQL at the end, after everything else.
+    appendix = text.index("Appendix: the SQL")
+    assert appendix > text.index("Application and frontend checks (ticked by the operator)")
+    assert text.index('ALTER TABLE "public"."prosumer" RENAME TO "user";') > appendix
+    assert text.index("Revert SQL (for reference)") > appendix
+    # No raw journal JSON anywhere (a cast in the appendix's SQL, "user_id"::text, is SQL).
+    assert '{"' not in text
+    assert not re.search(r'"\w+": ', text)
+    assert f"page {pages} of {pages}" in text
+    # Every page as a picture, for a person to look at, and none of them blank.
+    subprocess.run(["pdftoppm", "-r", "60", "-png", str(pdf), str(tmp_path / "page")],
+                   check=True)
+    pngs = sorted(tmp_path.glob("page*.png"))
+    assert len(pngs) == pages
+    for png in pngs:
+        assert png.stat().st_size > 5_000, png
+
+
+def test_no_page_cuts_a_row_or_leaves_a_heading_alone(qapp: Any,
+                                                     change_window: Window) -> None:
+    from PySide6.QtCore import QBuffer
+
+    from wizard.ui.pdf import a4_writer, first_cut, lay_out
+
+    laid = lay_out(render_html(build_report(change_window.journal)), a4_writer(QBuffer()))
+    assert first_cut(laid.doc, laid.page_h) is None
+    # A long table of tall rows under a heading, after some text: each row on one page.
+    rows = "".join(f"<tr><td>{n}</td><td>{'word ' * (40 + n % 7 * 30)}</td></tr>"
+                   for n in range(60))
+    html = ("<p>" + "text " * 2000 + "</p><h2>Heading</h2><table border='1' width='100%'>"
+            f"<thead><tr><th>#</th><th>Text</th></tr></thead>{rows}</table>")
+    laid = lay_out(html, a4_writer(QBuffer()))
+    assert laid.count > 3
+    assert first_cut(laid.doc, laid.page_h) is None
+
+
+def test_unknown_records_are_left_out_with_a_count_not_dumped(pg_db: PgSettings) -> None:
+    journal = Journal.create(pg_db, "migrate")
+    append_raw(journal, "from_a_later_version", payload={"nested": {"deep": [1, 2]}})
+    append_raw(journal, "from_a_later_version", payload={"again": True})
+    m = build_report(journal)
+    assert m.left_out == {"from_a_later_version": 2}
+    html = render_html(m)
+    assert "2 records this version of the report does not read (2 from a later version) are " \
+        "left out; they are in the journal" in " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    assert str(journal.path) in html
+    assert "nested" not in html
+    assert "{&quot;" not in html
+
+
+def test_a_migration_without_a_backup_has_no_rollback_point(pg_db: PgSettings) -> None:
+    _plan, result, journal = jobs.run(pg_db, UP, guard=jobs.Guard(without_backup=pg_db.dbname))
+    assert result.ok, result.error
+    m = build_report(journal)
+    assert m.rollback is None
+    assert m.skipped_backup is not None
+    [backup_step] = [s for s in m.steps if s.step == "Backup and proof"]
+    assert backup_step.status == "fail"
+    assert backup_step.lines[0].text.startswith("NO BACKUP: ")
+    text = " ".join(re.sub(r"<[^>]+>", " ", render_html(m)).split())
+    assert "✘ NO ROLLBACK POINT : the backup was skipped" in text
+    assert "not given (enerlink-migrate … --change REF" in text  # no change reference

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from html import escape
+from pathlib import Path
 from typing import Any
 
+from wizard.core.commit_outcome import committed
 from wizard.core.events import (
     ChangeNamed,
     ManualCheckDone,
@@ -17,22 +18,17 @@ from wizard.core.events import (
     VerificationSigned,
 )
 from wizard.core.journal import Journal
+from wizard.core.runs import outcome_parts, plural, short
 from wizard.core.units import format_bytes
 
-# Events the report knows how to lay out; anything else is shown generically (redacted).
-# A run's progress events (step_done, attempt, lock_timeout) repeat what its run_finished
-# record and its log lines say.
-KNOWN_EVENTS = frozenset({"run_started", "change", "state_before", "plan", "log", "run_finished",
-                          "down_plan", "manual_check", "operator", "backup", "verification",
-                          "step_done", "attempt", "lock_timeout", "backup_accepted",
-                          "expected", "commit_unknown", "commit_resolved", "redis_migrated",
-                          "redis_dry_run", "redis_progress", "backup_proof_started",
-                          "backup_proven", "restore_finished"})
+Record = dict[str, Any]
 # Events whose `checks` make up the automated checklist; a later result of an id wins.
 CHECK_EVENTS = frozenset({"run_finished", "verification"})
 # Only these fields of a run's target are ever printed: host, port, database, role.
 TARGET_FIELDS = ("host", "port", "dbname", "user")
-EVIDENCE_CHARS = 700  # the journal keeps the full evidence; the PDF shows its beginning
+# Exporting the report again is not part of the change window: it does not move its end.
+OUTSIDE_WINDOW = frozenset({"report_exported"})
+EVIDENCE_CHARS = 300  # the journal keeps the full evidence; the PDF shows its beginning
 
 
 @dataclass(frozen=True)
@@ -82,8 +78,9 @@ MANUAL_CHECKS: tuple[ManualCheck, ...] = (
 )
 MANUAL_IDS = frozenset(m.id for m in MANUAL_CHECKS)
 
-PASS, FAIL, WARN, DONE, OPEN = "pass", "fail", "warn", "done", "open"
-STATUS_LABEL = {PASS: "PASS", FAIL: "FAIL", WARN: "WARN", DONE: "DONE", OPEN: "NOT DONE"}
+PASS, FAIL, WARN, DONE, OPEN, NONE = "pass", "fail", "warn", "done", "open", "none"
+STATUS_LABEL = {PASS: "PASS", FAIL: "FAIL", WARN: "WARN", DONE: "DONE", OPEN: "NOT DONE",
+                NONE: "NOT RUN"}
 
 
 def record_manual_check(journal: Journal, check_id: str, done: bool, note: str = "") -> None:
@@ -167,13 +164,49 @@ class RunSection:
     # (committed, not committed, unknown) and how.
     commit_lost: str = ""
     commit_evidence: str = ""
+    direction: str = "up"
+    rehearsal: bool = False
+    committed: bool = False  # a failed run whose transaction committed (a later check failed)
+    interrupted: bool = False
 
 
 @dataclass
-class OtherEvent:
-    name: str
+class RollbackPoint:
+    """The backup that undoes the change: the one the migrate guard accepted, else the
+    newest verified backup of this run (nothing relied on it yet)."""
+
+    path: str
+    size_bytes: int | None
+    sha256: str
+    taken: str
+    why: str
+    proof: str  # proven | failed | not proven
+    proof_summary: str
+    accepted: bool
+    details: dict[str, Any] = field(default_factory=dict)  # its backup record, if in this run
+
+
+@dataclass
+class StepLine:
     ts: str
-    fields: dict[str, Any]
+    status: str  # pass fail warn
+    text: str
+
+
+@dataclass
+class StepOutcome:
+    """One step of the change window and what became of it, in words."""
+
+    step: str
+    lines: list[StepLine]
+
+    @property
+    def status(self) -> str:
+        statuses = {line.status for line in self.lines}
+        for s in (FAIL, WARN, PASS):
+            if s in statuses:
+                return s
+        return NONE
 
 
 @dataclass
@@ -184,8 +217,8 @@ class ReportModel:
     operator: str
     os_user: str
     client_host: str
-    started: str
-    finished: str
+    started: str  # the change window: the run's first event
+    finished: str  # and its last (a later export of the report aside)
     duration_s: float | None
     server_version: str
     state_before: str
@@ -194,15 +227,25 @@ class ReportModel:
     outcome: str
     outcome_ok: bool
     runs: list[RunSection]
-    backups: list[dict[str, Any]]
+    backups: list[dict[str, Any]]  # every backup record of the run, redacted
     checklist: list[ChecklistItem]
-    others: list[OtherEvent]
     problems: list[dict[str, str]]  # warn/error log lines
     down_script: str
     text_references: list[str]
     redis: list[dict[str, Any]] = field(default_factory=list)  # redis_migrated events
     proofs: list[dict[str, Any]] = field(default_factory=list)  # backup_proven events
     restores: list[dict[str, Any]] = field(default_factory=list)  # restore_finished results
+    change_ref: str = ""
+    reviewer: str = ""
+    journal_path: str = ""
+    app_stopped: str = ""  # when the stop command succeeded
+    app_started: str = ""  # when the start command after it succeeded
+    downtime_s: float | None = None
+    rollback: RollbackPoint | None = None
+    skipped_backup: dict[str, Any] | None = None  # the typed "go on without a backup"
+    steps: list[StepOutcome] = field(default_factory=list)
+    events: list[StepLine] = field(default_factory=list)  # other recorded events, in words
+    left_out: dict[str, int] = field(default_factory=dict)  # records the report cannot read
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -298,7 +341,9 @@ def _section(plan: dict[str, Any], before: dict[str, Any],
         counts_after=dict(result.get("counts_after") or {}),
         script=str(plan.get("script", "")), notes=[str(n) for n in plan.get("notes", [])],
         commit_lost=str(result.get("commit") or "unknown") if result.get("commit_lost") else "",
-        commit_evidence=str(result.get("commit_evidence") or ""))
+        commit_evidence=str(result.get("commit_evidence") or ""),
+        direction=direction, rehearsal=bool(result.get("rehearsal")),
+        committed=finished is not None and committed(result), interrupted=finished is None)
 
 
 def _automated(events: list[dict[str, Any]]) -> list[ChecklistItem]:
@@ -371,31 +416,336 @@ def _proof_item(ev: dict[str, Any]) -> ChecklistItem:
                                                "timings", "ts") if k in ev})})
 
 
+# ---- the change window in words -------------------------------------------------------------
+
+def _name(path: Any) -> str:
+    return Path(str(path or "?")).name
+
+
+def _ms(value: Any) -> str:
+    return f"{value:.1f} ms" if isinstance(value, int | float) else "—"
+
+
+def run_words(r: RunSection) -> tuple[str, str]:
+    """A migration, rehearsal or revert in words, with its status."""
+    if r.interrupted:
+        return FAIL, f"{r.kind} INTERRUPTED: no result recorded (run `enerlink-migrate inspect`)"
+    where = f" at step {r.failed_step}" if r.failed_step else ""
+    if r.rehearsal:
+        if r.ok:
+            return PASS, (f"rehearsal: would block {_ms(r.blocked_ms)}, rolled back (nothing "
+                          f"changed; {plural(len(r.steps), 'step')})")
+        return FAIL, f"rehearsal FAILED{where}: {short(r.error, 300)}; rolled back"
+    if r.commit_lost == "unknown":
+        return FAIL, f"{r.kind} outcome UNKNOWN: {short(r.error, 300)}"
+    if r.ok and not r.steps:
+        return PASS, f"{r.kind}: nothing to do (state {r.state_before or '?'})"
+    if r.ok:
+        lost = " (after a lost connection, the server showed it committed)" \
+            if r.commit_lost else ""
+        return PASS, (f"{r.kind} committed{lost}: state {r.state_before or '?'} → "
+                      f"{r.state_after or '?'}; {plural(len(r.steps), 'step')} in "
+                      f"{plural(r.attempts, 'attempt')}, application blocked "
+                      f"{_ms(r.blocked_ms)}, {r.total_s} s in all")
+    if r.committed:
+        return FAIL, f"{r.kind} committed, then a check FAILED: {short(r.error, 300)}"
+    return FAIL, f"{r.kind} FAILED{where}: {short(r.error, 300)}; rolled back, nothing changed"
+
+
+def _checks_words(what: str, checks: Any) -> tuple[str, str]:
+    items = [c for c in checks or [] if isinstance(c, dict)]
+    failed = [c for c in items if c.get("status") == FAIL]
+    warned = [c for c in items if c.get("status") == WARN]
+    passed = len(items) - len(failed) - len(warned)
+    text = f"{what}: {passed} of {plural(len(items), 'check')} passed"
+    if failed:
+        text += "; FAILED: " + "; ".join(f"{c.get('title')} ({short(c.get('detail'), 120)})"
+                                         for c in failed)
+    if warned:
+        text += "; warnings: " + "; ".join(str(c.get("title")) for c in warned)
+    return (FAIL if failed else WARN if warned else PASS), text
+
+
+def _backup_words(e: Record) -> tuple[str, str]:
+    if not e.get("verified"):
+        return FAIL, f"backup FAILED: {short(e.get('error') or 'see the log', 300)}"
+    return PASS, (f"{_name(e.get('path'))} verified ({size_text(e.get('size_bytes'))}, "
+                  f"{e.get('toc_entries', '?')} entries)")
+
+
+def _proof_words(e: Record) -> tuple[str, str]:
+    if e.get("proven"):
+        return PASS, f"{_name(e.get('path'))} {short(e.get('summary'), 400)}"
+    return FAIL, (f"proof of {_name(e.get('path'))} FAILED: "
+                  f"{short(e.get('reason') or e.get('summary'), 300)}")
+
+
+def _preflight_words(e: Record) -> tuple[str, str]:
+    status, text = _checks_words("pre-flight", e.get("checks"))
+    text += f" (state {e.get('state', '?')})"
+    return status, text + ("; it BLOCKS the run" if status == FAIL else "; nothing blocks the run")
+
+
+def _orphans_words(e: Record) -> tuple[str, str]:
+    columns = e.get("columns") or []
+    total = int(e.get("total") or 0)
+    if not total:
+        return PASS, f"no orphan rows in {plural(len(columns), 'referencing column')}"
+    dirty = [f"{c.get('label')} {c.get('count')}" for c in columns if c.get("count")]
+    return WARN, f"{plural(total, 'orphan row')} found: " + ", ".join(dirty)
+
+
+def _redis_words(e: Record) -> tuple[str, str]:
+    result = e.get("result") or {}
+    names = "the old names" if e.get("direction") == "down" else "the new names"
+    if e.get("outcome") != "ok":
+        return FAIL, (f"Redis migration {e.get('outcome')}: "
+                      f"{short(e.get('error') or 'see the log', 300)}")
+    conflicts = int(result.get("conflicts") or 0)
+    text = (f"{plural(int(result.get('changed') or 0), 'key')} of {e.get('target')} brought "
+            f"to {names}")
+    if conflicts:
+        return WARN, text + f"; {plural(conflicts, 'conflict')} left untouched"
+    return PASS, text + ", no conflicts"
+
+
+def _dry_run_words(e: Record) -> tuple[str, str]:
+    rules = (e.get("counts") or {}).get("rules") or []
+    keys = sum(int(r.get("keys") or 0) for r in rules if isinstance(r, dict))
+    return PASS, f"dry run: the rules would change {plural(keys, 'key')} (nothing changed)"
+
+
+def _restore_words(e: Record) -> tuple[str, str]:
+    r = e.get("result") or {}
+    if r.get("ok"):
+        return PASS, (f"restored: {r.get('live_db')} is now the backup's copy; the previous "
+                      f"database is kept as {r.get('before_db')}")
+    what = "cancelled" if r.get("cancelled") else "FAILED"
+    return FAIL, f"restore {what}: {short(r.get('error') or 'see the log', 300)}"
+
+
+def _app_words(e: Record) -> tuple[str, str]:
+    return (PASS if e.get("ok") else FAIL), f"{e.get('command')}: {short(e.get('detail'), 200)}"
+
+
+def _ok(e: Record) -> str:
+    """A Redis step's status: older records have no outcome, only a count."""
+    return PASS if e.get("outcome", "ok") == "ok" and not e.get("error") else FAIL
+
+
+def _outcome_words(e: Record) -> str:
+    outcome = e.get("outcome")
+    error = f": {short(e.get('error'), 200)}" if e.get("error") else ""
+    return f" ({outcome}{error})" if outcome and outcome != "ok" else ""
+
+
+Words = tuple[str, str]
+# Each event that is part of a step of the change window: its step and its words.
+STEP_EVENTS: dict[str, tuple[str, Any]] = {
+    "preflight": ("Pre-flight", _preflight_words),
+    "session_signalled": ("Pre-flight", lambda e: (PASS, short(e.get("message"), 300))),
+    "backup": ("Backup and proof", _backup_words),
+    "backup_cancelled": ("Backup and proof", lambda e: (
+        WARN, "backup cancelled; the partial file was "
+        + ("removed" if e.get("removed") else "NOT removed: " + str(e.get("path"))))),
+    "backup_skipped": ("Backup and proof", lambda e: (
+        FAIL, f"NO BACKUP: {e.get('dbname')}'s name typed to go on without one ({e.get('how')}"
+        + (f", {e.get('who')}" if e.get("who") else "") + ")")),
+    "backup_proven": ("Backup and proof", _proof_words),
+    "backup_accepted": ("Backup and proof", lambda e: (
+        PASS, f"the migration's guard accepted {_name(e.get('path'))} as the rollback point "
+        "(hashed again just before: sha256 unchanged)")),
+    "orphan_scan": ("Orphan rows", _orphans_words),
+    "orphan_export": ("Orphan rows", lambda e: (
+        PASS, f"orphan rows exported to {e.get('folder')}: " + ", ".join(
+            f"{f.get('table')} {f.get('rows')}" for f in e.get("files") or []))),
+    "orphan_delete": ("Orphan rows", lambda e: (
+        PASS, "orphan rows deleted: " + ", ".join(
+            f"{t} {n}" for t, n in (e.get("deleted") or {}).items()))),
+    "redis_dry_run": ("Redis", _dry_run_words),
+    "redis_migrated": ("Redis", _redis_words),
+    "cache_dry_run": ("Redis", lambda e: (PASS, "dry run: " + ", ".join(
+        f"{k} {v}" for k, v in (e.get("counts") or {}).items()))),
+    "cache_delete": ("Redis", lambda e: (
+        _ok(e), f"cache keys deleted on {e.get('redis') or e.get('url')}: "
+        f"{e.get('total', e.get('deleted'))}{_outcome_words(e)}")),
+    "cache_flushdb": ("Redis", lambda e: (
+        _ok(e), f"FLUSHDB of {e.get('redis')} db {e.get('db')}: "
+        + ("all" if e.get("keys_before") is None else str(e.get("keys_before")))
+        + f" keys removed{_outcome_words(e)}")),
+    "cache_skipped": ("Redis", lambda e: (WARN, f"Redis not touched: {e.get('reason')}")),
+    "cache_unavailable": ("Redis", lambda e: (
+        FAIL, f"Redis {e.get('redis')} unreachable: {short(e.get('error'), 300)}")),
+    "verification": ("Verification", lambda e: _checks_words("verification", e.get("checks"))),
+    "verification_signed": ("Verification", lambda e: (
+        PASS, f"checklist signed by {e.get('operator')}" + (
+            f", with failed checks seen: {', '.join(e['failed_checks'])}"
+            if e.get("failed_checks") else ""))),
+    "restore_finished": ("Restore", _restore_words),
+}
+# The steps in the order of the change window; the first six are always listed.
+STEPS = ("Pre-flight", "Application stopped", "Backup and proof", "Orphan rows", "Migration",
+         "Redis", "Verification", "Application started", "Revert", "Restore")
+ALWAYS = frozenset(STEPS[:7]) - {"Application stopped"}
+# Events other sections already show, or that only make up a step's record.
+SHOWN_ELSEWHERE = frozenset({
+    "run_started", "log", "operator", "change", "state_before", "plan", "expected",
+    "step_done", "attempt", "run_finished", "down_plan", "manual_check", "backup_started",
+    "backup_proof_started", "restore_prepared", "restore_db_created", "restore_program",
+    "restore_checks", "restore_swapped", "restore_dropped", "redis_progress",
+    "commit_unknown", "commit_resolved", "refused", "app_command"})
+# Other events the report reads, in words.
+OTHER_EVENTS: dict[str, Any] = {
+    "migrate_plan_shown": lambda e: f"plan shown on the Migrate page: {e.get('steps')} steps, "
+                                    f"digest {str(e.get('digest'))[:16]}",
+    "lock_timeout": lambda e: f"attempt {e.get('attempt')} rolled back on a lock timeout at "
+                              f"{e.get('at')}, locks held by " + (", ".join(
+                                  f"pid {b.get('pid')} {b.get('application_name') or ''}".strip()
+                                  for b in e.get("blockers") or []) or "no session found"),
+    "report_exported": lambda e: f"report exported as {e.get('format')} to {e.get('path')}"
+                                 + (f" ({e.get('pages')} pages)" if e.get("pages") else ""),
+}
+
+
+def _steps(events: list[Record], runs: list[RunSection], checklist: list[ChecklistItem],
+           command: str, rollback: RollbackPoint | None) -> list[StepOutcome]:
+    found: dict[str, list[StepLine]] = {}
+    direction = "down" if "revert" in command else "up"
+    for e in events:
+        name, ts = e["event"], str(e.get("ts", ""))
+        if name == "plan":
+            direction = str(e.get("direction") or direction)
+        if name == "app_command":
+            step = "Application stopped" if e.get("what") == "stop" else "Application started"
+            status, text = _app_words(e)
+        elif name == "refused":
+            step = "Migration" if direction == "up" else "Revert"
+            status, text = FAIL, f"REFUSED, nothing was changed: {short(e.get('reason'), 400)}"
+        elif name in STEP_EVENTS:
+            step, words = STEP_EVENTS[name]
+            status, text = words(e)
+            if name == "backup" and e.get("verified"):
+                text += ": the rollback point" if rollback and rollback.path == e.get("path") \
+                    else ": also taken, not the rollback point"
+        else:
+            continue
+        found.setdefault(step, []).append(StepLine(ts, status, text))
+    for r in runs:
+        status, text = run_words(r)
+        step = "Migration" if r.direction == "up" else "Revert"
+        found.setdefault(step, []).append(StepLine(r.finished or r.started, status, text))
+    ticked = [c for c in checklist if c.kind == "manual" and c.status == DONE]
+    manual = len([c for c in checklist if c.kind == "manual"])
+    if "Verification" in found or ticked:
+        found.setdefault("Verification", []).append(StepLine(
+            "", PASS if len(ticked) == manual else WARN,
+            f"application and frontend checks: {len(ticked)} of {manual} ticked by the operator"))
+    acted = bool(runs or "Restore" in found)
+    out = []
+    for step in STEPS:
+        lines = sorted(found.get(step, []), key=lambda line: line.ts or "~")
+        if lines or step in ALWAYS or (acted and step.startswith("Application")):
+            out.append(StepOutcome(step, lines))
+    return out
+
+
+def _others(events: list[Record]) -> tuple[list[StepLine], dict[str, int]]:
+    lines: list[StepLine] = []
+    left_out: dict[str, int] = {}
+    for e in events:
+        name = e["event"]
+        if name in SHOWN_ELSEWHERE or name in STEP_EVENTS:
+            continue
+        if name in OTHER_EVENTS:
+            lines.append(StepLine(str(e.get("ts", "")), PASS, str(OTHER_EVENTS[name](e))))
+        else:
+            left_out[name] = left_out.get(name, 0) + 1
+    return lines, left_out
+
+
+def _rollback_point(events: list[Record]) -> RollbackPoint | None:
+    """The accepted backup (the guard's, newest), else the newest verified one of the run."""
+    proofs = {str(e.get("path")): e for e in events if e["event"] == "backup_proven"}
+    records = {str(e.get("path")): e for e in events if e["event"] == "backup"}
+    accepted = [e for e in events if e["event"] == "backup_accepted"]
+    if accepted:
+        a = accepted[-1]
+        proof = proofs.get(str(a.get("path"))) or a.get("proof")
+        why = ("the verified backup the migration relied on: its guard hashed it again just "
+               "before the migration and the sha256 matched")
+        size, sha, taken = a.get("size_bytes"), str(a.get("sha256", "")), a.get("verified_at")
+    else:
+        verified = [e for e in events if e["event"] == "backup" and e.get("verified")]
+        if not verified:
+            return None
+        a = verified[-1]
+        proof = proofs.get(str(a.get("path")))
+        why = "the newest verified backup of this run (no migration has relied on it yet)"
+        size, sha, taken = a.get("size_bytes"), str(a.get("sha256", "")), a.get("ts")
+    if not proof:
+        status, summary = "not proven", ("not restored into a scratch copy: enerlink-migrate "
+                                         "prove BACKUP, or backup --prove")
+    elif proof.get("proven"):
+        status, summary = "proven", str(proof.get("summary") or "")
+    else:
+        status, summary = "failed", str(proof.get("reason") or proof.get("summary") or "")
+    return RollbackPoint(str(a.get("path", "?")), size if isinstance(size, int) else None,
+                         sha, str(taken or ""), why, status, summary, bool(accepted),
+                         redact(records.get(str(a.get("path")), {})))
+
+
+def _downtime(events: list[Record]) -> tuple[str, str, float | None]:
+    """When the application was stopped and started again (their commands succeeded)."""
+    stopped = started = ""
+    for e in events:
+        if e["event"] == "app_command" and e.get("ok"):
+            if e.get("what") == "stop" and not stopped:
+                stopped = str(e.get("ts", ""))
+            elif e.get("what") == "start" and stopped:
+                started = str(e.get("ts", ""))
+    t0, t1 = _parse_ts(stopped), _parse_ts(started)
+    return stopped, started, round((t1 - t0).total_seconds(), 1) if t0 and t1 else None
+
+
+def _outcome(events: list[Record], last: RunSection | None) -> tuple[str, bool]:
+    if last is None:
+        parts = outcome_parts(events)
+        if not parts:
+            return "nothing was changed or checked in this run", True
+        return "; ".join(text for text, _ok in parts), all(ok for _text, ok in parts)
+    if last.ok:
+        return (f"{last.kind} succeeded" + (": nothing was changed"
+                                             if "rehearsal" in last.kind else "")), True
+    if last.commit_lost == "unknown":
+        return f"{last.kind} outcome UNKNOWN: {last.error}", False
+    return f"{last.kind} FAILED: {last.error or 'see the log'}", False
+
+
 def build_report(journal: Journal) -> ReportModel:
     """Everything the PDF shows, from the journal's events (whitelisted, redacted)."""
-    events = journal.events()
+    events: list[Record] = [redact(e) for e in journal.events()]
     started = next((e for e in events if e["event"] == "run_started"), {})
     target_all = started.get("target") or {}
     target = {k: target_all[k] for k in TARGET_FIELDS if k in target_all}
     operators = [e for e in events if e["event"] == "operator" and e.get("name")]
+    changes = [e for e in events if e["event"] == "change"]
+    change = changes[-1] if changes else {}
     states = [e for e in events if e["event"] == "state_before"]
     runs = _runs(events)
     last = runs[-1] if runs else None
-    first_ts, last_ts = (events[0]["ts"], events[-1]["ts"]) if events else ("", "")
+    window = [e for e in events if e["event"] not in OUTSIDE_WINDOW] or events
+    first_ts, last_ts = (str(window[0]["ts"]), str(window[-1]["ts"])) if window else ("", "")
     t0, t1 = _parse_ts(first_ts), _parse_ts(last_ts)
     downs = [e for e in events if e["event"] == "down_plan"]
-    if last is None:
-        outcome, ok = "no migration or revert was run in this session", True
-    elif last.ok:
-        outcome, ok = (f"{last.kind} succeeded" + (": nothing was changed"
-                                                    if "rehearsal" in last.kind else "")), True
-    elif last.commit_lost == "unknown":
-        outcome, ok = f"{last.kind} outcome UNKNOWN: {last.error}", False
-    else:
-        outcome, ok = f"{last.kind} FAILED: {last.error or 'see the log'}", False
+    outcome, ok = _outcome(events, last)
+    checklist = _automated(events) + _manual(events)
+    stopped, restarted, downtime = _downtime(events)
+    others, left_out = _others(events)
+    skipped = [e for e in events if e["event"] == "backup_skipped"]
+    rollback = _rollback_point(events)
     return ReportModel(
         run=journal.folder.name, command=str(started.get("command", "")), target=target,
-        operator=str(operators[-1]["name"]) if operators else "",
+        operator=str(operators[-1]["name"]) if operators else str(change.get("operator") or ""),
         os_user=str(started.get("operator", "")),
         client_host=str(started.get("client_host", "")),
         started=first_ts, finished=last_ts,
@@ -405,25 +755,28 @@ def build_report(journal: Journal) -> ReportModel:
         state_before_explanation=str(states[0].get("explanation", "")) if states else "",
         state_after=last.state_after if last else "",
         outcome=outcome, outcome_ok=ok, runs=runs,
-        backups=[redact({k: v for k, v in e.items() if k != "event"})
-                 for e in events if e["event"] == "backup"]
-        + [redact(_rollback_point(e)) for e in events if e["event"] == "backup_accepted"],
-        checklist=_automated(events) + _manual(events),
-        others=[OtherEvent(e["event"], str(e.get("ts", "")),
-                           redact({k: v for k, v in e.items() if k not in ("ts", "event")}))
-                for e in events if e["event"] not in KNOWN_EVENTS],
+        backups=[{k: v for k, v in e.items() if k != "event"}
+                 for e in events if e["event"] == "backup"],
+        checklist=checklist,
         problems=[{"ts": str(e.get("ts", "")), "level": str(e.get("level", "")),
-                   "message": str(redact(e.get("message", "")))}
+                   "message": str(e.get("message", ""))}
                   for e in events if e["event"] == "log" and e.get("level") in ("warn", "error")],
         down_script=str(downs[-1].get("script", "")) if downs else "",
-        redis=[redact({k: v for k, v in e.items() if k != "event"})
+        redis=[{k: v for k, v in e.items() if k != "event"}
                for e in events if e["event"] == "redis_migrated"],
-        proofs=[redact({k: v for k, v in e.items() if k != "event"})
+        proofs=[{k: v for k, v in e.items() if k != "event"}
                 for e in events if e["event"] == "backup_proven"],
-        restores=[redact({**(e.get("result") or {}), "ts": e.get("ts")})
+        restores=[{**(e.get("result") or {}), "ts": e.get("ts")}
                   for e in events if e["event"] == "restore_finished"],
         text_references=[str(r) for r in (states[0].get("text_references") or [])]
-        if states else [])
+        if states else [],
+        change_ref=str(change.get("ref") or ""), reviewer=str(change.get("reviewer") or ""),
+        journal_path=str(journal.path), app_stopped=stopped, app_started=restarted,
+        downtime_s=downtime, rollback=rollback,
+        skipped_backup={k: v for k, v in skipped[-1].items() if k != "event"}
+        if skipped else None,
+        steps=_steps(events, runs, checklist, str(started.get("command", "")), rollback),
+        events=others, left_out=left_out)
 
 
 # ---- HTML ---------------------------------------------------------------------------------
@@ -437,6 +790,8 @@ h3 { font-size: 10pt; margin-top: 8px; margin-bottom: 2px; }
 td, th { padding: 3px; vertical-align: top; }
 th { background-color: #e8e8e8; text-align: left; }
 td.k { font-weight: bold; }
+td.rb { background-color: #fff4cc; }
+.ref { font-size: 13pt; font-weight: bold; }
 .mono { font-family: monospace; font-size: 8pt; }
 pre { font-family: monospace; font-size: 8pt; white-space: pre-wrap; }
 .pass { color: #116329; font-weight: bold; }
@@ -444,27 +799,52 @@ pre { font-family: monospace; font-size: 8pt; white-space: pre-wrap; }
 .fail { color: #b00020; font-weight: bold; }
 .warn { color: #8a5a00; font-weight: bold; }
 .open { color: #8a5a00; font-weight: bold; }
+.none { color: #555555; font-weight: bold; }
 .small { font-size: 7.5pt; color: #444444; }
 """
-MARK = {PASS: "✔", FAIL: "✘", WARN: "!", DONE: "☑", OPEN: "☐"}
+MARK = {PASS: "✔", FAIL: "✘", WARN: "!", DONE: "☑", OPEN: "☐", NONE: "○"}
+TABLE = '<table width="100%" border="1" cellspacing="0" cellpadding="3">'
 
 
 def _e(value: Any) -> str:
     return escape("" if value is None else str(value))
 
 
-def _compact(value: Any, limit: int = EVIDENCE_CHARS) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str,
-                                                           ensure_ascii=False)
-    return text if len(text) <= limit else text[:limit] + f" … ({len(text) - limit} more " \
-        "characters in the journal)"
+def plain(value: Any, limit: int = EVIDENCE_CHARS, depth: int = 0) -> str:
+    """A journal value in words for the PDF, never as JSON: `key: value` pairs, lists
+    joined by commas, deeper levels counted; cut at `limit` characters."""
+    if isinstance(value, bool):
+        text = "yes" if value else "no"
+    elif value is None:
+        text = "none"
+    elif isinstance(value, dict):
+        if depth >= 2:
+            text = plural(len(value), "field")
+        else:
+            pairs = [f"{str(k).replace('_', ' ')}: {plain(v, limit, depth + 1)}"
+                     for k, v in value.items()]
+            text = ("; " if depth == 0 else ", ").join(pairs) or "none"
+            text = text if depth == 0 else f"({text})"
+    elif isinstance(value, list | tuple):
+        if not value:
+            text = "none"
+        elif depth >= 2 or (depth and any(isinstance(v, dict | list) for v in value)):
+            text = plural(len(value), "item")
+        else:
+            text = ", ".join(plain(v, limit, depth + 1) for v in value[:6]) + (
+                f" … and {len(value) - 6} more" if len(value) > 6 else "")
+    else:
+        text = str(value)
+    if depth == 0 and len(text) > limit:
+        text = text[:limit].rstrip() + " … (the rest is in the journal)"
+    return text
 
 
-def _kv(rows: list[tuple[str, str]]) -> str:
+def _kv(rows: list[tuple[str, str]], key_width: int = 27) -> str:
     """A two-column table; values are already-escaped HTML."""
-    body = "".join(f'<tr><td class="k" width="27%">{_e(k)}</td><td>{v}</td></tr>'
+    body = "".join(f'<tr><td class="k" width="{key_width}%">{_e(k)}</td><td>{v}</td></tr>'
                    for k, v in rows)
-    return f'<table width="100%" border="1" cellspacing="0" cellpadding="3">{body}</table>'
+    return f"{TABLE}{body}</table>"
 
 
 def _status(status: str) -> str:
@@ -472,85 +852,155 @@ def _status(status: str) -> str:
             f'{_e(STATUS_LABEL.get(status, status.upper()))}</span>')
 
 
-def _ms(value: Any) -> str:
-    return f"{value:.1f} ms" if isinstance(value, int | float) else "—"
+def _not_given(what: str) -> str:
+    return f'<span class="warn">not given</span> <span class="small">({_e(what)})</span>'
 
 
-def _summary(m: ReportModel) -> str:
+def _change(m: ReportModel) -> str:
     t = m.target
-    where = (f"database <b>{_e(t.get('dbname', '?'))}</b> on {_e(t.get('host', '?'))}:"
-             f"{_e(t.get('port', '?'))} as role {_e(t.get('user', '?'))}")
-    operator = _e(m.operator) if m.operator else '<span class="open">not given</span>'
+    ref = (f'<span class="ref">{_e(m.change_ref)}</span>' if m.change_ref else
+           _not_given("enerlink-migrate … --change REF, or the profile's change reference"))
+    where = (f"<b>{_e(t.get('dbname', '?'))}</b> on {_e(t.get('host', '?'))}:"
+             f"{_e(t.get('port', '?'))} as role {_e(t.get('user', '?'))}"
+             + (f" <span class='small'>(PostgreSQL {_e(m.server_version)})</span>"
+                if m.server_version else ""))
+    length = f" ({m.duration_s:.1f} s)" if m.duration_s is not None else ""
+    if m.downtime_s is not None:
+        down = (f"<b>{_e(_duration(m.downtime_s))}</b>: stopped {_e(format_ts(m.app_stopped))}, "
+                f"started again {_e(format_ts(m.app_started))}")
+    elif m.app_stopped:
+        down = (f'<span class="warn">stopped {_e(format_ts(m.app_stopped))}; no start was '
+                "recorded in this run</span>")
+    else:
+        down = "no stop or start command was recorded in this run"
+    state = _e(m.state_before or "—") + (f" → {_e(m.state_after)}" if m.state_after else "")
     rows = [
+        ("Change reference", ref),
+        ("Database", where),
         ("Outcome", f'<span class="{PASS if m.outcome_ok else FAIL}">{_e(m.outcome)}</span>'),
-        ("Target", where),
-        ("Operator", f"{operator} <span class='small'>(OS account {_e(m.os_user)} on "
-                     f"{_e(m.client_host)})</span>"),
-        ("Started", _e(format_ts(m.started))),
-        ("Ended", _e(format_ts(m.finished))),
-        ("Duration", _e(f"{m.duration_s:.1f} s") if m.duration_s is not None else "—"),
-        ("State before", f"{_e(m.state_before or '—')} <span class='small'>"
-                         f"{_e(m.state_before_explanation)}</span>"),
-        ("State after", _e(m.state_after or "—")),
-        ("PostgreSQL server", _e(m.server_version or "—")),
-        ("Run journal", f'<span class="mono">{_e(m.run)}</span>'),
+        ("Window start", _e(format_ts(m.started))),
+        ("Window end", _e(format_ts(m.finished) + length)),
+        ("Application downtime", down),
+        ("Database state", state + (f" <span class='small'>(before: "
+                                    f"{_e(m.state_before_explanation)})</span>"
+                                    if m.state_before_explanation else "")),
+        ("Operator", (f"<b>{_e(m.operator)}</b>" if m.operator else
+                      _not_given("the name typed on the Verify page, or the profile's"))
+         + f" <span class='small'>(OS account {_e(m.os_user)} on {_e(m.client_host)})</span>"),
+        ("Reviewer", f"<b>{_e(m.reviewer)}</b>" if m.reviewer else
+         _not_given("--reviewer NAME, or the profile's reviewer")),
+        ("Run journal", f'<span class="mono">{_e(m.journal_path or m.run)}</span>'),
     ]
-    return _kv(rows)
+    return "<h2>Change</h2>" + _kv(rows, 24)
 
 
-def _rollback_point(e: dict[str, Any]) -> dict[str, Any]:
-    """The backup the migrate guard accepted, laid out as the backups of the run are."""
-    return {"path": e.get("path"), "size_bytes": e.get("size_bytes"),
-            "sha256": e.get("sha256"), "verified": True, "ts": e.get("verified_at"),
-            "proof": e.get("proof") or {"proven": False, "summary": "not proven by a restore"},
-            "role": "rollback point: the verified backup the migration relied on, hashed "
-                    "again just before it", "backup_journal": e.get("journal")}
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    minutes = seconds / 60
+    return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 
 
-def _backups(m: ReportModel) -> str:
-    if not m.backups:
-        return ('<p><span class="warn">No backup was recorded in this run.</span> Record where '
-                "the backup of this database is before the change is signed off.</p>")
-    parts = []
-    for b in m.backups:
-        verified = b.get("verified")
-        rows = [("Path", f'<span class="mono">{_e(b.get("path", "?"))}</span>'),
-                ("Format", _e(b.get("format", "—"))),
-                ("Size", _e(size_text(b.get("size_bytes")))),
-                ("sha256", f'<span class="mono">{_e(b.get("sha256", "—"))}</span>'),
-                ("Entries (pg_restore --list)", _e(b.get("toc_entries", "—"))),
-                ("Verified", _status(PASS if verified else FAIL)),
-                ("Taken", _e(format_ts(str(b.get("ts", "")))))]
-        snapshot = b.get("snapshot")
-        if isinstance(snapshot, dict) and isinstance(snapshot.get("counts"), dict):
-            counts = snapshot["counts"]
-            digest = str(snapshot.get("fingerprint_sha256"))[:16]
-            rows.append(("Counted in pg_dump's snapshot",
-                         _e(f"{sum(int(v) for v in counts.values())} rows in {len(counts)} "
-                            f"tables, schema fingerprint {digest}…")))
-        proof = b.get("proof")
-        if isinstance(proof, dict):
-            rows.append(("Proof", f"{_status(PASS if proof.get('proven') else FAIL)} "
-                                  f"{_e(proof.get('summary', ''))}"))
-        extra = {k: v for k, v in b.items() if k not in
-                 ("path", "format", "size_bytes", "sha256", "toc_entries", "verified", "ts",
-                  "snapshot", "proof")}
-        rows += [(k.replace("_", " "), _e(_compact(v, 300))) for k, v in extra.items()]
-        parts.append(_kv(rows))
-    return "<br>".join(parts)
+def _sign_off(m: ReportModel) -> str:
+    blank = "&nbsp;<br>&nbsp;<br>&nbsp;"  # room to write by hand
+    rows = "".join(f"<tr><td><b>{role}</b></td><td>{name}</td><td>{blank}</td>"
+                   f"<td>{blank}</td></tr>"
+                   for role, name in (("Operator", _e(m.operator) or "&nbsp;"),
+                                      ("Reviewer", _e(m.reviewer) or "&nbsp;")))
+    return ("<h3>Sign-off</h3><p>By signing, the operator confirms the steps and checks in "
+            "this report were made as recorded; the reviewer confirms the evidence was read "
+            "and the rollback point below exists.</p>"
+            '<table width="100%" border="1" cellspacing="0" cellpadding="6"><tr>'
+            '<th width="14%">Role</th><th width="30%">Name</th><th width="18%">Date</th>'
+            f"<th>Signature</th></tr>{rows}</table>")
 
 
-def _run_html(n: int, r: RunSection) -> str:
+PROOF_STATUS = {"proven": PASS, "failed": FAIL, "not proven": WARN}
+
+
+def _rollback(m: ReportModel) -> str:
+    out = "<h2>Rollback point</h2>"
+    rb = m.rollback
+    if rb is None:
+        if m.skipped_backup:
+            s = m.skipped_backup
+            return out + (f'<p><span class="fail">✘ NO ROLLBACK POINT</span>: the backup was '
+                          f"skipped, {_e(s.get('dbname'))}'s name typed to go on without one "
+                          f"({_e(s.get('how'))}{', ' + _e(s.get('who')) if s.get('who') else ''}"
+                          f", {_e(format_ts(str(s.get('ts', ''))))}).</p>")
+        return out + ('<p><span class="warn">No backup was recorded in this run.</span> Record '
+                      "where the backup of this database is before the change is signed "
+                      "off.</p>")
+    status = PROOF_STATUS.get(rb.proof, WARN)
+    rows = [("File", f'<span class="mono"><b>{_e(rb.path)}</b></span>'),
+            ("Size", _e(size_text(rb.size_bytes))),
+            ("sha256", f'<span class="mono">{_e(rb.sha256)}</span>'),
+            ("Verified", _e(format_ts(rb.taken))),
+            ("Proof", f"{_status(status)} <b>{_e(rb.proof)}</b>: {_e(rb.proof_summary)}"),
+            ("Why this one", _e(rb.why))]
+    d = rb.details
+    if d.get("format"):
+        rows.insert(2, ("Format", _e(f"{d.get('format')}, {d.get('toc_entries', '?')} entries "
+                                     f"(pg_restore --list), compression "
+                                     f"{d.get('compression', '?')}")))
+    snapshot = d.get("snapshot")
+    if isinstance(snapshot, dict) and isinstance(snapshot.get("counts"), dict):
+        counts = snapshot["counts"]
+        rows.append(("Counted in pg_dump's snapshot",
+                     _e(f"{sum(int(v) for v in counts.values())} rows in {len(counts)} "
+                        "tables, schema fingerprint "
+                        f"{str(snapshot.get('fingerprint_sha256'))[:16]}…")))
+    body = "".join(f'<tr><td class="k rb" width="24%">{_e(k)}</td><td class="rb">{v}</td></tr>'
+                   for k, v in rows)
+    out += ('<table width="100%" border="2" cellspacing="0" cellpadding="4"><tr>'
+            '<th colspan="2">ROLLBACK POINT: restore this file to undo the change '
+            "(enerlink-migrate restore FILE, or the wizard's Restore)</th></tr>"
+            f"{body}</table>")
+    also = [b for b in m.backups if str(b.get("path")) != rb.path]
+    if also:
+        proofs = {str(p.get("path")): p for p in m.proofs}
+        rows_html = ""
+        for b in also:
+            p = proofs.get(str(b.get("path")))
+            proof = ("not proven" if p is None else "proven" if p.get("proven")
+                     else "proof FAILED")
+            rows_html += (f"<tr><td class='small'>{_e(format_ts(str(b.get('ts', ''))))}</td>"
+                          f"<td class='mono'>{_e(b.get('path'))}</td>"
+                          f"<td>{_e(size_text(b.get('size_bytes')))}</td>"
+                          f"<td>{_status(PASS if b.get('verified') else FAIL)}, "
+                          f"{_e(proof)}</td></tr>")
+        out += ("<h3>Also taken in this run (not the rollback point)</h3>"
+                f'{TABLE}<thead><tr><th width="17%">Taken</th><th>File</th>'
+                '<th width="17%">Size</th><th width="19%">Verified, proof</th></tr></thead>'
+                f"{rows_html}</table>")
+    return out
+
+
+def _steps_html(m: ReportModel) -> str:
+    rows = ""
+    for s in m.steps:
+        lines = "<br>".join(
+            (f'<span class="small">{_e(format_ts(line.ts)[11:19])}</span> ' if line.ts else "")
+            + (f"{MARK.get(line.status, '')} " if len(s.lines) > 1 else "") + _e(line.text)
+            for line in s.lines) or '<span class="small">not run in this session</span>'
+        rows += (f"<tr><td>{_status(s.status)}</td><td><b>{_e(s.step)}</b></td>"
+                 f"<td>{lines}</td></tr>")
+    return ("<h2>Outcome per step</h2>"
+            f'{TABLE}<thead><tr><th width="13%">Status</th><th width="17%">Step</th>'
+            "<th>What happened (times UTC)</th></tr></thead>"
+            f"{rows}</table>")
+
+
+def _run_html(n: int, r: RunSection, shown: dict[str, int]) -> str:
     head = f"<h3>{n}. {_e(r.kind.capitalize())}: " + (
         '<span class="pass">succeeded</span>' if r.ok else '<span class="fail">FAILED</span>'
     ) + "</h3>"
-    rows = [("Started", _e(format_ts(r.started))), ("Ended", _e(format_ts(r.finished))),
-            ("State", _e(f"{r.state_before or '?'} → {r.state_after or '?'}")),
+    _status_word, words = run_words(r)
+    rows = [("Result", _e(words)),
+            ("Started", _e(format_ts(r.started))), ("Ended", _e(format_ts(r.finished))),
             ("Attempts", _e(r.attempts)),
             ("Application blocked", _e(_ms(r.blocked_ms))),
             ("Total time", _e(f"{r.total_s} s" if r.total_s is not None else "—"))]
-    if r.error:
-        rows.append(("Error", f'<span class="fail">{_e(r.error)}</span>'))
     if r.failed_step:
         rows.append(("Failed step", _e(r.failed_step)))
     if r.commit_lost:
@@ -559,15 +1009,22 @@ def _run_html(n: int, r: RunSection) -> str:
                                   f"({r.commit_evidence or 'no evidence'})")))
     rows += [("Note", _e(note)) for note in r.notes]
     out = head + _kv(rows)
-    if r.steps:
+    titles = tuple(s.title for s in r.steps)
+    same = shown.get("|".join(titles)) if titles else None
+    if same is not None:
+        slowest = max(r.steps, key=lambda s: s.ms or 0)
+        out += (f"<p>The same {len(r.steps)} steps as run {same}; the slowest took "
+                f"{_e(_ms(slowest.ms))} ({_e(slowest.title)}).</p>")
+    elif r.steps:
+        shown["|".join(titles)] = n
         body = "".join(f"<tr><td>{s.index}</td><td>{_e(s.title)}</td>"
                        f'<td align="right">{_e(_ms(s.ms))}</td><td>{_e(s.status)}</td></tr>'
                        for s in r.steps)
-        out += ('<p></p><table width="100%" border="1" cellspacing="0" cellpadding="3">'
-                '<tr><th width="5%">#</th><th>Step</th><th width="12%">Duration</th>'
-                f'<th width="10%">Status</th></tr>{body}</table>')
+        out += (f'{TABLE}<thead><tr><th width="5%">#</th><th>Step</th>'
+                '<th width="12%">Duration</th><th width="10%">Status</th></tr></thead>'
+                f"{body}</table>")
     if r.counts_before or r.counts_after:
-        out += "<p></p>" + _counts(r)
+        out += _counts(r)
     return out
 
 
@@ -586,16 +1043,12 @@ def _counts(r: RunSection) -> str:
 
 
 def _evidence(ev: dict[str, Any]) -> str:
-    if not ev:
-        return ""
-    parts = []
-    if "query" in ev:
-        parts.append(f"<pre>{_e(_compact(ev['query']))}</pre>")
+    """A check's evidence in words (its query is in the appendix)."""
     rest = {k: v for k, v in ev.items() if k != "query"}
-    for k, v in rest.items():
-        parts.append(f'<div class="small">{_e(k)}: <span class="mono">{_e(_compact(v))}'
-                     "</span></div>")
-    return "".join(parts)
+    if not rest:
+        return ""
+    text = plain(rest.get("result") if list(rest) == ["result"] else rest)
+    return f'<br><span class="small">Evidence: {_e(text)}</span>'
 
 
 def _checklist(m: ReportModel) -> str:
@@ -608,91 +1061,98 @@ def _checklist(m: ReportModel) -> str:
         rows = "".join(
             f"<tr><td>{_status(c.status)}</td><td><b>{_e(c.title)}</b><br>{_e(c.detail)}"
             f'<br><span class="small">{_e(c.section)} · id {_e(c.id)}</span>'
-            f"{_evidence(c.evidence)}</td></tr>" for c in auto)
-        out += ('<table width="100%" border="1" cellspacing="0" cellpadding="3">'
-                '<tr><th width="16%">Status</th><th>Check, result and evidence</th></tr>'
-                f"{rows}</table>")
+            # A backup's evidence is its detail again: path, size, sha256.
+            f"{'' if c.section == 'Backup' else _evidence(c.evidence)}</td></tr>" for c in auto)
+        out += (f'{TABLE}<thead><tr><th width="13%">Status</th><th>Check, result and '
+                f"evidence</th></tr></thead>{rows}</table>")
     out += "<h3>Application and frontend checks (ticked by the operator)</h3>"
     rows = "".join(
         f"<tr><td>{_status(c.status)}</td><td><b>{_e(c.title)}</b>"
         + (f'<br><span class="small">{_e(c.section)}: {_e(c.how)}</span>' if c.how else
            f'<br><span class="small">{_e(c.section)}</span>')
         + f"</td><td>{_e(c.note) or '&nbsp;'}</td></tr>" for c in manual)
-    out += ('<table width="100%" border="1" cellspacing="0" cellpadding="3">'
-            '<tr><th width="16%">Status</th><th width="50%">Item</th><th>Operator\'s note</th>'
-            f"</tr>{rows}</table>")
+    out += (f'{TABLE}<thead><tr><th width="13%">Status</th><th width="53%">Item</th>'
+            f"<th>Operator's note</th></tr></thead>{rows}</table>")
     return out
 
 
-def _others(m: ReportModel) -> str:
-    if not m.others:
-        return ""
-    out = "<h2>Other recorded steps</h2>"
-    for o in m.others:
-        rows = [(k.replace("_", " "), _e(_compact(v, 600))) for k, v in o.fields.items()]
-        out += (f"<h3>{_e(o.name.replace('_', ' ').capitalize())} "
-                f'<span class="small">{_e(format_ts(o.ts))}</span></h3>' + _kv(rows))
+def _others_html(m: ReportModel) -> str:
+    out = ""
+    if m.events:
+        rows = "".join(f"<tr><td class='small'>{_e(format_ts(e.ts))}</td><td>{_e(e.text)}</td>"
+                       "</tr>" for e in m.events)
+        out += ('<h2>Other recorded events</h2>'
+                f'{TABLE}<thead><tr><th width="20%">Time</th><th>Event</th></tr></thead>'
+                f"{rows}</table>")
+    if m.left_out:
+        names = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(m.left_out.items()))
+        out += (f"<p class='small'>{plural(sum(m.left_out.values()), 'record')} this version "
+                f"of the report does not read ({_e(names)}) are left out; they are in the "
+                f"journal <span class='mono'>{_e(m.journal_path)}</span>.</p>")
     return out
 
 
-def _sign_off(m: ReportModel) -> str:
-    blank = "&nbsp;<br>&nbsp;<br>&nbsp;"  # room to write by hand
-    rows = "".join(f"<tr><td><b>{role}</b></td><td>{name}<br>&nbsp;</td><td>{blank}</td>"
-                   f"<td>{blank}</td></tr>"
-                   for role, name in (("Operator", _e(m.operator) or "&nbsp;"),
-                                      ("Reviewer", "&nbsp;")))
-    return ('<h2>Sign-off</h2><p>By signing, the operator confirms the checks above were made '
-            'as recorded; the reviewer confirms the evidence was read.</p>'
-            '<table width="100%" border="1" cellspacing="0" '
-            'cellpadding="6"><tr><th width="16%">Role</th><th width="34%">Name</th>'
-            '<th width="18%">Date</th><th>Signature</th></tr>' + rows + "</table>")
+def _appendix(m: ReportModel) -> str:
+    parts = ['<h1 style="page-break-before: always">Appendix: the SQL</h1>'
+             '<p class="small">Exactly what ran (or was rehearsed), as the journal recorded '
+             "it.</p>"]
+    seen: dict[str, int] = {}
+    for n, r in enumerate(m.runs, 1):
+        if not r.script:
+            continue
+        title = f"SQL of run {n} ({_e(r.kind)})"
+        if r.script in seen:
+            parts.append(f"<h3>{title}</h3><p>The same SQL as run {seen[r.script]}.</p>")
+            continue
+        seen[r.script] = n
+        parts.append(f"<h2>{title}</h2><pre>{_e(r.script)}</pre>")
+    if not seen:
+        parts.append("<p>No SQL was run in this session.</p>")
+    if m.down_script:
+        parts.append(f"<h2>Revert SQL (for reference)</h2><pre>{_e(m.down_script)}</pre>")
+    queries = [(c.title, c.evidence["query"]) for c in m.checklist
+               if c.kind == "automated" and isinstance(c.evidence.get("query"), str)]
+    if queries:
+        parts.append("<h2>The queries behind the automated checks</h2>" + "".join(
+            f"<p><b>{_e(title)}</b></p><pre>{_e(query.strip())}</pre>"
+            for title, query in queries))
+    return "".join(parts)
 
 
 def render_html(m: ReportModel) -> str:
     """The report as HTML for QTextDocument (and any browser). Every value is escaped."""
     db = _e(m.target.get("dbname", "?"))
-    parts = [f"<html><head><meta charset='utf-8'><title>EnerLink migration report — {db}"
+    ref = f" — {_e(m.change_ref)}" if m.change_ref else ""
+    parts = [f"<html><head><meta charset='utf-8'><title>EnerLink migration report — {db}{ref}"
              f"</title><style>{CSS}</style></head><body>",
              "<h1>EnerLink schema migration: prosumer → user</h1>",
              f'<p class="small">Change report for database {db}, generated by enerlink-migrate '
-             "from the run journal.</p>", _summary(m)]
+             "from the run journal.</p>", _change(m), _sign_off(m), _rollback(m),
+             _steps_html(m)]
     if m.text_references:
         parts.append("<h3>Stored text that still names prosumer (warnings)</h3><ul>" + "".join(
             f"<li>{_e(r)}</li>" for r in m.text_references) + "</ul>")
-    parts += ["<h2>Backup</h2>", _backups(m), "<h2>Steps and timings</h2>"]
-    if not m.runs:
-        parts.append("<p>No migration, rehearsal or revert was run in this session.</p>")
-    parts += [_run_html(n, r) for n, r in enumerate(m.runs, 1)]
+    if m.runs:
+        shown: dict[str, int] = {}
+        parts += ["<h2>Migration runs</h2>"] + [_run_html(n, r, shown)
+                                               for n, r in enumerate(m.runs, 1)]
+    if any(r.kind == "migration" and r.ok for r in m.runs):
+        parts.append("<p><b>Revert</b> with the wizard or <span class='mono'>enerlink-migrate "
+                     "revert</span>, not <span class='mono'>npm run migration:revert</span>: "
+                     "the upstream down() cannot succeed on this schema.</p>")
     if m.problems:
         rows = "".join(f"<tr><td class='small'>{_e(format_ts(p['ts']))}</td>"
                        f"<td>{_status(FAIL if p['level'] == 'error' else WARN)}</td>"
                        f"<td>{_e(p['message'])}</td></tr>" for p in m.problems)
-        parts.append('<h3>Warnings and errors from the log</h3><table width="100%" border="1" '
-                     f'cellspacing="0" cellpadding="3">{rows}</table>')
+        parts.append(f"<h3>Warnings and errors from the log</h3>{TABLE}{rows}</table>")
     if m.proofs:
         parts += ["<h2>Proof of the backup</h2>", _proofs_html(m.proofs)]
     if m.restores:
         parts += ["<h2>Restore</h2>", _restores_html(m.restores)]
     if m.redis:
         parts += ["<h2>Redis data</h2>", _redis_html(m.redis)]
-    parts += ["<h2>Checklist</h2>", _checklist(m), _others(m)]
-    if any(r.kind == "migration" and r.ok for r in m.runs):
-        parts.append("<p><b>Revert</b> with the wizard or <span class='mono'>enerlink-migrate "
-                     "revert</span>, not <span class='mono'>npm run migration:revert</span>: "
-                     "the upstream down() cannot succeed on this schema.</p>")
-    seen: set[str] = set()
-    for n, r in enumerate(m.runs, 1):
-        if not r.script:
-            continue
-        title = f"SQL of run {n} ({_e(r.kind)})"
-        if r.script in seen:
-            parts.append(f"<h3>{title}</h3><p>The same SQL as above.</p>")
-            continue
-        seen.add(r.script)
-        parts.append(f"<h2>{title}</h2><pre>{_e(r.script)}</pre>")
-    if m.down_script:
-        parts.append(f"<h2>Revert SQL (for reference)</h2><pre>{_e(m.down_script)}</pre>")
-    parts += [_sign_off(m), "</body></html>"]
+    parts += ["<h2>Checklist</h2>", _checklist(m), _others_html(m), _appendix(m),
+              "</body></html>"]
     return "".join(parts)
 
 
