@@ -416,22 +416,30 @@ def test_the_pdf_a_change_board_signs(qapp: Any, change_window: Window,
         assert png.stat().st_size > 5_000, png
 
 
-def test_no_page_cuts_a_row_or_leaves_a_heading_alone(qapp: Any,
-                                                     change_window: Window) -> None:
+def test_no_page_cuts_a_row_or_leaves_a_heading_alone(
+        qapp: Any, change_window: Window, monkeypatch: pytest.MonkeyPatch) -> None:
     from PySide6.QtCore import QBuffer
 
-    from wizard.ui.pdf import a4_writer, first_cut, lay_out
+    from wizard.ui import pdf
 
-    laid = lay_out(render_html(build_report(change_window.journal)), a4_writer(QBuffer()))
-    assert first_cut(laid.doc, laid.page_h) is None
-    # A long table of tall rows under a heading, after some text: each row on one page.
+    laid = pdf.lay_out(render_html(build_report(change_window.journal)),
+                       pdf.a4_writer(QBuffer()))
+    assert pdf.first_cut(laid.doc, laid.page_h) is None
+    # A long table of tall rows under a heading, after some text; then many headings over
+    # one to four lines each, as the appendix's queries are.
     rows = "".join(f"<tr><td>{n}</td><td>{'word ' * (40 + n % 7 * 30)}</td></tr>"
                    for n in range(60))
+    queries = "".join(f"<h3>Check {n}</h3><pre>{'SELECT 1;' + chr(10) * (n % 4)}</pre>"
+                      for n in range(200))
     html = ("<p>" + "text " * 2000 + "</p><h2>Heading</h2><table border='1' width='100%'>"
-            f"<thead><tr><th>#</th><th>Text</th></tr></thead>{rows}</table>")
-    laid = lay_out(html, a4_writer(QBuffer()))
-    assert laid.count > 3
-    assert first_cut(laid.doc, laid.page_h) is None
+            f"<thead><tr><th>#</th><th>Text</th></tr></thead>{rows}</table>{queries}")
+    with monkeypatch.context() as m:
+        m.setattr(pdf, "keep_together", lambda _doc, _page_h: 0)
+        raw = pdf.lay_out(html, pdf.a4_writer(QBuffer()))
+        assert pdf.first_cut(raw.doc, raw.page_h) is not None  # Qt alone cuts them
+    laid = pdf.lay_out(html, pdf.a4_writer(QBuffer()))
+    assert laid.count > 5
+    assert pdf.first_cut(laid.doc, laid.page_h) is None
 
 
 def test_unknown_records_are_left_out_with_a_count_not_dumped(pg_db: PgSettings) -> None:

@@ -553,8 +553,8 @@ STEP_EVENTS: dict[str, tuple[str, Any]] = {
         + (f", {e.get('who')}" if e.get("who") else "") + ")")),
     "backup_proven": ("Backup and proof", _proof_words),
     "backup_accepted": ("Backup and proof", lambda e: (
-        PASS, f"the migration's guard accepted {_name(e.get('path'))} as the rollback point "
-        "(hashed again just before: sha256 unchanged)")),
+        PASS, f"the migration's guard accepted {_name(e.get('path'))} (hashed again just "
+        "before: sha256 unchanged)")),
     "orphan_scan": ("Orphan rows", _orphans_words),
     "orphan_export": ("Orphan rows", lambda e: (
         PASS, f"orphan rows exported to {e.get('folder')}: " + ", ".join(
@@ -624,9 +624,11 @@ def _steps(events: list[Record], runs: list[RunSection], checklist: list[Checkli
         elif name in STEP_EVENTS:
             step, words = STEP_EVENTS[name]
             status, text = words(e)
+            ours = rollback is not None and rollback.path == e.get("path")
             if name == "backup" and e.get("verified"):
-                text += ": the rollback point" if rollback and rollback.path == e.get("path") \
-                    else ": also taken, not the rollback point"
+                text += ": the rollback point" if ours else ": also taken, not the rollback point"
+            elif ours and name in ("backup_proven", "backup_accepted"):
+                text = text.replace(_name(e.get("path")), "the rollback point", 1)
         else:
             continue
         found.setdefault(step, []).append(StepLine(ts, status, text))
@@ -848,8 +850,9 @@ def _kv(rows: list[tuple[str, str]], key_width: int = 27) -> str:
 
 
 def _status(status: str) -> str:
-    return (f'<span class="{_e(status)}">{MARK.get(status, "?")} '
-            f'{_e(STATUS_LABEL.get(status, status.upper()))}</span>')
+    label = _e(STATUS_LABEL.get(status, status.upper())).replace(" ", "&nbsp;")
+    return f'<span class="{_e(status)}">{MARK.get(status, "?")}&nbsp;{label}</span>'
+
 
 
 def _not_given(what: str) -> str:
@@ -986,7 +989,7 @@ def _steps_html(m: ReportModel) -> str:
         rows += (f"<tr><td>{_status(s.status)}</td><td><b>{_e(s.step)}</b></td>"
                  f"<td>{lines}</td></tr>")
     return ("<h2>Outcome per step</h2>"
-            f'{TABLE}<thead><tr><th width="13%">Status</th><th width="17%">Step</th>'
+            f'{TABLE}<thead><tr><th width="16%">Status</th><th width="17%">Step</th>'
             "<th>What happened (times UTC)</th></tr></thead>"
             f"{rows}</table>")
 
@@ -1048,6 +1051,8 @@ def _evidence(ev: dict[str, Any]) -> str:
     if not rest:
         return ""
     text = plain(rest.get("result") if list(rest) == ["result"] else rest)
+    if text == "none":
+        return ""
     return f'<br><span class="small">Evidence: {_e(text)}</span>'
 
 
@@ -1063,7 +1068,7 @@ def _checklist(m: ReportModel) -> str:
             f'<br><span class="small">{_e(c.section)} · id {_e(c.id)}</span>'
             # A backup's evidence is its detail again: path, size, sha256.
             f"{'' if c.section == 'Backup' else _evidence(c.evidence)}</td></tr>" for c in auto)
-        out += (f'{TABLE}<thead><tr><th width="13%">Status</th><th>Check, result and '
+        out += (f'{TABLE}<thead><tr><th width="16%">Status</th><th>Check, result and '
                 f"evidence</th></tr></thead>{rows}</table>")
     out += "<h3>Application and frontend checks (ticked by the operator)</h3>"
     rows = "".join(
@@ -1071,7 +1076,7 @@ def _checklist(m: ReportModel) -> str:
         + (f'<br><span class="small">{_e(c.section)}: {_e(c.how)}</span>' if c.how else
            f'<br><span class="small">{_e(c.section)}</span>')
         + f"</td><td>{_e(c.note) or '&nbsp;'}</td></tr>" for c in manual)
-    out += (f'{TABLE}<thead><tr><th width="13%">Status</th><th width="53%">Item</th>'
+    out += (f'{TABLE}<thead><tr><th width="16%">Status</th><th width="53%">Item</th>'
             f"<th>Operator's note</th></tr></thead>{rows}</table>")
     return out
 
@@ -1114,7 +1119,7 @@ def _appendix(m: ReportModel) -> str:
                if c.kind == "automated" and isinstance(c.evidence.get("query"), str)]
     if queries:
         parts.append("<h2>The queries behind the automated checks</h2>" + "".join(
-            f"<p><b>{_e(title)}</b></p><pre>{_e(query.strip())}</pre>"
+            f"<h3>{_e(title)}</h3><pre>{_e(query.strip())}</pre>"
             for title, query in queries))
     return "".join(parts)
 

@@ -290,6 +290,7 @@ def _headed(doc: QTextDocument, heading: QTextBlock
     table)."""
     layout = doc.documentLayout()
     lines = 0
+    seen: float | None = None  # the bottom of the last line of text so far
     block = heading.next()
     while block.isValid():
         table = QTextCursor(block).currentTable()
@@ -297,16 +298,16 @@ def _headed(doc: QTextDocument, heading: QTextBlock
             row = min(table.format().headerRowCount(), table.rows() - 1)
             return _row_span(doc, table, row)[1] - 1, table
         if block.blockFormat().headingLevel() > 0:
-            return None, None  # a heading right under another: that one is checked itself
+            break  # one line, then the next heading (which is checked itself)
         text_lines = block.layout().lineCount() if block.text().strip() else 0
         for n in range(text_lines):
+            line = block.layout().lineAt(n)
+            seen = layout.blockBoundingRect(block).top() + line.y() + line.height() - 1
             lines += 1
             if lines == 2:
-                rect = layout.blockBoundingRect(block)
-                line = block.layout().lineAt(n)
-                return rect.top() + line.y() + line.height() - 1, None
+                return seen, None
         block = block.next()
-    return None, None
+    return seen, None
 
 
 def _break_before_block(block: QTextBlock, table: QTextTable | None) -> None:
