@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from wizard.core import profiles
 from wizard.core.connection import PgSettings
 from wizard.core.journal import Journal, runs_root
 from wizard.core.profiles import Profile
-from wizard.core.report import build_report
+from wizard.core.report import build_report, render_html
 
 CHANGE, REVIEWER = "CHG-2026-0142", "Ratna Wijaya"
 JOURNALING = ("migrate", "revert", "verify", "preflight", "orphans", "backup", "prove",
@@ -93,6 +94,15 @@ def test_a_change_window_on_the_command_line_names_its_change_in_every_journal(
     assert report.rollback is not None
     assert report.rollback.path == str(dump)
     assert report.rollback.proof == "proven"
+    # A restore's report gives the way back instead: the database it replaced, kept.
+    restored = build_report(journals["restore"])
+    assert restored.rollback is None
+    [done] = restored.restores
+    assert done["ok"]
+    assert (done["backup"], done["backup_sha256"]) == (
+        str(dump), journals["backup"].events("backup")[0]["sha256"])
+    text = " ".join(re.sub(r"<[^>]+>", " ", render_html(restored)).split())
+    assert f"The way back {done['before_db']} : the database this restore replaced" in text
 
 
 def test_the_profile_gives_the_change_and_the_command_line_overrides_it(

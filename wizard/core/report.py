@@ -696,6 +696,19 @@ def _rollback_point(events: list[Record]) -> RollbackPoint | None:
                          redact(records.get(str(a.get("path")), {})))
 
 
+def _restores(events: list[Record]) -> list[Record]:
+    """Each restore's result, with the backup it restored (from its plan)."""
+    found: list[Record] = []
+    plan: Record = {}
+    for e in events:
+        if e["event"] == "restore_prepared":
+            plan = e.get("inspection") or {}
+        elif e["event"] == "restore_finished":
+            found.append({**(e.get("result") or {}), "ts": e.get("ts"),
+                          "backup": plan.get("path"), "backup_sha256": plan.get("sha256")})
+    return found
+
+
 def _downtime(events: list[Record]) -> tuple[str, str, float | None]:
     """When the application was stopped and started again (their commands succeeded)."""
     stopped = started = ""
@@ -768,8 +781,7 @@ def build_report(journal: Journal) -> ReportModel:
                for e in events if e["event"] == "redis_migrated"],
         proofs=[{k: v for k, v in e.items() if k != "event"}
                 for e in events if e["event"] == "backup_proven"],
-        restores=[{**(e.get("result") or {}), "ts": e.get("ts")}
-                  for e in events if e["event"] == "restore_finished"],
+        restores=_restores(events),
         text_references=[str(r) for r in (states[0].get("text_references") or [])]
         if states else [],
         change_ref=str(change.get("ref") or ""), reviewer=str(change.get("reviewer") or ""),
@@ -931,6 +943,19 @@ def _rollback(m: ReportModel) -> str:
                           f"skipped, {_e(s.get('dbname'))}'s name typed to go on without one "
                           f"({_e(s.get('how'))}{', ' + _e(s.get('who')) if s.get('who') else ''}"
                           f", {_e(format_ts(str(s.get('ts', ''))))}).</p>")
+        done = [r for r in m.restores if r.get("ok")]
+        if done:
+            r = done[-1]
+            return out + _kv([
+                ("The way back", f"<b>{_e(r.get('before_db'))}</b>: the database this "
+                                 f"restore replaced, kept (rename it back to "
+                                 f"{_e(r.get('live_db'))} to undo the restore)"),
+                ("Restored from", f'<span class="mono">{_e(r.get("backup"))}</span>'),
+                ("sha256", f'<span class="mono">{_e(r.get("backup_sha256") or "—")}</span>')],
+                24)
+        if m.runs and all(r.direction == "down" for r in m.runs):
+            return out + ("<p>No backup was taken in this run: a revert renames the schema "
+                          "back in one transaction, and the migration can be run again.</p>")
         return out + ('<p><span class="warn">No backup was recorded in this run.</span> Record '
                       "where the backup of this database is before the change is signed "
                       "off.</p>")
