@@ -10,7 +10,7 @@ import pytest
 
 from wizard.cli import main as cli_main
 from wizard.core import backup as backup_job
-from wizard.core import jobs, prove, restore_db
+from wizard.core import jobs, prove, restore, restore_db
 from wizard.core.backup_snapshot import table_counts
 from wizard.core.connection import PgSettings
 from wizard.core.journal import Journal, runs_for
@@ -290,3 +290,12 @@ def test_a_scratch_copy_left_by_a_killed_proof_is_named_with_its_drop_statement(
     assert warned == [f"{left} is the scratch copy of an earlier proof that did not finish "
                       f"(a killed run?): it takes space on the server; when no proof runs, "
                       f'drop it: DROP DATABASE "{left}";']
+
+
+def test_the_restore_sessions_get_maintenance_work_mem_through_pgoptions() -> None:
+    options = restore.RestoreOptions(maintenance_work_mem="256MB")
+    assert restore.session_env({"PATH": "/bin"}, options) == {
+        "PATH": "/bin", "PGOPTIONS": "-c maintenance_work_mem=256MB"}
+    assert restore.session_env({"PGOPTIONS": "-c work_mem=8MB"}, options) == {
+        "PGOPTIONS": "-c work_mem=8MB -c maintenance_work_mem=256MB"}
+    assert restore.session_env({"A": "b"}, restore.RestoreOptions()) == {"A": "b"}

@@ -81,6 +81,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def _proof_options(args: argparse.Namespace) -> prove.ProofOptions:
     return prove.ProofOptions(jobs=args.prove_jobs, rehearse=not args.no_rehearsal,
+                              maintenance_work_mem=args.maintenance_work_mem or None,
                               maintenance_db=args.maintenance_db,
                               template=args.template, pg_restore=args.pg_restore,
                               accept_unknown_space=args.accept_unknown_free_space)
@@ -123,8 +124,13 @@ def cmd_prove(args: argparse.Namespace) -> int:
 
 
 def _proof_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prove-jobs", type=int, default=2, metavar="N",
-                   help="parallel pg_restore jobs of the proof (default 2)")
+    p.add_argument("--prove-jobs", type=int, default=prove.DEFAULT_JOBS, metavar="N",
+                   help="parallel pg_restore jobs of the proof (default %(default)s: twice "
+                   "the cores here, 2 to 8)")
+    p.add_argument("--maintenance-work-mem", default=prove.DEFAULT_MAINTENANCE_WORK_MEM,
+                   metavar="SIZE", help="maintenance_work_mem of the proof's pg_restore "
+                   "sessions (default %(default)s; the server may use up to jobs x this; "
+                   "'' keeps the server's setting)")
     p.add_argument("--no-rehearsal", action="store_true",
                    help="prove the restore only; do not rehearse the migration on the copy")
     p.add_argument("--maintenance-db", default="postgres", metavar="DB",

@@ -11,6 +11,7 @@ point, and refuses a backup whose proof failed unless the DBA types the database
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,8 +36,15 @@ from wizard.core.restore_inspect import journal_backup
 from wizard.core.units import format_bytes
 
 # Until a proof of this database has been measured: database bytes proven per second
-# (restore with 2 jobs, compare, rehearse; tests/bench/bench_restore.py measures it).
-PRIOR_BYTES_PER_S = 40e6
+# (restore, compare, rehearse; tests/bench/bench_proof.py measured 40-61 MB/s with 2 jobs
+# on 2 loaded cores, median 50).
+PRIOR_BYTES_PER_S = 50e6
+# More pg_restore jobs than cores keeps both busy while one waits on a sort's temporary
+# files (bench_proof.py at 1M users, 2 cores: -j 4 about 16 % faster than -j 2).
+DEFAULT_JOBS = max(2, min(8, 2 * (os.cpu_count() or 1)))
+# Sorts of the primary keys and foreign-key checks in memory, for the proof's sessions
+# only (at most jobs x this on the server, for the minutes of the restore).
+DEFAULT_MAINTENANCE_WORK_MEM = "256MB"
 SNAPSHOT = "the dump's snapshot"
 LIVE_NOW = "the live database now"
 
@@ -47,7 +55,8 @@ class ProofRefused(RuntimeError):
 
 @dataclass
 class ProofOptions:
-    jobs: int = 2
+    jobs: int = DEFAULT_JOBS
+    maintenance_work_mem: str | None = DEFAULT_MAINTENANCE_WORK_MEM
     rehearse: bool = True
     maintenance_db: str = "postgres"
     template: str = "template0"
@@ -180,7 +189,8 @@ def prove(settings: PgSettings, backup: str | Path, options: ProofOptions | None
     ropts = restore.RestoreOptions(jobs=opts.jobs, pg_restore=opts.pg_restore,
                                    maintenance_db=opts.maintenance_db, template=opts.template,
                                    check_counts=False, analyze=False,
-                                   accept_unknown_space=opts.accept_unknown_space)
+                                   accept_unknown_space=opts.accept_unknown_space,
+                                   maintenance_work_mem=opts.maintenance_work_mem)
     try:
         plan = restore.prepare(settings, backup, ropts, report=report, cancel=cancel,
                                proof=True)
@@ -204,7 +214,10 @@ def prove(settings: PgSettings, backup: str | Path, options: ProofOptions | None
                                       opts.jobs, result.compared_with))
     seconds, basis = estimate_s(settings, result.db_size_bytes)
     report("step", f"proving {result.path}: restoring it into {plan.restore_db} on "
-                   f"{settings.host}:{settings.port} with {opts.jobs} job(s), then comparing "
+                   f"{settings.host}:{settings.port} with {opts.jobs} job(s)"
+                   + (f" and maintenance_work_mem {opts.maintenance_work_mem}"
+                      if opts.maintenance_work_mem else "")
+                   + ", then comparing "
                    f"with {result.compared_with} (about {seconds:.0f} s, {basis})")
     if plan.space is not None:
         for line in plan.space.lines():

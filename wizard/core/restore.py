@@ -119,6 +119,9 @@ class RestoreOptions:
     # The backup's rows violate foreign keys (orphans): swap in the copy with those keys
     # NOT VALID. Without it run() asks `confirm_not_valid`, and refuses the swap if no one.
     accept_not_valid: bool = False
+    # maintenance_work_mem for pg_restore's sessions only (index builds and foreign-key
+    # checks sort in it; tests/bench/bench_proof.py measures it): None keeps the server's.
+    maintenance_work_mem: str | None = None
 
 
 IDENTITY, SESSIONS, SPACE = "identity", "sessions", "space"
@@ -668,8 +671,8 @@ def _restore_program(plan: RestorePlan, scan: PlainScan | None, report: Report,
     try:
         tracker.start()
         with libpq_env(plan.settings) as env:
-            outcome = run_program(plan.argv(), env=env, on_line=on_line, cancel=cancel,
-                                  on_tick=tracker.tick)
+            outcome = run_program(plan.argv(), env=session_env(env, plan.options),
+                                  on_line=on_line, cancel=cancel, on_tick=tracker.tick)
     finally:
         sizer.close()
     if outcome.cancelled:
@@ -683,6 +686,15 @@ def _restore_program(plan: RestorePlan, scan: PlainScan | None, report: Report,
         raise RestoreFailed(f"{name} failed ({outcome.describe()}): "
                             + " | ".join((errors or outcome.stderr_tail)[-6:]))
     return outcome, errors
+
+
+def session_env(env: dict[str, str], options: RestoreOptions) -> dict[str, str]:
+    """The restore program's environment with its sessions' settings (PGOPTIONS)."""
+    if not options.maintenance_work_mem:
+        return env
+    extra = f"-c maintenance_work_mem={options.maintenance_work_mem}"
+    return {**env, "PGOPTIONS": f"{env['PGOPTIONS']} {extra}" if env.get("PGOPTIONS")
+            else extra}
 
 
 def _ignored_errors(plan: RestorePlan, errors: list[str], report: Report,
