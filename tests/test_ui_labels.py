@@ -1,13 +1,18 @@
 """Labels a person wrote: every profile field's label and tooltip come from the declared
-schema; no generated label is left."""
+schema, no generated label is left, and table headers are not cut at the default size."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 
-from PySide6.QtWidgets import QFormLayout, QLabel, QWidget
+from PySide6.QtWidgets import QFormLayout, QLabel, QTableWidget, QWidget
+from pytestqt.qtbot import QtBot
 
+from wizard.core.connection import PgSettings
 from wizard.core.profiles import SCHEMA, FieldSpec
+from wizard.ui.pages.preflight import PreflightPage
 from wizard.ui.pages.profile import ProfilePage
 from wizard.ui.window import MigrationWizard
 
@@ -71,3 +76,50 @@ def test_each_editor_shows_its_label_and_its_description_as_tooltip(
     for edit in page.passwords.values():
         assert edit.toolTip()
         assert "never in the profile file" in edit.toolTip()
+
+
+# --- column headers fit at the window's default size -------------------------------------
+
+
+def _cut_headers(table: QTableWidget) -> list[str]:
+    """Headers whose section is narrower than their text needs (drawn cut off)."""
+    header = table.horizontalHeader()
+    cut = []
+    for i in range(header.count()):
+        item = table.horizontalHeaderItem(i)
+        if item is not None and header.sectionSize(i) < header.sectionSizeHint(i):
+            cut.append(f"{item.text()!r}: {header.sectionSize(i)} < {header.sectionSizeHint(i)}")
+    return cut
+
+
+def test_no_header_is_cut_on_the_preflight_page(wizard_window: MigrationWizard, qtbot: QtBot,
+                                                open_session: Any, pg_db: PgSettings,
+                                                tmp_path: Path) -> None:
+    assert (wizard_window.width(), wizard_window.height()) == (1100, 780)
+    with pg_db.connect(autocommit=True) as other:  # a session the Sessions tab lists
+        other.execute("SET application_name = 'enerlink-backend'")
+        other.execute("BEGIN")
+        other.execute("SELECT 1")
+        open_session(wizard_window, pg_db)
+        page = wizard_window.start_at(PreflightPage)
+        assert isinstance(page, PreflightPage)
+        qtbot.waitUntil(lambda: page.result is not None and not page.busy, timeout=30_000)
+        other.execute("ROLLBACK")
+    assert page.sessions.rowCount() >= 1
+    for tab, table in ((1, page.rows), (2, page.sessions)):
+        page.tabs.setCurrentIndex(tab)
+
+        def fits(t: QTableWidget = table) -> bool:
+            return t.isVisible() and not _cut_headers(t)
+
+        qtbot.waitUntil(fits, timeout=5_000)
+        shot = wizard_window.grab()
+        assert not shot.isNull()
+        assert shot.save(str(tmp_path / f"preflight-tab{tab}.png"))
+        assert all(not label[:1].islower() for label in _headers(table))
+    assert "Transaction age (s)" in _headers(page.sessions)
+
+
+def _headers(table: QTableWidget) -> list[str]:
+    items = [table.horizontalHeaderItem(i) for i in range(table.columnCount())]
+    return [item.text() if item is not None else "" for item in items]

@@ -6,6 +6,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QMessageBox,
     QPushButton,
@@ -23,8 +24,10 @@ from wizard.core.units import format_bytes
 from wizard.ui.checks_view import check_item, checks_tree
 from wizard.ui.pages.base import StepPage
 
-SESSION_COLUMNS = ("pid", "user", "application", "client", "state", "transaction age s",
-                   "waiting on", "query")
+# Headers say their unit; every column but the query (which takes the rest) is as wide as
+# its header or its widest value, so no header is cut at the window's default size.
+SESSION_COLUMNS = ("PID", "User", "Application", "Client", "State", "Transaction age (s)",
+                   "Waiting on", "Query")
 
 
 class PreflightPage(StepPage):
@@ -38,7 +41,9 @@ class PreflightPage(StepPage):
         self.summary.setTextFormat(Qt.TextFormat.PlainText)
         self.checks = checks_tree("pre-flight checks")
         self.rows = QTableWidget(0, 2)
-        self.rows.setHorizontalHeaderLabels(["table", "rows (estimate)"])
+        self.rows.setHorizontalHeaderLabels(["Table", "Rows (estimate)"])
+        self.rows.horizontalHeader().setSectionResizeMode(
+            0, QHeaderView.ResizeMode.ResizeToContents)
         self.rows.horizontalHeader().setStretchLastSection(True)
         self.rows.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
 
@@ -47,7 +52,10 @@ class PreflightPage(StepPage):
         self.sessions.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.sessions.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.sessions.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.sessions.horizontalHeader().setStretchLastSection(True)
+        header = self.sessions.horizontalHeader()
+        for column in range(len(SESSION_COLUMNS) - 1):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
         self.sessions.setAccessibleName("other sessions on the database")
         refresh, cancel_q, terminate = (QPushButton("&Refresh"), QPushButton("Cancel q&uery…"),
                                         QPushButton("&Terminate…"))
