@@ -50,6 +50,29 @@ def shoot(app: QApplication, window: QWizard, name: str) -> Path:
     return path
 
 
+def shoot_not_valid(app: QApplication, verify: StepPage, dbname: str) -> Path:
+    """From the Verify page, restore the run's backup (taken before the orphans were
+    deleted) up to its question about the foreign keys it brings back NOT VALID; shoot the
+    question with the name typed, then Cancel: nothing is swapped."""
+    verify.restore_from_backup()  # type: ignore[attr-defined]
+
+    def asked() -> bool:
+        ask = verify.not_valid_ask  # type: ignore[attr-defined]
+        return ask is not None and (ask.dialog is not None or not verify.busy)
+    wait(app, asked)
+    dialog = verify.not_valid_ask.dialog  # type: ignore[attr-defined]
+    if dialog is None:
+        raise RuntimeError("the restore did not ask about foreign keys NOT VALID")
+    dialog.entry.setText(dbname)
+    wait(app, lambda: True)
+    path = OUT / "7-restore-not-valid.png"
+    dialog.grab().save(str(path))
+    print(f"  {path.relative_to(OUT.parents[1])}")
+    dialog.reject()
+    wait(app, idle(verify))
+    return path
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     print("Starting a sandbox (PostgreSQL + Redis, 2,000 sample users, 3 orphan rows per "
@@ -96,6 +119,7 @@ def main() -> int:
                 page.start_migration()  # type: ignore[attr-defined]
                 wait(app, idle(page))
             shoot(app, window, f"{n}-{page.title().lower().replace(' ', '-')}")
+        shoot_not_valid(app, pages[-1], box.owner.dbname)
         window.close()
     finally:
         box.stop()

@@ -6,20 +6,25 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -29,7 +34,8 @@ from wizard.core.journal import Journal
 from wizard.core.profiles import ProfileError
 from wizard.core.recover import RestoreOutcome, describe_redis_plan, restore_then_clear
 from wizard.core.redis_conn import RedisSettings, RedisSettingsError
-from wizard.ui.confirm import confirm_typed
+from wizard.ui.ask import WorkerQuestion
+from wizard.ui.confirm import TypedConfirmDialog, confirm_typed
 from wizard.ui.dialogs import JobDialog
 from wizard.ui.pages.base import LOG_FILE
 from wizard.ui.pages.profile import ProfilePage
@@ -38,6 +44,9 @@ if TYPE_CHECKING:
     from wizard.ui.window import MigrationWizard
 
 DEFAULT_JOBS = 2
+NOT_VALID_COLUMNS = ("Table (columns)", "References", "Violating rows", "Sample keys",
+                     "Foreign key")
+SAMPLES_SHOWN = 2  # in the cell; its tooltip has all the sampled keys
 
 
 def inspection_text(plan: restore.RestorePlan, with_redis: bool = False) -> str:
@@ -119,6 +128,93 @@ def confirm_plan(parent: QWidget | None, plan: restore.RestorePlan,
     return typed
 
 
+def not_valid_consequence(plan: restore.RestorePlan, keys: list[dict[str, Any]]) -> str:
+    """What swapping in a copy with these keys NOT VALID means, and what Cancel does."""
+    rows = sum(int(k.get("violating_rows") or 0) for k in keys)
+    return (f"The backup restored completely into {plan.restore_db}, but its rows break "
+            f"{len(keys)} foreign key(s) ({rows:,} violations, counted key by key): they point "
+            f"at rows that are not in the backup (orphans, written while the keys' triggers "
+            f"were off). PostgreSQL could not add "
+            f"these keys, so they were re-created NOT VALID: new and changed rows are checked, "
+            f"the rows already there are not.\n\n"
+            f"Swap: {plan.live_db} becomes this copy, orphans included; the current "
+            f"{plan.live_db} is kept as {plan.before_db}. Then clean up the orphans (Orphans "
+            f"page, or enerlink-migrate orphans) and validate the keys with the statements "
+            f"below.\n"
+            f"Cancel: the copy is dropped; {plan.live_db} stays as it is now.")
+
+
+def _unqualified(name: str) -> str:
+    """A table as psql shows it: without the public schema, others qualified."""
+    return name.removeprefix("public.")
+
+
+def _sample_text(key: dict[str, Any], limit: int | None = None) -> str:
+    rows = list(key.get("sample", []))
+    shown = rows if limit is None else rows[:limit]
+    text = ", ".join("(" + ", ".join(str(v) for v in row) + ")" for row in shown)
+    return text + (", …" if len(shown) < len(rows) else "")
+
+
+class NotValidDialog(TypedConfirmDialog):
+    """Before the swap: the keys the backup's rows violate; typing the name swaps anyway."""
+
+    def __init__(self, parent: QWidget | None, plan: restore.RestorePlan,
+                 keys: list[dict[str, Any]]) -> None:
+        super().__init__(parent, "Restore: foreign keys NOT VALID in the copy",
+                         not_valid_consequence(plan, keys), plan.live_db,
+                         f"&Swap in with {len(keys)} key(s) NOT VALID")
+        self.keys = keys
+        self.table = QTableWidget(len(keys), len(NOT_VALID_COLUMNS), self)
+        self.table.setAccessibleName("foreign keys re-created NOT VALID")
+        self.table.setHorizontalHeaderLabels(list(NOT_VALID_COLUMNS))
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        self.table.setWordWrap(False)
+        for i, key in enumerate(keys):
+            columns = ", ".join(str(c) for c in key.get("columns", []))
+            values = (f"{_unqualified(str(key.get('table', '')))} ({columns})",
+                      _unqualified(str(key.get("references", ""))),
+                      f"{int(key.get('violating_rows') or 0):,}",
+                      _sample_text(key, SAMPLES_SHOWN), str(key.get("name", "")))
+            for j, value in enumerate(values):
+                item = QTableWidgetItem(value)
+                item.setToolTip(_sample_text(key) if j == 3 else value)
+                if j == 2:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight
+                                          | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(i, j, item)
+        self.table.resizeColumnsToContents()
+        self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.validate = mono()
+        self.validate.setAccessibleName("statements that validate the keys after the cleanup")
+        self.validate.setPlainText("\n".join(str(k.get("validate_sql", "")) for k in keys))
+        self.validate.setMaximumHeight(24 + 18 * min(len(keys), 5))
+        layout = self.layout()
+        assert isinstance(layout, QVBoxLayout)
+        layout.insertWidget(1, self.table, 1)
+        layout.insertWidget(2, QLabel("After the orphan cleanup, validate them with:"))
+        layout.insertWidget(3, self.validate)
+        self.resize(1040, 640)
+
+
+def not_valid_question(parent: QWidget, plan: restore.RestorePlan) -> WorkerQuestion:
+    """restore.run's confirm_not_valid for `plan`: asks with NotValidDialog on the GUI
+    thread while the restore waits before its swap (attach it to the job)."""
+    return WorkerQuestion(lambda keys: NotValidDialog(parent, plan, keys), parent)
+
+
+def outcome_lines(outcome: RestoreOutcome) -> list[str]:
+    """The outcome's lines, and the keys it left NOT VALID with how to validate them."""
+    lines = outcome.lines()
+    keys = outcome.result.not_valid
+    if outcome.result.ok and keys:
+        lines.append(f"! {len(keys)} foreign key(s) are NOT VALID in {outcome.result.live_db} "
+                     f"({', '.join(str(k['name']) for k in keys)}): clean up the orphans, "
+                     f"then run " + " ".join(str(k["validate_sql"]) for k in keys))
+    return lines
+
+
 def mono() -> QPlainTextEdit:
     view = QPlainTextEdit()
     view.setReadOnly(True)
@@ -137,6 +233,7 @@ class RestoreDialog(JobDialog):
         self.plan: restore.RestorePlan | None = None
         self.outcome: RestoreOutcome | None = None
         self.journal: Journal | None = None
+        self.not_valid_ask: WorkerQuestion | None = None  # the restore's question, if any
         target = QLabel(f"Database to replace: {pg.describe()}"
                         + (f"; Redis {redis.describe()}" if redis else "; no Redis"))
         target.setTextFormat(Qt.TextFormat.PlainText)
@@ -280,14 +377,17 @@ class RestoreDialog(JobDialog):
         self.log.set_log_file(self.journal.folder / LOG_FILE)
         self.log.append("info", f"run journal {self.journal.folder}")
         self.plan = None  # a plan is used once: its database names are taken by then
-        self.run_job("Restoring from the backup", restore_then_clear, plan, typed, self.redis,
-                     journal=self.journal, on_done=self._restored,
-                     advice="Read the log; the live database is untouched unless the log "
-                     "says the names were swapped.")
+        self.not_valid_ask = not_valid_question(self, plan)
+        job = self.run_job("Restoring from the backup", restore_then_clear, plan, typed,
+                           self.redis, journal=self.journal,
+                           confirm_not_valid=self.not_valid_ask, on_done=self._restored,
+                           advice="Read the log; the live database is untouched unless the "
+                           "log says the names were swapped.")
+        self.not_valid_ask.attach(job)
 
     def _restored(self, outcome: RestoreOutcome) -> None:
         self.outcome = outcome
-        lines = outcome.lines()
+        lines = outcome_lines(outcome)
         self.result_label.setText("\n".join(lines))
         problem = outcome.problem("inspect the backup again")
         if problem:

@@ -50,9 +50,15 @@ from wizard.core.report import (
     redact,
 )
 from wizard.core.verify import FAIL, PASS, WARN, Check
+from wizard.ui.ask import WorkerQuestion
 from wizard.ui.checks_view import check_item, checks_tree
 from wizard.ui.confirm import confirm_typed
-from wizard.ui.dialogs.restore import confirm_plan, inspection_text
+from wizard.ui.dialogs.restore import (
+    confirm_plan,
+    inspection_text,
+    not_valid_question,
+    outcome_lines,
+)
 from wizard.ui.pages.base import StepPage
 from wizard.ui.pdf import write_report_pdf
 
@@ -182,6 +188,7 @@ class VerifyPage(StepPage):
         self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.result_label.hide()
         self.restore_outcome: RestoreOutcome | None = None
+        self.not_valid_ask: WorkerQuestion | None = None  # the restore's question, if any
 
         self.body.addLayout(top)
         self.body.addWidget(self.tabs, 1)
@@ -408,15 +415,18 @@ class VerifyPage(StepPage):
         if typed is None:
             self.log.append("info", "restore not confirmed; nothing was changed")
             return
-        self.run_job("Restoring from the backup", restore_then_clear, plan, typed,
-                     self.session.redis, journal=self.journal, on_done=self._restored,
-                     advice="Read the log; the live database is untouched unless the log "
-                     "says the names were swapped.")
+        self.not_valid_ask = not_valid_question(self, plan)
+        job = self.run_job("Restoring from the backup", restore_then_clear, plan, typed,
+                           self.session.redis, journal=self.journal,
+                           confirm_not_valid=self.not_valid_ask, on_done=self._restored,
+                           advice="Read the log; the live database is untouched unless the "
+                           "log says the names were swapped.")
+        self.not_valid_ask.attach(job)
 
     def _restored(self, outcome: RestoreOutcome) -> None:
         self.restore_outcome = outcome
         self.session.results["restore"] = outcome.result
-        self.show_result("\n".join(outcome.lines()))
+        self.show_result("\n".join(outcome_lines(outcome)))
         problem = outcome.problem("restore again")
         if problem:
             self.show_error(*problem)
