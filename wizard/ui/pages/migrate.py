@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -43,11 +43,13 @@ from wizard.core.events import (
 from wizard.core.execute import RunOptions, RunResult
 from wizard.core.plan import UP, Plan
 from wizard.ui.checks_view import check_item, checks_tree
+from wizard.ui.confirm import confirm_typed
 from wizard.ui.pages.base import StepPage
 
 BLOCKER_COLUMNS = ("pid", "application", "client", "state", "transaction age s", "holds",
                    "on", "query")
 UNCHANGED = "The transaction was rolled back: the schema is unchanged."
+FAILED_PROOF = "cannot be restored exactly"  # the guard's words for a backup whose proof failed
 
 
 def ask(parent: QWidget, title: str, text: str) -> bool:
@@ -292,6 +294,11 @@ class MigratePage(StepPage):
                 f"step or check fails, everything is rolled back."):
             self.log.append("info", "migration not started: the operator said no")
             return
+        self._start(rehearse, jobs.Guard())
+
+    def _start(self, rehearse: bool, guard: jobs.Guard) -> None:
+        pg = self.session.pg
+        assert self.plan is not None
         self._set_actions(False)
         self.locks.hide()
         self.blockers.setRowCount(0)
@@ -302,8 +309,8 @@ class MigratePage(StepPage):
         job = self.run_job(
             name, jobs.run, pg, UP, options=self.options(rehearse=rehearse),
             journal=self.session.ensure_journal(), plan=self.plan, on_done=self.show_result,
-            guard=jobs.Guard(),  # the verified backup (or its typed override), no orphans
-            on_failed=lambda _m: self._after_failure(rehearse),
+            guard=guard,  # the verified backup (or its typed override), no orphans
+            on_failed=lambda message: self._after_failure(rehearse, message),
             advice="Nothing was committed: the schema is unchanged. Fix the cause named "
             "above (a refusal names what is missing, e.g. the verified backup or the orphans: "
             "go Back to that page), then run it again.")
@@ -425,10 +432,34 @@ class MigratePage(StepPage):
                     f"stop it or the application, or raise the lock timeout, then run again.")
         return f"{UNCHANGED} Fix the cause named above, then run again."
 
-    def _after_failure(self, rehearse: bool) -> None:
+    def _after_failure(self, rehearse: bool, message: str = "") -> None:
         self.outcome.setText(f"{'Rehearsal' if rehearse else 'Migration'} did not run to the "
                              f"end: see the error above.")
         self._set_actions(True)
+        if not rehearse and FAILED_PROOF in message:
+            # After the panel's bookkeeping for this job: the override may start the next.
+            QTimer.singleShot(0, lambda: self.override_failed_proof(message))
+
+    def override_failed_proof(self, refusal: str) -> None:
+        """The guard refused a backup whose proof failed: migrate anyway only with the
+        database name typed back (journaled by the guard as accepted by typed name)."""
+        if self.busy or self.plan is None or not self.plan.steps:
+            return
+        pg = self.session.pg
+        db = pg.dbname
+        typed = confirm_typed(
+            self, "Migrate although the backup is not proven",
+            f"The migration was refused: {refusal}\n\nIf the migration goes wrong, this "
+            f"backup is the rollback point, and restoring it would not give back {db} on "
+            f"{pg.host}:{pg.port} exactly. Better: take a new backup on the Backup page and "
+            f"prove it. To migrate anyway, knowingly, type the database name; the run journal "
+            f"records that the failed proof was accepted.", db, "Migrate &anyway")
+        if typed != db:
+            self.log.append("info", "migration not started: the failed proof was not accepted")
+            return
+        self.log.append("warn", f"migrating {db} although its backup's proof failed: "
+                                f"confirmed by typing the database name")
+        self._start(False, jobs.Guard(accept_failed_proof=db))
 
     def _set_actions(self, enabled: bool) -> None:
         ready = enabled and self.plan is not None and bool(self.plan.steps)
