@@ -1,5 +1,6 @@
 """Labels a person wrote: every profile field's label and tooltip come from the declared
-schema, no generated label is left, and table headers are not cut at the default size."""
+schema, no generated label is left, table headers are not cut at the default size, and a
+check's evidence shows its SQL as it ran."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ from typing import Any
 from PySide6.QtWidgets import QFormLayout, QLabel, QTableWidget, QWidget
 from pytestqt.qtbot import QtBot
 
+from wizard.core import jobs, names, verify
 from wizard.core.connection import PgSettings
+from wizard.core.execute import RunOptions
+from wizard.core.plan import UP
 from wizard.core.profiles import SCHEMA, FieldSpec
+from wizard.core.verify import Check
 from wizard.ui.pages.preflight import PreflightPage
 from wizard.ui.pages.profile import ProfilePage
 from wizard.ui.window import MigrationWizard
@@ -123,3 +128,41 @@ def test_no_header_is_cut_on_the_preflight_page(wizard_window: MigrationWizard, 
 def _headers(table: QTableWidget) -> list[str]:
     items = [table.horizontalHeaderItem(i) for i in range(table.columnCount())]
     return [item.text() if item is not None else "" for item in items]
+
+
+# --- evidence shows the SQL as it ran ----------------------------------------------------
+
+PLACEHOLDER = re.compile(r"%\(\w+\)s|%s\b")
+
+
+def _queries(checks: list[Check]) -> dict[str, str]:
+    return {c.id: str(c.evidence["query"]) for c in checks if "query" in c.evidence}
+
+
+def test_check_evidence_holds_the_statements_with_their_parameters_bound(
+        pg_db: PgSettings) -> None:
+    _plan, rehearsal, _j = jobs.run(pg_db, UP, options=RunOptions(rehearse=True))
+    assert rehearsal.ok, rehearsal.error
+    _plan, result, _j = jobs.run(pg_db, UP)
+    assert result.ok, result.error
+    for checks in (rehearsal.checks, result.checks):  # inside the transaction, after commit
+        queries = _queries(checks)
+        assert {"table_renamed", "foreign_keys", "migration_row"} <= set(queries)
+        for check_id, query in queries.items():
+            assert not PLACEHOLDER.search(query), (check_id, query)
+        assert "'public'" in queries["table_renamed"]
+        assert names.MIGRATION_NAME in queries["migration_row"]
+    with pg_db.connect() as conn:
+        later = _queries(verify.catalog_checks(conn, verify.default_expectations()))
+    assert not any(PLACEHOLDER.search(q) for q in later.values())
+    assert pg_db.password
+    assert not any(pg_db.password in q for q in (*later.values(), *_queries(result.checks)))
+
+
+def test_bound_shows_literals_and_leaves_a_statement_without_parameters_alone(
+        pg_db: PgSettings) -> None:
+    with pg_db.connect() as conn:
+        text = verify.bound(conn, "SELECT %(a)s, %(b)s", {"a": "it's", "b": [1, 2]})
+        assert text.startswith("SELECT 'it''s', '{1,2}'")
+        assert conn.execute(text).fetchone() == ("it's", [1, 2])  # it runs as it reads
+        assert verify.bound(conn, "SELECT 1", None) == "SELECT 1"

@@ -52,6 +52,7 @@ from wizard.core.verify import (
     Check,
     Expectations,
     Sent,
+    bound,
     catalog_checks,
     count_rows,
     down_checks,
@@ -376,10 +377,13 @@ class _Attempt:
         except CannotPredict as exc:
             self.notes.append(f"checks read in full under the lock: {exc}")
             return
-        query = snapshot_query(self.oids, self.schema)[0]
-        found = rows_from_snapshot(after, query)
-        found["migration_row"] = (migration_rows_query(self.schema), [
-            {"name": n} for n in exp.migration_names[:1]])
+        # The evidence shows the statements as they will run (bound, as the warm-up did).
+        found = rows_from_snapshot(after, bound(self.conn, *snapshot_query(self.oids,
+                                                                           self.schema)))
+        found["migration_row"] = (
+            bound(self.conn, migration_rows_query(self.schema),
+                  {"names": list(exp.migration_names)}),
+            [{"name": n} for n in exp.migration_names[:1]])
         checks = evaluate_catalog(found, exp, in_transaction=True)
         if not any(c.status == FAIL for c in checks):
             self.predicted = (digest_of(after, self.oids), checks)

@@ -23,7 +23,7 @@ from wizard.core.redis_keyspace import Keyspace, open_keyspace
 from wizard.core.redis_migrate import family_size, hash_fields, orders_all
 from wizard.core.redis_rules import DeleteKeys, MoveKey, RenameField, Rule, to_text
 from wizard.core.reporting import check_cancel
-from wizard.core.verify import FAIL, PASS, WARN, Check
+from wizard.core.verify import FAIL, PASS, WARN, Check, bound
 
 OWNER_SAMPLE = 1000
 STEP = "run the Redis step (the Migrate Redis data page, or enerlink-migrate cache)"
@@ -119,8 +119,9 @@ def _owners_check(ks: Keyspace, pg: PgSettings, rule: RenameField) -> Check:
         key=sql.Identifier(names.NEW_KEY), table=sql.Identifier(names.NEW_TABLE))
     with pg.connect() as conn:
         found = {str(r[0]) for r in conn.execute(query, (owners,)).fetchall()}
+        shown = bound(conn, query.as_string(conn), (owners,))  # as it ran, owners bound
     missing = [o for o in owners if o not in found]
-    evidence = {"query": query.as_string(None), "result": {
+    evidence = {"query": shown, "result": {
         "orders_sampled": len(sample), "owners": len(owners), "missing": missing[:20]}}
     if missing:
         return Check("redis_owners", title, FAIL,

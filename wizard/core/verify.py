@@ -107,11 +107,33 @@ def renamed_objects(plan: Plan) -> list[RenameObject]:
 
 
 Sent = list[tuple[str, str, "psycopg.Cursor[Any]"]]
+_BOUND: dict[tuple[str, str], str] = {}  # bound() memo: (query, repr(params)) -> text
+_BOUND_MAX = 64
+
+
+def bound(conn: psycopg.Connection[Any], query: str, params: Any) -> str:
+    """The statement as it ran, its parameters bound as SQL literals (psycopg's client-side
+    binding, no round trip): what a check's evidence shows, never %(name)s placeholders.
+
+    Memoized, so that the checks queued under the migration's locks only look up what the
+    same queries bound in the warm-up before the first lock."""
+    if not params:
+        return query
+    key = (query, repr(params))
+    text = _BOUND.get(key)
+    if text is None:
+        with psycopg.ClientCursor(conn) as cur:
+            text = cur.mogrify(query, params)
+        if len(_BOUND) >= _BOUND_MAX:
+            _BOUND.clear()
+        _BOUND[key] = text
+    return text
 
 
 def send(conn: psycopg.Connection[Any], wanted: dict[str, tuple[str, dict[str, Any]]], *,
          prepare: bool | None = None) -> Sent:
-    """Queue queries on cursors of their own: inside a pipeline, no round trip yet.
+    """Queue queries on cursors of their own: inside a pipeline, no round trip yet. Each
+    comes back from `receive` with its statement as it ran (parameters bound).
 
     prepare=True makes them server-side prepared statements (see psycopg's `prepare`).
     """
@@ -119,7 +141,7 @@ def send(conn: psycopg.Connection[Any], wanted: dict[str, tuple[str, dict[str, A
     for key, (query, params) in wanted.items():
         cur = conn.cursor(row_factory=dict_row)
         cur.execute(query, params, prepare=prepare)
-        sent.append((key, query, cur))
+        sent.append((key, bound(conn, query, params), cur))
     return sent
 
 
@@ -160,14 +182,14 @@ def catalog_checks(conn: psycopg.Connection[Any], exp: Expectations, schema: str
                    *, in_transaction: bool = False) -> list[Check]:
     """The checks that read only the catalog: safe to run inside the migration transaction."""
     found = receive(send(conn, catalog_queries(exp, schema, with_migrations=False)))
-    query = migration_rows_query(schema)
+    query, params = migration_rows_query(schema), {"names": list(exp.migration_names)}
     try:
         with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(query, {"names": list(exp.migration_names)})
+            cur.execute(query, params)
             rows = [dict(r) for r in cur.fetchall()]
     except psycopg.errors.UndefinedTable:
         rows = []
-    found["migration_row"] = (query, rows)
+    found["migration_row"] = (bound(conn, query, params), rows)
     return evaluate_catalog(found, exp, in_transaction=in_transaction)
 
 
