@@ -407,6 +407,11 @@ def test_the_pdf_a_change_board_signs(qapp: Any, change_window: Window,
     assert '{"' not in text
     assert not re.search(r'"\w+": ', text)
     assert f"page {pages} of {pages}" in text
+    # A search of the PDF finds "verified" and "fingerprint": no "fi" ligature glyphs.
+    raw = subprocess.run(["pdftotext", "-enc", "UTF-8", str(pdf), "-"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "\ufb01" not in raw
+    assert "A verified backup" in raw
     # Every page as a picture, for a person to look at, and none of them blank.
     subprocess.run(["pdftoppm", "-r", "60", "-png", str(pdf), str(tmp_path / "page")],
                    check=True)

@@ -102,6 +102,10 @@ def lay_out(html: str, writer: QPdfWriter) -> Pages:
     doc.documentLayout().setPaintDevice(writer)  # lay out in the PDF's own resolution
     base = QFontDatabase.systemFont(QFontDatabase.SystemFont.GeneralFont)
     base.setPointSizeF(9)
+    # No ligatures: "fi" typeset as one glyph reads back as U+FB01, so a reviewer's search
+    # of the PDF for "verified" or "fingerprint" (or pdftotext) would not find them.
+    if hasattr(base, "setFeature"):  # Qt 6.7+; 6.6 keeps its ligatures
+        base.setFeature(QFont.Tag("liga"), 0)
     doc.setDefaultFont(base)
     option = QTextOption()
     # Long tokens (sha256, constraint names, paths) may break anywhere rather than run off.
