@@ -30,6 +30,7 @@ class StepPage(PanelHost, QWizardPage):
         self.setTitle(title)
         self.setSubTitle(subtitle)
         self._valid = False
+        self._initialized = False
         self.step_name = title
         self.panel = JobPanel(self)
         self.panel.step_name = title
@@ -64,9 +65,25 @@ class StepPage(PanelHost, QWizardPage):
         return self._valid and not self.busy
 
     def initializePage(self) -> None:
+        self._initialized = True  # the window then knows the page has just re-read its state
         session = self.shell.session
         if session is not None:
             self.log.set_log_file(session.ensure_journal().folder / LOG_FILE)
+
+    def shown(self) -> None:
+        """The window shows this page. Going forward QWizard has just called
+        initializePage; coming Back it has not, and the page may describe a state the
+        database has left since: `shown_again` re-reads it."""
+        if self._initialized:
+            self._initialized = False
+        elif self.shell.session is not None:
+            self.shown_again()
+
+    def shown_again(self) -> None:
+        """Shown again by Back: re-read what the page shows (pages that show the database's
+        state override this; the default re-runs initializePage, as going forward does)."""
+        self.initializePage()
+        self._initialized = False
 
     # -- running jobs -----------------------------------------------------------------------
 
