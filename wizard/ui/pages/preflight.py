@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -24,6 +26,11 @@ from wizard.core.units import format_bytes
 from wizard.ui.checks_view import check_item, checks_tree
 from wizard.ui.pages.base import StepPage
 
+
+def _clock(stamp: datetime | None) -> str:
+    return stamp.strftime("%H:%M:%S") if stamp is not None else "?"
+
+
 # Headers say their unit; every column but the query (which takes the rest) is as wide as
 # its header or its widest value, so no header is cut at the window's default size.
 SESSION_COLUMNS = ("PID", "User", "Application", "Client", "State", "Transaction age (s)",
@@ -36,6 +43,7 @@ class PreflightPage(StepPage):
                          "privileges, disk, other sessions. Nothing here changes the "
                          "database.", parent)
         self.result: Preflight | None = None
+        self.checked_at: datetime | None = None  # when `result` was read
         self.summary = QLabel("not checked yet")
         self.summary.setWordWrap(True)
         self.summary.setTextFormat(Qt.TextFormat.PlainText)
@@ -120,21 +128,37 @@ class PreflightPage(StepPage):
         if self.busy:
             return
         self.set_valid(False)
-        self.summary.setText("checking…")
+        if self.result is None:
+            self.summary.setText("checking…")
+        else:
+            # Shown again: the old results stay readable, greyed and dated, until the new.
+            self.summary.setText(f"checking again… (the results below are from "
+                                 f"{_clock(self.checked_at)} and may be out of date)")
+            self.tabs.setEnabled(False)
         profile = self.session.profile
         self.run_job("Pre-flight checks", run_preflight, self.session.pg,
                      self.session.backup_folder,
                      pg_dump=profile.pg_dump_path if profile else None,
                      journal=self.session.ensure_journal(), on_done=self.show_result,
+                     on_failed=self._check_failed,
                      advice="Check the connection on the first page, then run the checks "
                      "again.")
 
+    def _check_failed(self, _message: str) -> None:
+        self.tabs.setEnabled(True)
+        self.summary.setText("The checks could not run: see the error below."
+                             + (f" The results below are from {_clock(self.checked_at)}: "
+                                f"they may no longer hold." if self.result else ""))
+
     def show_result(self, result: Preflight) -> None:
         self.result = result
+        self.checked_at = datetime.now().astimezone()
+        self.tabs.setEnabled(True)
         self.session.results["preflight"] = result
         blocking = result.blocking
         self.summary.setText(
-            f"{result.target}: PostgreSQL {result.server_version}, state {result.state} "
+            f"Checked at {_clock(self.checked_at)} — {result.target}: PostgreSQL "
+            f"{result.server_version}, state {result.state} "
             f"({result.explanation.rstrip('.')}); "
             f"database {format_bytes(result.database_bytes)}; "
             + (f"{len(blocking)} blocking problem(s)" if blocking else "nothing blocks the run"))
