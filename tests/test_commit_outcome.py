@@ -237,6 +237,8 @@ def _migrate_page(window: Any, qtbot: Any, open_session: Any, pg: PgSettings,
     page = window.start_at(MigratePage)
     qtbot.waitUntil(lambda: page.plan is not None and not page.busy, timeout=30_000)
     monkeypatch.setattr(migrate, "ask", lambda *_a: True)
+    # Not rehearsed: the typed override the Run button then asks for.
+    monkeypatch.setattr(migrate, "confirm_typed", lambda _p, _t, _c, expected, _a: expected)
     return page
 
 

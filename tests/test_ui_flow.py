@@ -76,6 +76,8 @@ def test_profile_to_pdf(wizard_window: MigrationWizard, qtbot: QtBot, pg_db: PgS
             assert page.result is not None
             assert page.result.verified, page.result.error
         elif name == "MigratePage":
+            page.start_run(rehearse=True)  # a run needs a passing rehearsal of its plan
+            _settle(qtbot, page)
             page.start_run(rehearse=False)
             _settle(qtbot, page)
             assert page.result is not None

@@ -102,6 +102,9 @@ def test_run_migrates_and_is_journaled(wizard_window: MigrationWizard, qtbot: Qt
                                        open_session: Any, pg_db: PgSettings,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     page = open_page(wizard_window, qtbot, open_session, pg_db)
+    page.rehearse_button.click()  # the run needs a passing rehearsal of this plan
+    assert wait_result(page, qtbot).ok
+    page.result = None
     asked: list[str] = []
 
     def say_no(_parent: Any, _title: str, text: str) -> bool:
@@ -175,6 +178,8 @@ def test_lock_never_released_shows_the_error_and_the_blocker(
     before = fingerprint(pg_db)
     page = open_page(wizard_window, qtbot, open_session, pg_db)
     monkeypatch.setattr(migrate, "ask", lambda *_a: True)
+    # Not rehearsed (the lock would stop a rehearsal too): the typed override.
+    monkeypatch.setattr(migrate, "confirm_typed", lambda _p, _t, _c, expected, _a: expected)
     page.lock_timeout.setValue(0.2)
     page.retries.setValue(0)
     page.run_button.click()
@@ -215,6 +220,7 @@ def test_a_refused_run_shows_the_refusal(wizard_window: MigrationWizard, qtbot: 
         raise PlanRefused(reason)
     monkeypatch.setattr(jobs, "run", refuse)
     monkeypatch.setattr(migrate, "ask", lambda *_a: True)
+    monkeypatch.setattr(migrate, "confirm_typed", lambda _p, _t, _c, expected, _a: expected)
     page.run_button.click()
     qtbot.waitUntil(lambda: page.errors.isVisible() and not page.busy, timeout=WAIT)
     assert page.errors.message.text() == reason

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from wizard.core import jobs
+from wizard.core import jobs, run_state
 from wizard.core.commit_outcome import COMMITTED, NOT_COMMITTED
 from wizard.core.connection import PgSettings
 from wizard.core.discovery import Discovery
@@ -41,10 +42,13 @@ from wizard.core.events import (
     StepDone,
 )
 from wizard.core.execute import RunOptions, RunResult
+from wizard.core.journal import runs_for
 from wizard.core.plan import UP, Plan
+from wizard.core.preflight import Session, list_sessions
 from wizard.ui.checks_view import check_item, checks_tree
 from wizard.ui.confirm import confirm_typed
 from wizard.ui.pages.base import StepPage
+from wizard.ui.worker import Job
 
 BLOCKER_COLUMNS = ("pid", "application", "client", "state", "transaction age s", "holds",
                    "on", "query")
@@ -66,6 +70,38 @@ def prepare(settings: PgSettings) -> tuple[Discovery, Plan]:
     return discovery, jobs.make_plan(discovery, UP, settings)
 
 
+def plan_summary(where: str, plan: Plan, discovery: Discovery | None,
+                 rehearsal: run_state.Rehearsal | None, migrated: datetime | None,
+                 after: Discovery | None = None) -> str:
+    """The page's header from what was just read: the state, the plan, and whether this plan
+    passed a rehearsal; after a COMMIT, the catalog the run read right after it (`after`).
+    The page reads the catalog again whenever it is shown, so this never describes a state
+    the database has left."""
+    if after is not None:
+        head = f"{where}: state {after.state}, read right after the COMMIT. "
+        if migrated is not None:
+            return head + (f"Nothing to do: migrated in this run at "
+                           f"{run_state.clock(migrated)}. Go on to the Redis step.")
+        return head + ("The change was committed, but a check after the commit failed: see "
+                       "the Result tab, then verify or revert.")
+    if not plan.steps:
+        if migrated is not None:
+            return (f"{where}: state {plan.state}. Nothing to do: migrated in this run at "
+                    f"{run_state.clock(migrated)}. Go on to the Redis step.")
+        return f"{where}: state {plan.state}. Nothing to do: the database is already migrated."
+    why = f" ({discovery.explanation.rstrip('.')})" if discovery is not None else ""
+    text = (f"{where}: state {plan.state}{why}. {len(plan.catalog_steps)} steps in one "
+            f"transaction" + (f", then {len(plan.validate_steps)} VALIDATE after commit"
+                              if plan.validate_steps else "")
+            + f"; {len(plan.unchanged)} object(s) left unchanged; plan digest "
+            f"{plan.digest[:12]} (the run refuses if the catalog changes). ")
+    if rehearsal is None:
+        return text + "Rehearse first: running it needs a passing rehearsal of this plan."
+    blocked = "" if rehearsal.blocked_ms is None else \
+        f": a run would block the application for about {rehearsal.blocked_ms:.1f} ms"
+    return text + f"Rehearsed ✔ at {run_state.clock(rehearsal.at)}{blocked}. Ready to run."
+
+
 def _mono(widget: QWidget) -> None:
     widget.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
 
@@ -78,6 +114,19 @@ class MigratePage(StepPage):
         self.discovery: Discovery | None = None
         self.result: RunResult | None = None
         self.step_items: dict[int, QTreeWidgetItem] = {}
+        self._blockers: list[dict[str, Any]] = []  # the sessions under "Waiting for locks"
+        self._lock_base = ""  # what the run said about them, before the re-check's line
+        self._blocker_check: Job | None = None
+        self._after: Discovery | None = None  # the catalog right after this run's COMMIT
+        # Owned by the page: nothing fires once the window is gone.
+        self._recheck_soon = QTimer(self)
+        self._recheck_soon.setSingleShot(True)
+        self._recheck_soon.setInterval(0)
+        self._recheck_soon.timeout.connect(self.recheck_blockers)
+        self._replan_soon = QTimer(self)
+        self._replan_soon.setSingleShot(True)
+        self._replan_soon.setInterval(0)
+        self._replan_soon.timeout.connect(self.compute_plan)
 
         self.summary = QLabel("no plan yet")
         self.summary.setWordWrap(True)
@@ -176,6 +225,8 @@ class MigratePage(StepPage):
         lock_layout.addWidget(self.blockers)
         self.locks.hide()
         self.busy_changed.connect(lambda busy: self.replan_button.setEnabled(not busy))
+        # After every job: do the sessions named under "Waiting for locks" still exist?
+        self.busy_changed.connect(lambda busy: None if busy else self._recheck_soon.start())
 
         self.body.addLayout(top)
         self.body.addWidget(self.locks)
@@ -189,10 +240,33 @@ class MigratePage(StepPage):
         profile = self.session.profile
         self.lock_timeout.setValue(profile.lock_timeout_s if profile else 2.0)
         self.retries.setValue(profile.retries if profile else 3)
-        if isinstance(self.session.results.get("migrate"), RunResult) and \
-                self.session.results["migrate"].ok:
+        if self._migrated_at() is not None:
             self.set_valid(True)  # came back to the page after the run: it stands
         self.compute_plan()
+        self.recheck_blockers()
+
+    def shown_again(self) -> None:
+        """Back from a later page: the catalog and the lock holders are read again; the
+        operator's lock timeout and retries stay as typed."""
+        StepPage.initializePage(self)
+        self._initialized = False
+        self.compute_plan()
+        self.recheck_blockers()
+
+    def _events(self) -> list[dict[str, Any]]:
+        return self.session.ensure_journal().events()
+
+    def _migrated_at(self) -> datetime | None:
+        return run_state.migrated_at(self._events())
+
+    def header_text(self) -> str:
+        """The header for the plan on screen, with this run's journal (rehearsals, commit)."""
+        if self.plan is None:
+            return "no plan yet"
+        events = self._events()
+        return plan_summary(self.session.pg.describe(), self.plan, self.discovery,
+                            run_state.rehearsal_of(events, self.plan.digest),
+                            run_state.migrated_at(events), self._after)
 
     def compute_plan(self) -> None:
         if self.busy:
@@ -206,6 +280,7 @@ class MigratePage(StepPage):
 
     def show_plan(self, prepared: tuple[Discovery, Plan]) -> None:
         self.discovery, self.plan = prepared
+        self._after = None
         plan = self.plan
         jobs.record_plan_shown(self.session.ensure_journal(), plan)
         self.fill_steps(plan)
@@ -213,23 +288,13 @@ class MigratePage(StepPage):
         self.log.append("info", f"plan for state {plan.state}: {len(plan.catalog_steps)} steps "
                         f"in one transaction, {len(plan.validate_steps)} after commit, "
                         f"{len(plan.unchanged)} object(s) left unchanged")
-        done = isinstance(self.session.results.get("migrate"), RunResult) and \
-            self.session.results["migrate"].ok
+        self.summary.setText(self.header_text())
         if not plan.steps:
-            self.summary.setText(
-                f"{self.session.pg.describe()}: state {plan.state}. Nothing to do: the "
-                f"database is already migrated.")
             self.set_valid(True)
             self._set_actions(False)
             return
-        self.summary.setText(
-            f"{self.session.pg.describe()}: state {plan.state} "
-            f"({self.discovery.explanation.rstrip('.')}). {len(plan.catalog_steps)} steps in one "
-            f"transaction" + (f", then {len(plan.validate_steps)} VALIDATE after commit"
-                              if plan.validate_steps else "")
-            + f"; {len(plan.unchanged)} object(s) left unchanged; plan digest "
-            f"{plan.digest[:12]} (the run refuses if the catalog changes). Rehearse first.")
-        self.set_valid(done)
+        # Valid only while this run's migration stands (a revert or restore undoes it).
+        self.set_valid(self._migrated_at() is not None)
         self._set_actions(True)
 
     def fill_steps(self, plan: Plan) -> None:
@@ -285,16 +350,84 @@ class MigratePage(StepPage):
     def start_run(self, *, rehearse: bool) -> None:
         if self.busy or self.plan is None or not self.plan.steps:
             return
-        pg = self.session.pg
-        if not rehearse and not ask(
-                self, "Run the migration",
-                f"Rename prosumer → user in database {pg.dbname} on {pg.host}:{pg.port}? "
-                f"{len(self.plan.catalog_steps)} steps run in one transaction; the "
-                f"application waits at most {self.lock_timeout.value():g} s per lock. If any "
-                f"step or check fails, everything is rolled back."):
-            self.log.append("info", "migration not started: the operator said no")
+        if not rehearse and not self.confirm_run():
             return
         self._start(rehearse, jobs.Guard())
+
+    def confirm_run(self) -> bool:
+        """A real run needs a passing rehearsal of this very plan (its digest) in this run's
+        journal, or else the database name typed back; then the operator's yes to what the
+        question names: the database, the rollback point, the blocked time measured."""
+        assert self.plan is not None
+        pg, plan = self.session.pg, self.plan
+        journal = self.session.ensure_journal()
+        events = journal.events()
+        rehearsal = run_state.rehearsal_of(events, plan.digest)
+        rollback = self.rollback_words(events)
+        where = f"{pg.dbname} on {pg.host}:{pg.port}"
+        wait = (f"at most {self.lock_timeout.value():g} s per lock while the run waits for "
+                f"its locks, {self.retries.value()} retries")
+        if rehearsal is None:
+            typed = confirm_typed(
+                self, "Run without a rehearsal?",
+                f"Refused: no rehearsal of this plan (digest {plan.digest[:12]}) passed in "
+                f"this run{self._why_unrehearsed(events)}. A rehearsal runs every step and "
+                f"check, then rolls back: it changes nothing and measures how long the "
+                f"application will be blocked. Press Rehearse first.\n\n"
+                f"Database: {where}.\nRollback point: {rollback}.\nBlocked time: not "
+                f"measured ({wait}).\n\nTo run anyway, knowingly, type the database name; "
+                f"the run journal records that no rehearsal preceded the run.",
+                pg.dbname, "Run &without a rehearsal")
+            if typed != pg.dbname:
+                self.log.append("info", "migration not started: this plan has no passing "
+                                        "rehearsal (press Rehearse first)")
+                return False
+            run_state.record_unrehearsed(journal, plan.digest, pg.dbname)
+            self.log.append("warn", f"migrating {pg.dbname} without a rehearsal of this plan: "
+                                    f"confirmed by typing the database name")
+            return True
+        blocked = ("not measured" if rehearsal.blocked_ms is None else
+                   f"about {rehearsal.blocked_ms:.1f} ms")
+        if not ask(self, "Run the migration",
+                   f"Rename prosumer → user in database {where}?\n\n"
+                   f"Rollback point: {rollback}.\n"
+                   f"Blocked time: {blocked}, as measured by the rehearsal at "
+                   f"{run_state.clock(rehearsal.at)} ({wait}).\n\n"
+                   f"{len(plan.catalog_steps)} steps run in one transaction. If any step or "
+                   f"check fails, everything is rolled back."):
+            self.log.append("info", "migration not started: the operator said no")
+            return False
+        return True
+
+    def _why_unrehearsed(self, events: list[dict[str, Any]]) -> str:
+        tries = run_state.rehearsals(events)
+        if not tries:
+            return ""
+        last = tries[-1]
+        if last.digest == (self.plan.digest if self.plan else ""):
+            return f" (the last rehearsal, at {run_state.clock(last.at)}, failed: {last.error})"
+        return (f" (the last rehearsal, at {run_state.clock(last.at)}, ran another plan: the "
+                f"catalog changed since)")
+
+    def rollback_words(self, events: list[dict[str, Any]]) -> str:
+        """The backup the run would name as its rollback point, as the guard finds it (this
+        run's journal first, then this database's other runs)."""
+        journal = self.session.ensure_journal()
+        others = sorted((e for j in runs_for(self.session.pg) if j.folder != journal.folder
+                         for e in j.events()), key=lambda e: str(e.get("ts", "")))
+        point = run_state.rollback_point(events, others)
+        if point is None:
+            return ("none: no verified backup of this database in the run journals, so the "
+                    "run will refuse (take one on the Backup page)")
+        if point.skipped:
+            return (f"none: the backup was skipped by typed name ({point.skipped}); only a "
+                    f"backup made elsewhere can bring the data back")
+        proof = ("PROVEN by a restore into a scratch database" if point.proven else
+                 f"its proof FAILED ({point.proof_reason}); the run refuses it unless you "
+                 f"type the database name" if point.proven is False else
+                 "not proven by a restore")
+        return (f"{point.path} (sha256 {point.sha256[:16]}…, {proof}); the run hashes it "
+                f"again before the transaction")
 
     def _start(self, rehearse: bool, guard: jobs.Guard) -> None:
         pg = self.session.pg
@@ -306,6 +439,9 @@ class MigratePage(StepPage):
             item.setText(2, "")
         name = "Rehearsal" if rehearse else "Migration"
         self.outcome.setText(f"{name} running…")
+        # The last run's checks are not this run's: cleared; the Plan tab shows it live.
+        self.checks.clear()
+        self.tabs.setCurrentIndex(0)
         job = self.run_job(
             name, jobs.run, pg, UP, options=self.options(rehearse=rehearse),
             journal=self.session.ensure_journal(), plan=self.plan, on_done=self.show_result,
@@ -357,13 +493,28 @@ class MigratePage(StepPage):
                             ("Rehearsal" if result.rehearsal else "Migration"),
                             self._failure_advice(result))
             self._set_actions(True)
+            if result.commit == COMMITTED:  # committed, a check after it failed
+                self._after = result.discovery_after
+                self.summary.setText(self.header_text())
+            elif result.commit_lost:
+                self.summary.setText("state unknown: the connection was lost during COMMIT "
+                                     "(see the Result tab). Plan again once the server "
+                                     "answers.")
+            else:
+                self.summary.setText(self.header_text())
             return
         if result.rehearsal:
+            self.summary.setText(self.header_text())
             self._set_actions(True)
             return
         self.set_valid(True)
         self._set_actions(False)
         self.replan_button.setEnabled(True)
+        # The header said "state pre": it now says what the run read right after COMMIT.
+        self._after = result.discovery_after
+        self.summary.setText(self.header_text())
+        if self._after is None:  # the run could not read it (a COMMIT it had to ask about)
+            self._replan_soon.start()
 
     def fill_result(self, result: RunResult) -> None:
         for step in result.steps:
@@ -401,13 +552,63 @@ class MigratePage(StepPage):
     def show_blockers(self, result: RunResult) -> None:
         last = result.lock_waits[-1]
         self.locks.show()
-        self.lock_note.setText(
-            f"{len(result.lock_waits)} lock timeout(s). These sessions held locks on the "
-            f"tables the migration renames (last attempt); stop them or the application, "
-            f"then run again. The Pre-flight page can cancel or terminate a session.")
+        if result.ok:
+            self.lock_note.setText(
+                f"{len(result.lock_waits)} lock timeout(s) before the run got its locks; "
+                f"these sessions held them (the last timed-out attempt).")
+        else:
+            self.lock_note.setText(
+                f"{len(result.lock_waits)} lock timeout(s). These sessions held locks on the "
+                f"tables the migration renames (last attempt); stop them or the application, "
+                f"then run again. The Pre-flight page can cancel or terminate a session.")
         self._fill_blockers(last)
 
+    def recheck_blockers(self) -> None:
+        """The sessions under "Waiting for locks" may have ended since (terminated on the
+        Pre-flight page, the application stopped): ask the server which still exist. A
+        job of its own: the page stays usable while it runs."""
+        if not self._blockers or self.locks.isHidden() or self.shell is None or \
+                self.shell.session is None:
+            return
+        if self._blocker_check is not None and self._blocker_check.is_running():
+            return
+        job = Job.of(list_sessions, self.session.pg, name="Checking the lock holders",
+                     parent=self)
+        job.finished.connect(self._blockers_now)
+        job.failed.connect(lambda message, _tb: self.lock_note.setText(
+            f"{self._lock_base}\nCould not check whether they are still connected: {message}"))
+        self._blocker_check = job
+        job.start()
+
+    def _blockers_now(self, sessions: list[Session]) -> None:
+        alive = {s.pid: s for s in sessions}
+        still = [{**b, "state": alive[b["pid"]].state, "xact_age_s": alive[b["pid"]].xact_age_s,
+                  "query": alive[b["pid"]].query} for b in self._blockers if b.get("pid") in alive]
+        gone = [f"pid {b.get('pid')} {b.get('application_name') or ''}".strip()
+                for b in self._blockers if b.get("pid") not in alive]
+        checked = datetime.now().strftime("%H:%M:%S")
+        base = self._lock_base
+        if not still:
+            line = (f"Checked at {checked}: they have all ended ({', '.join(gone)}); nothing "
+                    f"listed here holds the tables any more."
+                    + ("" if self._migrated_at() is not None else " Run again."))
+        else:
+            line = (f"Checked at {checked}: {len(still)} of them still connected"
+                    + (f"; ended: {', '.join(gone)}" if gone else "") + ".")
+        self._fill_blockers(still)
+        self._lock_base = base
+        self.lock_note.setText(f"{base}\n{line}")
+        self.blockers.setVisible(bool(still))
+
     def _fill_blockers(self, last: list[dict[str, Any]]) -> None:
+        self._blockers = list(last)
+        self._lock_base = self.lock_note.text()
+        self.blockers.setVisible(bool(last))
+        # Never squeezed to its header: at least one holder's row stays readable.
+        bar = self.blockers.horizontalScrollBar().sizeHint().height()
+        self.blockers.setMinimumHeight(min(110, self.blockers.horizontalHeader().height()
+                                           + self.blockers.verticalHeader().defaultSectionSize()
+                                           + bar + 4))
         self.blockers.setRowCount(len(last))
         for i, b in enumerate(last):
             values = (b.get("pid"), b.get("application_name") or "-", b.get("client"),
