@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtWidgets import QFormLayout, QLabel, QTableWidget, QWidget
+from PySide6.QtWidgets import QFormLayout, QHeaderView, QLabel, QTableWidget, QWidget
 from pytestqt.qtbot import QtBot
 
 from wizard.core import jobs, names, verify
@@ -17,6 +17,7 @@ from wizard.core.execute import RunOptions
 from wizard.core.plan import UP
 from wizard.core.profiles import SCHEMA, FieldSpec
 from wizard.core.verify import Check
+from wizard.ui.pages.migrate import MigratePage
 from wizard.ui.pages.preflight import PreflightPage
 from wizard.ui.pages.profile import ProfilePage
 from wizard.ui.window import MigrationWizard
@@ -123,6 +124,18 @@ def test_no_header_is_cut_on_the_preflight_page(wizard_window: MigrationWizard, 
         assert shot.save(str(tmp_path / f"preflight-tab{tab}.png"))
         assert all(not label[:1].islower() for label in _headers(table))
     assert "Transaction age (s)" in _headers(page.sessions)
+
+
+def test_the_lock_wait_table_sizes_its_columns_to_their_headers(
+        wizard_window: MigrationWizard) -> None:
+    """Shown only while a lock is waited for: its headers fit the same way."""
+    page = next(p for p in wizard_window.steps if isinstance(p, MigratePage))
+    header = page.blockers.horizontalHeader()
+    assert "Transaction age (s)" in _headers(page.blockers)
+    last = header.count() - 1
+    assert all(header.sectionResizeMode(i) == QHeaderView.ResizeMode.ResizeToContents
+               for i in range(last))
+    assert header.stretchLastSection()
 
 
 def _headers(table: QTableWidget) -> list[str]:

@@ -50,8 +50,10 @@ from wizard.ui.confirm import confirm_typed
 from wizard.ui.pages.base import StepPage
 from wizard.ui.worker import Job
 
-BLOCKER_COLUMNS = ("pid", "application", "client", "state", "transaction age s", "holds",
-                   "on", "query")
+# As the pre-flight's sessions: the unit in the header, every column but the query as wide
+# as its header or widest value, so none is cut off.
+BLOCKER_COLUMNS = ("PID", "Application", "Client", "State", "Transaction age (s)", "Holds",
+                   "On", "Query")
 UNCHANGED = "The transaction was rolled back: the schema is unchanged."
 FAILED_PROOF = "cannot be restored exactly"  # the guard's words for a backup whose proof failed
 
@@ -217,7 +219,11 @@ class MigratePage(StepPage):
         self.blockers = QTableWidget(0, len(BLOCKER_COLUMNS))
         self.blockers.setHorizontalHeaderLabels(list(BLOCKER_COLUMNS))
         self.blockers.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.blockers.horizontalHeader().setStretchLastSection(True)
+        blockers_header = self.blockers.horizontalHeader()
+        for column in range(len(BLOCKER_COLUMNS) - 1):
+            blockers_header.setSectionResizeMode(column,
+                                                 QHeaderView.ResizeMode.ResizeToContents)
+        blockers_header.setStretchLastSection(True)
         self.blockers.verticalHeader().hide()
         self.blockers.setMaximumHeight(110)
         lock_layout = QVBoxLayout(self.locks)
