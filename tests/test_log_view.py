@@ -137,3 +137,45 @@ def test_a_job_streams_into_the_view(qtbot: Any, view: LogView) -> None:
                     timeout=10_000)
     assert view.editor.blockCount() <= CAP
     assert len(view.full_text().splitlines()) == 20_000
+
+
+def test_a_job_streams_every_line_in_order_and_each_paint_is_time_boxed(qtbot: Any,
+                                                                        tmp_path: Path) -> None:
+    view = LogView(max_blocks=0, log_file=tmp_path / "all.log")  # no cap: every line shown
+    qtbot.addWidget(view)
+    view.show()
+    slices: list[int] = []
+    paint = view._paint
+
+    def counted(budget: float | None) -> None:
+        before = view.pending()
+        paint(budget)
+        slices.append(before - view.pending())
+    view._paint = counted  # type: ignore[method-assign]
+    n = 30_000
+
+    def chatty(report: Report, progress: Progress, cancel: threading.Event) -> None:
+        for i in range(n):
+            report("step" if i % 7 == 0 else "info", f"row {i}")
+
+    job = Job(chatty, name="ordered")
+    view.attach(job)
+    with qtbot.waitSignal(job.finished, timeout=30_000):
+        job.start()
+    qtbot.waitUntil(lambda: view.pending() == 0, timeout=30_000)
+    assert view.shown_text().splitlines() == [f"row {i}" for i in range(n)]
+    assert view.skipped == 0
+    assert len(slices) > 1  # painted over several timer slices
+    assert max(slices) < n
+    file_lines = view.full_text().splitlines()
+    assert [line.split("] ", 1)[1] for line in file_lines] == [f"row {i}" for i in range(n)]
+
+
+def test_a_burst_beyond_the_cap_keeps_the_newest_in_order(view: LogView) -> None:
+    for start in range(0, 3_000, 500):
+        view.append_many(_lines(3_000)[start:start + 500])
+    view.paint_all()
+    shown = view.shown_text().splitlines()
+    assert shown[0].startswith("… 2,001 lines not shown here")
+    assert [s.split()[-1] for s in shown[1:]] == [str(i) for i in range(2_001, 3_000)]
+    assert len(view.full_text().splitlines()) == 3_000

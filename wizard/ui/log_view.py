@@ -36,8 +36,8 @@ COLOURS = {"step": ("#1a5fb4", "#8cb8ff"), "warn": ("#8a5a00", "#f0c674"),
            "error": ("#b00020", "#ff8a80")}
 MAX_BLOCKS = 10_000
 INTERVAL_MS = 60
-PAINT_CHUNK = 200  # lines per edit block
-PAINT_BUDGET_S = 0.010  # GUI time per tick spent painting; the rest waits for the next tick
+PAINT_CHUNK = 100  # most lines per edit block (at the cap, ~2 ms: the document trims its top)
+PAINT_BUDGET_S = 0.003  # GUI time per tick spent painting; the rest waits for the next tick
 
 
 def is_dark(palette: QPalette) -> bool:
@@ -80,8 +80,13 @@ class LogView(QWidget):
         layout.addWidget(self.editor, 1)
         layout.addLayout(buttons)
 
-        self._pending: deque[tuple[str, str]] = deque()
+        # Lines that would scroll out of the capped view anyway are not worth laying out:
+        # the deque keeps the newest (cap - 1, one line left for the notice) and drops the
+        # oldest as it goes, in C; trimming the top of a QTextDocument costs far more.
+        self._pending: deque[tuple[str, str]] = deque(
+            maxlen=max_blocks - 1 if max_blocks > 1 else None)
         self.skipped = 0  # lines never painted because newer ones replaced them
+        self._unsaid = 0  # of those, not yet told on screen
         self._sink_path: Path | None = None
         self._formats: dict[str, QTextCharFormat] = {}
         self._update_formats()
@@ -97,9 +102,14 @@ class LogView(QWidget):
     def append(self, level: str, message: str) -> None:
         self.append_many(((level, message),))
 
-    @Slot(list)
+    @Slot(object)
     def append_many(self, records: Iterable[tuple[str, str]]) -> None:
         records = list(records)
+        limit = self._pending.maxlen
+        if limit is not None:
+            dropped = max(0, len(self._pending) + len(records) - limit)
+            self.skipped += dropped
+            self._unsaid += dropped
         self._pending.extend(records)
         if self._sink_path is not None:
             stamp = self._stamp()
@@ -132,23 +142,25 @@ class LogView(QWidget):
             self._timer.stop()
             return
         started = time.perf_counter()
-        # Lines that would scroll out of the capped view anyway are not worth laying out:
-        # trimming the top of a QTextDocument costs far more than appending.
-        cap = self.editor.maximumBlockCount()
-        if cap and len(self._pending) > cap:
-            dropped = len(self._pending) - (cap - 1)  # one line left for the notice
-            for _ in range(dropped):
-                self._pending.popleft()
-            self.skipped += dropped
-            where = f" ({self._sink_path} has them)" if self._sink_path else ""
-            self._pending.appendleft(("info", f"… {dropped:,} lines not shown here{where}"))
         bar = self.editor.verticalScrollBar()
         follow = bar.value() >= bar.maximum() - 2
         cursor = QTextCursor(self.editor.document())
         cursor.movePosition(QTextCursor.MoveOperation.End)
+        if self._unsaid:  # dropped from the deque: said where they were, before the rest
+            where = f" ({self._sink_path} has them)" if self._sink_path else ""
+            self._paint_chunk(cursor, [("info", f"… {self._unsaid:,} lines not shown here{where}")])
+            self._unsaid = 0
+        per_line = 0.0  # seconds a line took in the last chunk: the next chunk fits the budget
         while self._pending:
             n = min(len(self._pending), PAINT_CHUNK)
+            if budget is not None and per_line:
+                left = budget - (time.perf_counter() - started)
+                n = min(n, int(left / per_line))
+                if n < 1:
+                    break
+            t0 = time.perf_counter()
             self._paint_chunk(cursor, [self._pending.popleft() for _ in range(n)])
+            per_line = (time.perf_counter() - t0) / n
             if budget is not None and time.perf_counter() - started > budget:
                 break
         if follow:
@@ -250,7 +262,7 @@ class LogView(QWidget):
     def clear(self) -> None:
         self._pending.clear()
         self.editor.clear()
-        self.skipped = 0
+        self.skipped = self._unsaid = 0
 
     @staticmethod
     def _stamp() -> str:
