@@ -15,6 +15,7 @@ from pytestqt.qtbot import QtBot
 from wizard.core import jobs
 from wizard.core.checklist import final_checklist
 from wizard.core.connection import PgSettings
+from wizard.core.events import RestoreFinished, RunFinished
 from wizard.core.journal import Journal
 from wizard.core.plan import UP
 from wizard.core.redis_conn import RedisSettings
@@ -303,7 +304,7 @@ def test_runs_dialog_lists_the_run_and_exports_its_pdf(
     row = runs[journal.folder]
     cells = [dialog.table.item(row, j).text() for j in range(5)]  # type: ignore[union-attr]
     assert cells[1:4] == ["wizard", pg_db.dbname, f"{pg_db.host}:{pg_db.port}"]
-    assert cells[4] == "migration succeeded"
+    assert cells[4].startswith("migration committed; verification ")  # what the run did
     dialog.table.setCurrentCell(row, 0)
     assert dialog.log.toPlainText() == "12:00:00 [step] Migrate…\n"
     titles = [dialog.checklist.topLevelItem(i).text(1)  # type: ignore[union-attr]
@@ -322,4 +323,20 @@ def test_runs_dialog_lists_the_run_and_exports_its_pdf(
     dialog.table.setCurrentCell(runs[older.folder], 0)
     assert "[" in dialog.log.toPlainText()  # the journal's log events, formatted
     assert str(older.folder) in dialog.where.text()
+    dialog.reject()
+
+
+def test_runs_dialog_says_what_each_run_did_a_restore_after_a_revert_included(
+        wizard_window: MigrationWizard, qtbot: QtBot, pg_db: PgSettings) -> None:
+    journal = Journal.create(pg_db, "wizard")
+    journal.record(RunFinished({"direction": "down", "ok": True, "rehearsal": False,
+                                "steps": [{"title": "rename"}]}))
+    journal.record(RestoreFinished({"ok": True, "live_db": pg_db.dbname,
+                                    "before_db": "kept_before_restore"}))
+    dialog = RunsDialog.open_for(wizard_window)
+    row = next(i for i, r in enumerate(dialog.runs) if r.journal.folder == journal.folder)
+    outcome = dialog.table.item(row, 4).text()  # type: ignore[union-attr]
+    assert outcome == (f"revert committed; restore ok: the backup's copy swapped in as "
+                       f"{pg_db.dbname} (the previous one kept as kept_before_restore)")
+    assert "succeeded" not in outcome
     dialog.reject()

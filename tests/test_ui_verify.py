@@ -183,10 +183,16 @@ def test_revert_from_the_page_brings_the_schema_back(
     assert session.results["revert"].ok
     assert fingerprint(pg_db) == before
     assert "Reverted" in page.result_label.text()
-    # The checklist ran again: the migrated schema's checks now fail, and say so.
+    # The checks ran again, the revert's this time: all of them hold on the reverted schema.
     assert page.checks is not None
-    assert any(c.status == FAIL for c in page.checks)
-    assert "failed" in page.summary.text()
+    assert page.heading.text().startswith("Checks of the revert")
+    assert [c.id for c in page.checks] == ["revert_state_pre", "revert_fingerprint",
+                                           "revert_no_migration_row", "redis_outcome"]
+    assert [c for c in page.checks if c.status == FAIL] == []
+    statuses = {c.id: c.status for c in page.checks}
+    assert statuses["revert_state_pre"] == statuses["revert_fingerprint"] == PASS
+    assert statuses["revert_no_migration_row"] == PASS
+    assert "0 failed" in page.summary.text()
 
 
 def test_restore_from_the_page_brings_back_the_pre_migration_schema(
@@ -241,3 +247,11 @@ def test_restore_from_the_page_brings_back_the_pre_migration_schema(
     assert outcome.cache.changed == 2
     assert old_order_book_problems(redis_client) == []
     assert [e["result"]["ok"] for e in journal.events("restore_finished")] == [True]
+    # The checks shown are the restore's: the backup's state and rows, Redis aligned.
+    assert page.heading.text().startswith("Checks of the restore")
+    assert page.checks is not None
+    statuses = {c.id: c.status for c in page.checks}
+    assert set(statuses) == {"restore_state", "restore_counts", "redis_outcome"}
+    assert statuses["restore_state"] == statuses["restore_counts"] == PASS
+    assert FAIL not in statuses.values(), [c.detail for c in page.checks]
+    assert "pre" in next(c.detail for c in page.checks if c.id == "restore_state")

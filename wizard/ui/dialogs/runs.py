@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontDatabase
@@ -27,8 +27,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from wizard.core import runs as core_runs
 from wizard.core.journal import Journal, runs_root
 from wizard.core.report import MARK, STATUS_LABEL, build_report, format_ts
+from wizard.core.runs import RunSummary
 from wizard.ui.pages.base import LOG_FILE
 from wizard.ui.pdf import write_report_pdf
 
@@ -40,63 +42,43 @@ COLUMNS = ("started", "command", "database", "host", "outcome")
 
 @dataclass
 class RunRow:
-    journal: Journal
-    started: str
-    command: str
-    dbname: str
-    host: str
-    outcome: str
-    ok: bool
+    """A row of the table: wizard.core.runs' summary of the run (what that run did, never
+    the database's state now), and its journal."""
 
+    summary: RunSummary
 
-def outcome_of(journal: Journal, events: list[dict[str, Any]]) -> tuple[str, bool]:
-    """One line for the list: the migration's result, else the restore's, backup's, checks'."""
-    names = {e["event"] for e in events}
-    if names & {"plan", "run_finished"}:
-        model = build_report(journal)
-        return model.outcome, model.outcome_ok
-    restores = [e for e in events if e["event"] == "restore_finished"]
-    if restores:
-        result = restores[-1].get("result") or {}
-        if result.get("ok"):
-            return f"restore succeeded (old database kept as {result.get('before_db')})", True
-        return f"restore FAILED: {result.get('error') or 'see the log'}", False
-    backups = [e for e in events if e["event"] == "backup"]
-    if backups:
-        ok = bool(backups[-1].get("verified"))
-        return ("backup verified" if ok else
-                f"backup FAILED: {backups[-1].get('error') or 'see the log'}"), ok
-    checks = [e for e in events if e["event"] == "verification"]
-    if checks:
-        found = checks[-1].get("checks") or []
-        failed = sum(1 for c in found if c.get("status") == "fail")
-        return f"checks: {len(found) - failed} passed or warned, {failed} failed", not failed
-    return "no result recorded", True
+    @property
+    def journal(self) -> Journal:
+        return Journal(self.summary.folder)
+
+    @property
+    def started(self) -> str:
+        return format_ts(self.summary.started) if self.summary.started else "?"
+
+    @property
+    def command(self) -> str:
+        return self.summary.command
+
+    @property
+    def dbname(self) -> str:
+        return self.summary.dbname
+
+    @property
+    def host(self) -> str:
+        return f"{self.summary.host}:{self.summary.port}"
+
+    @property
+    def outcome(self) -> str:
+        return self.summary.outcome
+
+    @property
+    def ok(self) -> bool:
+        return self.summary.ok is not False  # None: nothing to judge, not a failure
 
 
 def list_runs(root: Path | None = None) -> list[RunRow]:
-    """Every run folder under the runs root, newest first (folder names start with UTC time)."""
-    root = root or runs_root()
-    if not root.is_dir():
-        return []
-    rows = []
-    for folder in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True):
-        journal = Journal(folder)
-        try:
-            events = journal.events()
-        except (OSError, ValueError) as exc:
-            rows.append(RunRow(journal, folder.name, "?", "?", "?", f"unreadable journal: {exc}",
-                               False))
-            continue
-        if not events:
-            continue
-        started = next((e for e in events if e["event"] == "run_started"), events[0])
-        target = started.get("target") or {}
-        outcome, ok = outcome_of(journal, events)
-        rows.append(RunRow(journal, format_ts(str(started.get("ts", ""))),
-                           str(started.get("command", "?")), str(target.get("dbname", "?")),
-                           f"{target.get('host', '?')}:{target.get('port', '?')}", outcome, ok))
-    return rows
+    """Every run under the runs root, newest first, as the CLI's `runs` sums them up."""
+    return [RunRow(summary) for summary in core_runs.list_runs(root)]
 
 
 def run_log(journal: Journal) -> str:

@@ -32,6 +32,7 @@ from wizard.core import restore
 from wizard.core.checklist import final_checklist, smoke_settings
 from wizard.core.files import write_atomic
 from wizard.core.journal import Journal
+from wizard.core.outcome_checks import MIGRATION, LastOutcome, last_outcome, outcome_checks
 from wizard.core.recover import (
     RestoreOutcome,
     RevertOutcome,
@@ -105,6 +106,14 @@ class VerifyPage(StepPage):
                          "application; tick the application and frontend items as you check "
                          "them, then export the report.", parent)
         self.checks: list[Check] | None = None
+        self.outcome = LastOutcome(MIGRATION)  # what the checks shown are the checks of
+        self.heading = QLabel(self.outcome.heading)
+        self.heading.setObjectName("verify-heading")
+        self.heading.setWordWrap(True)
+        self.heading.setTextFormat(Qt.TextFormat.PlainText)
+        bold = self.heading.font()
+        bold.setBold(True)
+        self.heading.setFont(bold)
         self.mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         self.summary = QLabel("not checked yet")
         self.summary.setWordWrap(True)
@@ -190,6 +199,7 @@ class VerifyPage(StepPage):
         self.restore_outcome: RestoreOutcome | None = None
         self.not_valid_ask: WorkerQuestion | None = None  # the restore's question, if any
 
+        self.body.addWidget(self.heading)
         self.body.addLayout(top)
         self.body.addWidget(self.tabs, 1)
         self.body.addWidget(self.result_label)
@@ -220,6 +230,16 @@ class VerifyPage(StepPage):
         if self.busy:
             return
         self.summary.setText("checking…")
+        # After a revert or a restore, the checks of that outcome: the migration's checks
+        # would report the database it left as a failed migration.
+        self.outcome = last_outcome(self.journal.events())
+        self.heading.setText(self.outcome.heading)
+        if self.outcome.kind != MIGRATION:
+            self.run_job(f"Checks of the {self.outcome.kind}", outcome_checks,
+                         self.session.pg, self.journal, self.outcome,
+                         on_done=self.show_checks,
+                         advice="Check the connection, then run the checks again.")
+            return
         # The same checks as `enerlink-migrate verify`; a skipped smoke check is logged there.
         smoke = smoke_settings(self.session.profile, self.session.smoke_password)
         self.run_job("Verification checklist", final_checklist, self.session.pg,
