@@ -280,14 +280,19 @@ def test_restore_progress_without_a_size_reading_counts_items() -> None:
 def test_a_real_restore_moves_by_bytes_and_names_its_phases(
         pg_db: PgSettings, tmp_path: Path, restore_template: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    add_big_table(pg_db, 200_000)
+    # Big enough that its COPY spans several of run_program's 0.1 s ticks on a quiet
+    # machine (200k rows loaded between two size readings there).
+    add_big_table(pg_db, 600_000)
     with pg_db.connect(autocommit=True) as conn:
         conn.execute("CREATE INDEX big_history_a ON public.big_history (a)")
         conn.execute("CREATE INDEX big_history_b ON public.big_history (b)")
     made = backup.run(backup.prepare(pg_db, BackupOptions(out_dir=tmp_path)))
     assert made.verified, made.error
     monkeypatch.setattr(restore._Progress, "SAMPLE_S", 0.1)  # a small database restores fast
-    plan = restore.prepare(pg_db, made.path, restore.RestoreOptions(template=restore_template))
+    # One job: its lines arrive in order. Two jobs share one stderr, and under load their
+    # prefixes interleave (see restore_fk.violated_keys), which made this test flaky.
+    plan = restore.prepare(pg_db, made.path,
+                           restore.RestoreOptions(template=restore_template, jobs=1))
     seen = Seen()
     lines: list[str] = []
     result = restore.run(plan, confirm=pg_db.dbname, progress=seen,
