@@ -202,9 +202,10 @@ def _proof_rows(proofs: list[tuple[int, prove.ProofResult, float, Timeline]],
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=DEFAULT_USERS)
-    parser.add_argument("--jobs", type=_jobs_list, default=[2],
+    parser.add_argument("--jobs", type=_jobs_list, default=[prove.DEFAULT_JOBS],
                         help="pg_restore jobs of the proof (and of our restore: the first); "
-                        "several, comma-separated, prove once per value (default 2)")
+                        "several, comma-separated, prove once per value (default the "
+                        "proof's own, %(default)s)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="rounds of the proofs and the psql restore, interleaved; the "
                         "best of each is kept (default 2)")
