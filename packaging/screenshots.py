@@ -15,11 +15,15 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtWidgets import QApplication, QMessageBox, QWizard
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget, QWizard
 
 from wizard.sandbox import demo
 from wizard.sandbox.sandbox import Sandbox
 from wizard.ui.app import build
+from wizard.ui.dialogs.restore import RestoreDialog
+from wizard.ui.dialogs.runs import RunsDialog
+from wizard.ui.pages import migrate
 from wizard.ui.pages.base import StepPage
 
 OUT = Path(__file__).resolve().parents[1] / "resources" / "screenshots"
@@ -42,11 +46,102 @@ def idle(page: StepPage) -> Callable[[], bool]:
     return lambda: not page.busy
 
 
-def shoot(app: QApplication, window: QWizard, name: str) -> Path:
-    wait(app, lambda: True)
+def save(pixmap: QPixmap, name: str) -> Path:
     path = OUT / f"{name}.png"
-    window.grab().save(str(path))
+    pixmap.save(str(path))
     print(f"  {path.relative_to(OUT.parents[1])}")
+    return path
+
+
+def shoot(app: QApplication, window: QWidget, name: str) -> Path:
+    wait(app, lambda: True)
+    return save(window.grab(), name)
+
+
+def shoot_running(app: QApplication, window: QWizard, page: StepPage, name: str,
+                  after: float = 1.5) -> Path:
+    """Shoot the window while `page`'s job runs (the step rail mid-run): `after` seconds
+    into the job, or its last frame before it ended if it was quicker."""
+    start = time.monotonic()
+    frame: QPixmap | None = None
+    while page.busy and time.monotonic() - start < after:
+        app.processEvents()
+        time.sleep(0.02)
+        if page.busy and time.monotonic() - start > 0.3:  # past the rail's coalescing
+            frame = window.grab()
+    if frame is None:
+        raise RuntimeError(f"{type(page).__name__}'s job ended before it could be shot")
+    return save(frame, name)
+
+
+def shoot_run_question(app: QApplication, page: StepPage, name: str) -> Path:
+    """Press Run migration after the rehearsal and shoot its question, answered No: the
+    page's own words, in the QMessageBox.question it asks with; nothing is started."""
+    shots: list[Path] = []
+
+    def ask(parent: QWidget, title: str, text: str) -> bool:
+        box = QMessageBox(QMessageBox.Icon.Question, title, text,
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                          parent)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.open()
+        shots.append(shoot(app, box, name))
+        box.done(QMessageBox.StandardButton.No)
+        return False
+    migrate.ask = ask
+    try:
+        page.run_button.click()  # type: ignore[attr-defined]
+    finally:
+        migrate.ask = lambda *_a, **_k: True
+    if not shots or page.busy:
+        raise RuntimeError("Run migration did not ask first")
+    return shots[0]
+
+
+def shoot_restore(app: QApplication, window: QWizard, backup: Path) -> Path:
+    """Restore a backup…: the dialog once it has inspected this run's backup, before the
+    name is typed; closed without restoring."""
+    window.open_restore()  # type: ignore[attr-defined]
+    dialog = window.findChild(RestoreDialog)
+    if dialog is None:
+        raise RuntimeError("Restore a backup… did not open its dialog")
+    dialog.resize(1280, 900)  # the inspection's lines are long (paths, sha256): all visible
+    dialog.path.setText(str(backup))
+    dialog.inspect_button.click()
+    wait(app, lambda: not dialog.busy)
+    if dialog.plan is None:
+        raise RuntimeError("the restore dialog could not inspect the backup")
+    path = shoot(app, dialog, "7-restore")
+    dialog.reject()
+    wait(app, lambda: not dialog.isVisible())
+    return path
+
+
+def shoot_runs(app: QApplication, window: QWizard) -> Path:
+    """Open a previous run…: the sandbox's runs, the wizard's own selected (newer ones are
+    the backup proof's rehearsal and the restore), its checklist shown; closed."""
+    window.open_previous_run()  # type: ignore[attr-defined]
+    dialog = window.findChild(RunsDialog)
+    if dialog is None:
+        raise RuntimeError("Open a previous run… did not open its dialog")
+    dialog.resize(1100, 760)
+    row = next((i for i, run in enumerate(dialog.runs) if run.command == "wizard"), 0)
+    dialog.table.setCurrentCell(row, 0)
+    dialog.tabs.setCurrentWidget(dialog.checklist)
+    path = shoot(app, dialog, "8-runs")
+    dialog.reject()
+    return path
+
+
+def shoot_close_question(app: QApplication, window: QWizard) -> Path:
+    """Close the window after the run's steps: its question, answered Stay."""
+    window.close()
+    question = window.question  # type: ignore[attr-defined]
+    if question is None:
+        raise RuntimeError("closing the wizard did not ask first")
+    path = shoot(app, question, "8-close-question")
+    question.escapeButton().click()
+    wait(app, lambda: window.question is None)  # type: ignore[attr-defined]
     return path
 
 
@@ -103,6 +198,8 @@ def main() -> int:
                 type(page).__name__)
             if action:
                 getattr(page, action)()
+                if action == "start_backup":
+                    shoot_running(app, window, page, f"{n}-backup-running")
                 wait(app, idle(page))
             if type(page).__name__ == "OrphansPage":
                 page.table.selectRow(0)  # type: ignore[attr-defined]
@@ -112,6 +209,9 @@ def main() -> int:
                 page.delete_rows()  # type: ignore[attr-defined]
                 wait(app, idle(page))
             if type(page).__name__ == "MigratePage":
+                page.start_run(rehearse=True)  # type: ignore[attr-defined]
+                wait(app, idle(page))
+                shoot_run_question(app, page, f"{n}-run-confirmation")
                 page.start_run(rehearse=False)  # type: ignore[attr-defined]
                 wait(app, idle(page))
             if type(page).__name__ == "CachePage":
@@ -119,8 +219,11 @@ def main() -> int:
                 page.start_migration()  # type: ignore[attr-defined]
                 wait(app, idle(page))
             shoot(app, window, f"{n}-{page.title().lower().replace(' ', '-')}")
+        shoot_close_question(app, window)
         shoot_not_valid(app, pages[-1], box.owner.dbname)
-        window.close()
+        backup = pages[-1].backup_of_this_run()  # type: ignore[attr-defined]
+        shoot_restore(app, window, backup)
+        shoot_runs(app, window)
     finally:
         box.stop()
     return 0
