@@ -8,7 +8,7 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -156,6 +156,35 @@ def pg_db(pg_server: PostgresServer, owner: PgSettings,
 def live(pg_db: PgSettings) -> PgSettings:
     """The sample database a restore replaces (pg_db drops what the restore kept)."""
     return pg_db
+
+
+@pytest.fixture
+def passfile(pg_db: PgSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The password for the CLI, as a DBA keeps it: a 0600 pgpass file (never argv)."""
+    path = tmp_path / "pgpass"
+    path.write_text(f"*:*:*:{pg_db.user}:{pg_db.password}\n")
+    path.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(path))
+    return path
+
+
+def _unrestorable(settings: PgSettings) -> None:
+    """A classic pg_restore failure: a CHECK whose function calls another function by its
+    bare name. pg_restore runs with an empty search_path, so loading prosumer's rows fails
+    (and with them the keys of every table that references prosumer)."""
+    with settings.connect() as conn:
+        conn.execute("CREATE FUNCTION lower_mail(t text) RETURNS text LANGUAGE sql "
+                     "IMMUTABLE AS 'SELECT lower(t)'")
+        conn.execute("CREATE FUNCTION mail_ok(t text) RETURNS boolean LANGUAGE sql "
+                     "IMMUTABLE AS $$SELECT lower_mail(t) LIKE '%@%'$$")
+        conn.execute("ALTER TABLE prosumer ADD CONSTRAINT email_looks_valid "
+                     "CHECK (mail_ok(email))")
+
+
+@pytest.fixture
+def unrestorable() -> Callable[[PgSettings], None]:
+    """Makes a database's backup fail to restore exactly (see _unrestorable)."""
+    return _unrestorable
 
 
 @pytest.fixture

@@ -21,16 +21,6 @@ JOURNALING = ("migrate", "revert", "verify", "preflight", "orphans", "backup", "
               "restore", "cache")
 
 
-@pytest.fixture
-def passfile(pg_db: PgSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The password where libpq finds it, as a DBA keeps it (never on the command line)."""
-    path = tmp_path / "pgpass"
-    path.write_text(f"*:*:*:{pg_db.user}:{pg_db.password}\n")
-    path.chmod(0o600)
-    monkeypatch.setenv("PGPASSFILE", str(path))
-    return path
-
-
 def dsn(settings: PgSettings) -> str:
     return (f"postgresql://{settings.user}@{settings.host}:{settings.port}/{settings.dbname}"
             "?sslmode=disable")

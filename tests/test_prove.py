@@ -115,23 +115,11 @@ def test_the_migrate_guard_shows_the_rollback_point_proven(
     assert accepted["proof"]["summary"].startswith("proven: ")
 
 
-def _unrestorable(settings: PgSettings) -> None:
-    """A classic pg_restore failure: a CHECK whose function calls another function by its
-    bare name. pg_restore runs with an empty search_path, so loading prosumer's rows fails
-    (and with them the keys of every table that references prosumer)."""
-    with settings.connect() as conn:
-        conn.execute("CREATE FUNCTION lower_mail(t text) RETURNS text LANGUAGE sql "
-                     "IMMUTABLE AS 'SELECT lower(t)'")
-        conn.execute("CREATE FUNCTION mail_ok(t text) RETURNS boolean LANGUAGE sql "
-                     "IMMUTABLE AS $$SELECT lower_mail(t) LIKE '%@%'$$")
-        conn.execute("ALTER TABLE prosumer ADD CONSTRAINT email_looks_valid "
-                     "CHECK (mail_ok(email))")
-
-
 @pytest.mark.pg_matrix("backup")
 def test_a_backup_that_does_not_restore_exactly_is_not_proven_and_the_guard_refuses(
-        live: PgSettings, pg_server: PostgresServer, tmp_path: Path, restore_template: str) -> None:
-    _unrestorable(live)
+        live: PgSettings, pg_server: PostgresServer, tmp_path: Path, restore_template: str,
+        unrestorable: Any) -> None:
+    unrestorable(live)
     backup = take_backup(live, tmp_path)
     dbs = databases(pg_server)
     proof = prove.prove(live, backup.path,
@@ -205,28 +193,20 @@ def dsn(settings: PgSettings) -> str:
 
 def test_the_cli_proves_with_backup_prove_and_prove(
         live: PgSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch, passfile: Any) -> None:
+        monkeypatch: pytest.MonkeyPatch, passfile: Any,
+        unrestorable: Any) -> None:
     code, text = _cli(capsys, "backup", "--dsn", dsn(live), "--out", str(tmp_path), "--prove")
     assert code == 0, text
     assert "backup verified: " in text
     assert "proof of " in text
     assert ": proven: " in text
     assert "was dropped" in text
-    _unrestorable(live)
+    unrestorable(live)
     bad = take_backup(live, tmp_path / "bad")
     code, text = _cli(capsys, "prove", bad.path, "--dsn", dsn(live), "--no-rehearsal")
     assert code == 1, text
     assert f"proof of {bad.path}: NOT proven: " in text
     assert "function lower_mail(text) does not exist" in text
-
-
-@pytest.fixture
-def passfile(live: PgSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "pgpass"
-    path.write_text(f"*:*:*:{live.user}:{live.password}\n")
-    path.chmod(0o600)
-    monkeypatch.setenv("PGPASSFILE", str(path))
-    return path
 
 
 def test_proofs_are_found_by_sha256(live: PgSettings, tmp_path: Path) -> None:

@@ -440,15 +440,6 @@ def test_violated_keys_reads_only_errors_that_are_all_violations() -> None:
 # --- 5. the CLI -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def passfile(live: PgSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "pgpass"
-    path.write_text(f"*:*:*:{live.user}:{live.password}\n")
-    path.chmod(0o600)
-    monkeypatch.setenv("PGPASSFILE", str(path))
-    return path
-
-
 def test_cli_needs_accept_not_valid_and_then_says_not_valid_and_how_to_validate(
         scenario: Scenario, pg_server: PostgresServer, passfile: Path,
         capsys: pytest.CaptureFixture[str]) -> None:

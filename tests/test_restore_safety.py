@@ -96,16 +96,6 @@ def other_db(pg_server: PostgresServer, live: PgSettings) -> PgSettings:
     return live.with_dbname(name)
 
 
-@pytest.fixture
-def passfile(live: PgSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The password for the CLI, as a DBA keeps it: a 0600 pgpass file."""
-    path = tmp_path / "pgpass"
-    path.write_text(f"*:*:*:{live.user}:{live.password}\n")
-    path.chmod(0o600)
-    monkeypatch.setenv("PGPASSFILE", str(path))
-    return path
-
-
 def dsn(settings: PgSettings, port: int | None = None) -> str:
     return (f"postgresql://{settings.user}@{settings.host}:{port or settings.port}/"
             f"{settings.dbname}?sslmode=disable")

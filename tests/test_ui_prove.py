@@ -198,8 +198,9 @@ def test_without_the_box_the_backup_is_not_proven_until_the_button_is_pressed(
 
 def test_a_backup_that_does_not_restore_exactly_says_not_proven(
         backup_page: BackupPage, wizard_window: MigrationWizard, qtbot: QtBot,
-        live: PgSettings, tmp_path: Path) -> None:
-    _unrestorable(live)
+        live: PgSettings, tmp_path: Path,
+        unrestorable: Any) -> None:
+    unrestorable(live)
     page = backup_page
     page.folder.setText(str(tmp_path / "backups"))
     page.run_button.click()
@@ -218,18 +219,6 @@ def test_a_backup_that_does_not_restore_exactly_says_not_proven(
 
 
 # --- the restore's NOT VALID question ----------------------------------------------------
-
-
-def _unrestorable(settings: PgSettings) -> None:
-    """A CHECK whose function calls another by its bare name: pg_restore's empty
-    search_path makes loading prosumer's rows fail (as in test_prove)."""
-    with settings.connect() as conn:
-        conn.execute("CREATE FUNCTION lower_mail(t text) RETURNS text LANGUAGE sql "
-                     "IMMUTABLE AS 'SELECT lower(t)'")
-        conn.execute("CREATE FUNCTION mail_ok(t text) RETURNS boolean LANGUAGE sql "
-                     "IMMUTABLE AS $$SELECT lower_mail(t) LIKE '%@%'$$")
-        conn.execute("ALTER TABLE prosumer ADD CONSTRAINT email_looks_valid "
-                     "CHECK (mail_ok(email))")
 
 
 @pytest.fixture
@@ -401,8 +390,9 @@ def test_cancelling_the_restore_while_the_question_is_open_does_not_deadlock(
 
 def test_a_failed_proof_is_overridden_on_the_migrate_page_only_by_the_typed_name(
         wizard_window: MigrationWizard, qtbot: QtBot, live: PgSettings, open_session: Any,
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _unrestorable(live)
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        unrestorable: Any) -> None:
+    unrestorable(live)
     session = open_session(wizard_window, live)
     journal = session.ensure_journal()
     backup = take_backup(live, tmp_path / "backups", journal)
