@@ -25,6 +25,7 @@ import pytest
 import redis
 from psycopg import sql
 
+from wizard.core import hints
 from wizard.core.connection import PgSettings
 from wizard.sandbox.memkeyring import MemoryKeyring
 from wizard.sandbox.probes import databases
@@ -260,6 +261,14 @@ def _no_leaked_threads() -> Iterator[None]:
     still = [t.name for t in leaked if t.is_alive()]
     if still:
         pytest.fail(f"test left threads running: {', '.join(still)}")
+
+
+@pytest.fixture(autouse=True)
+def _cli_words() -> Iterator[None]:
+    """Each test starts with the engine speaking the CLI's words; a wizard window a test
+    opens switches the GUI thread to the GUI's (hints.use), and that ends with the test."""
+    with hints.speaking(hints.CLI):
+        yield
 
 
 @pytest.fixture(autouse=True)

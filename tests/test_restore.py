@@ -23,7 +23,7 @@ from wizard.core.fingerprint import schema_fingerprint
 from wizard.core.journal import Journal
 from wizard.core.pgenv import conninfo_arg, libpq_env
 from wizard.core.plan import UP
-from wizard.core.recover import NO_REDIS, restore_then_clear
+from wizard.core.recover import no_redis, restore_then_clear
 from wizard.core.redis_conn import RedisSettings
 from wizard.core.reporting import no_progress
 from wizard.core.restore_db import db_name_with
@@ -544,8 +544,8 @@ def test_a_failed_restore_leaves_redis_alone_and_without_redis_the_run_says_so(
         live.dbname, None, report=lambda level, message: said.append((level, message)))
     assert outcome.ok, outcome.result.error
     assert outcome.cache is None
-    assert outcome.cache_note == NO_REDIS
-    assert ("warn", NO_REDIS) in said
+    assert outcome.cache_note == no_redis()
+    assert ("warn", no_redis()) in said
     assert restore.CACHE_NEXT in outcome.result.next_steps
 
 

@@ -16,7 +16,6 @@ from wizard.core import jobs
 from wizard.core.connection import PgSettings
 from wizard.core.events import BackupSkipped
 from wizard.core.execute import RunResult
-from wizard.core.plan import PlanRefused
 from wizard.sandbox.probes import fingerprint
 from wizard.ui.pages import migrate
 from wizard.ui.pages.migrate import MigratePage
@@ -206,24 +205,29 @@ def test_lock_never_released_shows_the_error_and_the_blocker(
     assert page.run_button.isEnabled()  # once the session is gone, run again
 
 
-def test_a_refused_run_shows_the_refusal(wizard_window: MigrationWizard, qtbot: QtBot,
-                                         open_session: Any, pg_db: PgSettings,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stand-in: the core's gate (no verified backup in this run's journal) raises before
-    anything runs; the page must show that refusal, not a traceback."""
+def test_a_refused_run_shows_the_refusal_in_the_wizards_words(
+        wizard_window: MigrationWizard, qtbot: QtBot, open_session: Any, pg_db: PgSettings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real guard, with no backup in the journals: the rehearsal runs (it needs none),
+    the run is refused before anything changes, and the refusal names the Backup page and
+    its button, not `enerlink-migrate backup --out DIR` and `--without-backup`."""
     before = fingerprint(pg_db)
-    page = open_page(wizard_window, qtbot, open_session, pg_db)
-    reason = ("refused: this run's journal holds no verified backup of "
-              f"{pg_db.describe()}; take one on the Backup page")
-
-    def refuse(*_a: Any, **_k: Any) -> Any:
-        raise PlanRefused(reason)
-    monkeypatch.setattr(jobs, "run", refuse)
+    open_session(wizard_window, pg_db)
+    page = wizard_window.start_at(MigratePage)
+    assert isinstance(page, MigratePage)
+    qtbot.waitUntil(lambda: page.plan is not None and not page.busy, timeout=WAIT)
+    page.rehearse_button.click()
+    assert wait_result(page, qtbot).ok
+    page.result = None
     monkeypatch.setattr(migrate, "ask", lambda *_a: True)
-    monkeypatch.setattr(migrate, "confirm_typed", lambda _p, _t, _c, expected, _a: expected)
     page.run_button.click()
     qtbot.waitUntil(lambda: page.errors.isVisible() and not page.busy, timeout=WAIT)
-    assert page.errors.message.text() == reason
+    message = page.errors.message.text()
+    assert message.startswith(f"no verified backup of {pg_db.describe()}"), message
+    assert "take a backup on the Backup page first" in message
+    assert f"Continue without a backup… there and type {pg_db.dbname}" in message
+    assert "--" not in message
+    assert "enerlink-migrate" not in message
     assert "schema is unchanged" in page.errors.action.text()
     assert page.result is None
     assert "migrate" not in page.session.results

@@ -30,6 +30,7 @@ from wizard.core.backup_snapshot import DumpSnapshot
 from wizard.core.connection import PgSettings
 from wizard.core.events import BackupCancelled, BackupDone, BackupSkipped, BackupStarted
 from wizard.core.files import IfOpen, private_folder
+from wizard.core.hints import hint
 from wizard.core.journal import Journal, target_of
 from wizard.core.pgenv import conninfo_arg, libpq_env
 from wizard.core.pgtools import Tool, ToolNotFound, find_tool
@@ -154,7 +155,9 @@ def compression_args(spec: str | None, tool: Tool) -> tuple[list[str], str]:
         return ([f"--compress=gzip:{lvl}"] if modern else [f"-Z{lvl}"]), f"gzip:{lvl}"
     if not modern:
         raise BackupRefused(f"{method} compression needs pg_dump 16 or newer; {tool.path} is "
-                            f"{tool.version}. Use gzip:1, or point --pg-dump at a newer one")
+                            f"{tool.version}. Use gzip:1, or "
+                            + hint("point --pg-dump at a newer one",
+                                   "set the profile's pg_dump program to a newer one"))
     return [f"--compress={text}"], text
 
 
@@ -218,7 +221,8 @@ def prepare(settings: PgSettings, options: BackupOptions, *,
         raise BackupOptionError("the lock wait timeout must be positive")
     out_dir = Path(options.out_dir).expanduser().absolute()
     if out_dir.exists() and not out_dir.is_dir():
-        raise BackupRefused(f"{out_dir} exists and is not a folder; choose a folder for --out")
+        raise BackupRefused(f"{out_dir} exists and is not a folder; choose a folder "
+                            + hint("for --out", "to write the backup in"))
     db, tables = _catalog(settings)
     major = int(db["server_version_num"]) // 10000
     dump, restore = _find_tools(options, major)
@@ -234,7 +238,7 @@ def prepare(settings: PgSettings, options: BackupOptions, *,
             f"not enough free space for the backup: {format_bytes(free)} ({free} bytes) free "
             f"in {_existing(out_dir)}, the database {settings.dbname} is about "
             f"{format_bytes(size)} ({size} bytes, pg_database_size). Free some space or "
-            f"choose another --out folder")
+            f"choose another " + hint("--out folder", "backup folder"))
     argv = [str(dump.path), "--no-password", f"--dbname={conninfo_arg(settings)}",
             f"--format={options.format}", f"--file={path}", "--verbose",
             f"--lock-wait-timeout={int(options.lock_wait_timeout_s * 1000)}", *compress]

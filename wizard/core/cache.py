@@ -18,6 +18,7 @@ from wizard.core.events import (
     CacheSkipped,
     CacheUnavailable,
 )
+from wizard.core.hints import hint
 from wizard.core.journal import Journal
 from wizard.core.redis_conn import RedisSettings, RedisUnavailable, connected, dbsize
 from wizard.core.reporting import (
@@ -77,7 +78,7 @@ def check_patterns(patterns: Sequence[str]) -> tuple[str, ...]:
             raise CacheRefused(
                 f"pattern {pattern!r} has no literal prefix and could match every key of the "
                 "db; name the key family (e.g. 'orders:by_prosumer:*'), or clear the whole db "
-                "with --flushdb --confirm <dbname>")
+                + hint("with --flushdb --confirm <dbname>", "with Clear the whole Redis db…"))
         if pattern not in checked:
             checked.append(pattern)
     if not checked:
@@ -293,12 +294,12 @@ def confirm_typed_name(what: str, settings: RedisSettings, confirm: str | None,
     refusal = None
     if not expected:
         refusal = (f"{what} of {target} refused: no database name to confirm against; say "
-                   "which PostgreSQL database this run targets (--dsn .../<dbname> or "
-                   "PGDATABASE)")
+                   "which PostgreSQL database this run targets "
+                   + hint("(--dsn .../<dbname> or PGDATABASE)", "(the profile's Database)"))
     elif not confirm or not _same_name(confirm, expected):
         refusal = (f"{what} of {target} refused: the confirmation {confirm or '(empty)'!r} "
-                   f"is not the database name {expected!r}; type the name exactly "
-                   f"(--confirm {expected})")
+                   f"is not the database name {expected!r}; type the name exactly"
+                   + hint(f" (--confirm {expected})", ""))
     if refusal:
         if journal is not None and what == "FLUSHDB":
             journal.record(CacheFlushed(target, settings.effective_db, None, "refused"))

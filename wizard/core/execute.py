@@ -35,6 +35,7 @@ from wizard.core.events import (
     RunFinished,
     StepDone,
 )
+from wizard.core.hints import hint
 from wizard.core.journal import Journal
 from wizard.core.ops import Operation
 from wizard.core.plan import UP, Plan
@@ -659,8 +660,9 @@ def _attempts(conn: psycopg.Connection[Any], settings: PgSettings, plan: Plan,
             result.error = f"failed at {where}: {_describe_error(exc)}"
             if isinstance(exc, psycopg.OperationalError):
                 result.error += ("; the transaction was not committed (COMMIT was never "
-                                 "sent), so the schema is unchanged. Run `enerlink-migrate "
-                                 "inspect` to confirm.")
+                                 "sent), so the schema is unchanged. "
+                                 + hint("Run `enerlink-migrate inspect` to confirm.",
+                                        "Check again (Migrate page) confirms it."))
             log("error", result.error)
             return
 
@@ -753,9 +755,12 @@ def _commit_lost(settings: PgSettings, plan: Plan, opts: RunOptions, runner: _At
     else:
         result.error = (f"the connection was lost during COMMIT and the server could not be "
                         f"asked ({outcome.evidence}). Start no version of the application yet: "
-                        f"when the server answers, run `enerlink-migrate inspect` (state "
-                        f"migrated: the migration committed, run `enerlink-migrate verify`; "
-                        f"state pre: nothing changed).")
+                        + hint("when the server answers, run `enerlink-migrate inspect` (state "
+                               "migrated: the migration committed, run `enerlink-migrate "
+                               "verify`; state pre: nothing changed).",
+                               "when the server answers, press Check again on the Migrate "
+                               "page (state migrated: the migration committed, go on to "
+                               "Verify; state pre: nothing changed)."))
     log("error", result.error)
 
 
@@ -782,7 +787,8 @@ def _after_commit(conn: psycopg.Connection[Any], plan: Plan, opts: RunOptions,
         why = _describe_error(exc) if isinstance(exc, psycopg.Error) else str(exc)
         result.ok = False
         result.error = (f"committed, but the checks after commit could not run: {why}. "
-                        f"Run `enerlink-migrate verify`.")
+                        + hint("Run `enerlink-migrate verify`.",
+                               "Run them on the Verify page."))
         log("error", result.error)
         return
     failed = [c for c in result.checks if c.status == FAIL]

@@ -26,6 +26,7 @@ from wizard.core.events import (
     StateBefore,
 )
 from wizard.core.execute import EventSink, RunOptions, RunResult, migration_lock, run_plan
+from wizard.core.hints import hint
 from wizard.core.journal import Journal, runs_for
 from wizard.core.plan import DOWN, UP, Plan, PlanRefused, build_down, build_up
 from wizard.core.proof_records import proofs_of
@@ -157,8 +158,10 @@ def _approved_plan(settings: PgSettings, direction: str, plan: Plan | None,
             f"the plan for {settings.describe()} now has digest {plan.digest[:16]}, not the "
             f"{wanted[:16]} you approved" + (" (give at least 12 hex digits)"
                                              if len(wanted) < 12 else "")
-            + ": the catalog changed since. Run `enerlink-migrate plan` again, review it, "
-            "then migrate with its digest.")
+            + ": the catalog changed since. "
+            + hint("Run `enerlink-migrate plan` again, review it, then migrate with its "
+                   "digest.", "Go back to the Migrate page: it shows the new plan; review "
+                   "it, rehearse it, then run it."))
     return before, plan
 
 
@@ -249,9 +252,9 @@ def check_guard(settings: PgSettings, plan: Plan, journal: Journal, guard: Guard
         pass  # a rehearsal changes nothing: no backup needed
     elif guard.without_backup is not None:
         if guard.without_backup != db:
-            raise GuardRefused(f"--confirm {guard.without_backup!r} does not match the "
-                               f"database {db!r}: type its exact name to migrate without "
-                               f"a backup")
+            raise GuardRefused(f"the confirmation {guard.without_backup!r} does not match "
+                               f"the database {db!r}: type its exact name to migrate "
+                               f"without a backup")
         journal.record(BackupSkipped(db, "typed confirmation"))
         report("warn", f"migrating {db} WITHOUT a backup: confirmed by typing its name")
     elif skipped:
@@ -270,8 +273,10 @@ def check_guard(settings: PgSettings, plan: Plan, journal: Journal, guard: Guard
         if backup is None or stale:
             raise GuardRefused(
                 f"no verified backup of {settings.describe()}{stale} in the run journals: "
-                f"run `enerlink-migrate backup --out DIR` first (or, knowingly, "
-                f"`migrate --without-backup --confirm {db}`)")
+                + hint(f"run `enerlink-migrate backup --out DIR` first (or, knowingly, "
+                       f"`migrate --without-backup --confirm {db}`)",
+                       f"take a backup on the Backup page first (or, knowingly, press "
+                       f"Continue without a backup… there and type {db})"))
         _accept_backup(settings, backup, journal, report, guard)
     if guard.check_orphans and orphans.needs_orphan_check(plan):
         report("info", "the plan adds or validates a foreign key: scanning for orphans")
@@ -297,7 +302,8 @@ def _accept_backup(settings: PgSettings, backup: dict[str, Any], journal: Journa
             f"the backup {path} is not the file that was verified: its sha256 is now "
             f"{now[:16]}…, the journal recorded {recorded[:16]}… (verified "
             f"{backup.get('ts')}). Restoring it could fail or bring back other data: take a "
-            f"new backup (`enerlink-migrate backup --out DIR`), then migrate")
+            f"new backup ("
+            + hint("`enerlink-migrate backup --out DIR`", "the Backup page") + "), then migrate")
     proof = _proof_of(settings, now, journal, report, guard, path)
     journal.record(BackupAccepted(str(path), size, now, str(backup.get("ts", "")),
                                   str(backup.get("journal", "")), seconds, proof))
@@ -314,8 +320,9 @@ def _proof_of(settings: PgSettings, sha256: str, journal: Journal, report: Repor
     db = settings.dbname
     found = proofs_of(settings, sha256, [journal, *runs_for(settings)])
     if not found:
-        report("info", f"the backup {path.name} has not been proven by a restore (enerlink-"
-                       f"migrate prove {path}, or backup --prove)")
+        report("info", f"the backup {path.name} has not been proven by a restore ("
+                       + hint(f"enerlink-migrate prove {path}, or backup --prove",
+                              "Prove this backup, on the Backup page") + ")")
         return None
     newest = found[0]
     proof = {"proven": bool(newest.get("proven")), "summary": newest.get("summary"),
@@ -330,7 +337,7 @@ def _proof_of(settings: PgSettings, sha256: str, journal: Journal, report: Repor
         f"the backup {path} cannot be restored exactly: its proof on {newest.get('ts')} "
         f"found {newest.get('reason')}. Restoring it would not give back this database: "
         f"take a new backup (after the orphan cleanup) and prove it, or, knowingly, migrate "
-        f"with `--accept-failed-proof {db}` (wizard: type {db} when asked)")
+        + hint(f"with `--accept-failed-proof {db}`", f"anyway by typing {db} when asked"))
 
 
 def make_plan_from_record(after: Discovery, up: Plan) -> Plan:

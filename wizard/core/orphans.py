@@ -26,6 +26,7 @@ from wizard.core.connection import PgSettings
 from wizard.core.discovery import CONFLICT, UNKNOWN, Discovery, discover
 from wizard.core.events import OrphanScanned, OrphansDeleted, OrphansExported
 from wizard.core.files import FolderNotPrivate, IfOpen, private_folder
+from wizard.core.hints import hint
 from wizard.core.journal import Journal, runs_for
 from wizard.core.ops import AddForeignKey, ValidateForeignKey
 from wizard.core.reporting import (
@@ -219,7 +220,8 @@ def _timeout_error(exc: psycopg.errors.QueryCanceled, cancel: threading.Event | 
     if cancel is not None and cancel.is_set():
         return Cancelled(f"{what} cancelled by the operator; nothing was changed")
     return OrphanError(f"{what} stopped by statement_timeout ({timeout_s:g} s): {exc}. Run it "
-                       f"again with a longer timeout (--statement-timeout).")
+                       f"again with a longer timeout ("
+                       + hint("--statement-timeout", "the page's Statement timeout") + ").")
 
 
 def _schema_changed(exc: psycopg.Error, what: str) -> OrphanError:
@@ -663,7 +665,9 @@ def _exports_by_table(scan: OrphanScan, exported: Sequence[ExportedCsv | Path],
     lacking = [t for s, t in tables if not (found.get((s, t)) and found[(s, t)].is_file())]
     if lacking:
         raise OrphanRefused(f"no export of the orphan rows of {', '.join(lacking)}: export "
-                            f"them first (enerlink-migrate orphans --export DIR), then delete")
+                            f"them first ("
+                            + hint("enerlink-migrate orphans --export DIR", "Export CSV…")
+                            + "), then delete")
     return found
 
 
@@ -680,8 +684,9 @@ def delete(settings: PgSettings, scan: OrphanScan, exported: Sequence[ExportedCs
     """
     say, move = report or no_report, progress or no_progress
     if confirm != settings.dbname:
-        raise OrphanRefused(f"deleting orphan rows needs the database name typed back: "
-                            f"--confirm {shlex.quote(settings.dbname)}")
+        raise OrphanRefused("deleting orphan rows needs the database name typed back"
+                            + hint(f": --confirm {shlex.quote(settings.dbname)}",
+                                   f" ({settings.dbname})"))
     tables = scan.dirty_tables()
     if not tables:
         say("info", "no orphan rows: nothing to delete")
@@ -785,8 +790,9 @@ def blocking_orphans(scan: OrphanScan, plan: Plan) -> list[str]:
         if isinstance(op, ValidateForeignKey):
             validated.add((op.on, op.name))
     messages = []
-    fix = (f"enerlink-migrate orphans --export DIR --delete --confirm "
-           f"{shlex.quote(scan.database)}")
+    fix = hint(f"enerlink-migrate orphans --export DIR --delete --confirm "
+               f"{shlex.quote(scan.database)}",
+               "the Orphans page: Export CSV…, then Delete orphans…")
     for c in scan.columns:
         if not c.count or len(c.columns) != 1:
             continue
@@ -812,5 +818,6 @@ def backup_still_holds(settings: PgSettings, scan: OrphanScan) -> str | None:
         return None
     return (f"the backup {latest.get('path')} (verified {latest.get('ts')}) was taken before "
             f"this deletion and still holds these {scan.total:,} orphan rows: a restore of it "
-            f"brings them back. Take a fresh backup after the deletion (the Backup page, or "
-            f"enerlink-migrate backup --out DIR) so the rollback point is clean.")
+            f"brings them back. Take a fresh backup after the deletion ("
+            + hint("enerlink-migrate backup --out DIR", "the Backup page")
+            + ") so the rollback point is clean.")

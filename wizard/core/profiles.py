@@ -20,6 +20,7 @@ from wizard.core import redis_rules as rr
 from wizard.core import secrets
 from wizard.core.connection import PgSettings
 from wizard.core.files import FolderNotPrivate, private_folder, write_atomic
+from wizard.core.hints import hint
 from wizard.core.redis_conn import RedisSettings, RedisSettingsError
 
 APP = "enerlink-migrate"
@@ -84,8 +85,9 @@ def _check_redis_rules(text: str) -> str | None:
 def _check_redis_url(url: str) -> str | None:
     try:
         if urlsplit(url).password is not None:
-            return ("must not contain a password: store it in the keyring "
-                    "(enerlink-migrate profiles edit NAME --set-password redis)")
+            return ("must not contain a password: store it in the keyring ("
+                    + hint("enerlink-migrate profiles edit NAME --set-password redis",
+                           "the profile's Redis password field") + ")")
         RedisSettings(url=url)  # the cache step's own rules, so a saved URL always works there
     except (ValueError, RedisSettingsError) as exc:
         return f"is not usable: {exc}"
@@ -291,11 +293,12 @@ def from_dict(data: object, source: str = "profile") -> Profile:
         raise ProfileError(f"{source}: a profile must be a JSON object")
     unknown = sorted(set(data) - set(KEYS))
     if unknown:
-        hint = ""
+        why = ""
         if any("pass" in k.lower() or "secret" in k.lower() for k in unknown):
-            hint = (" — passwords are never kept in a profile; store them in the keyring "
-                    "with enerlink-migrate profiles edit NAME --set-password postgres")
-        raise ProfileError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}{hint}")
+            why = (" — passwords are never kept in a profile; store them in the keyring "
+                   + hint("with enerlink-migrate profiles edit NAME --set-password postgres",
+                          "(the profile's password field)"))
+        raise ProfileError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}{why}")
     if "name" not in data:
         raise ProfileError(f"{source}: the profile has no name")
     return Profile(**data)

@@ -14,15 +14,22 @@ from wizard.core.connection import PgSettings
 from wizard.core.discovery import discover
 from wizard.core.events import CacheSkipped
 from wizard.core.execute import RunOptions, RunResult
+from wizard.core.hints import hint
 from wizard.core.journal import Journal
 from wizard.core.plan import DOWN
 from wizard.core.redis_conn import RedisSettings
 from wizard.core.redis_rules import Rule
 from wizard.core.reporting import Progress, Report, no_progress, no_report
 
-NO_REDIS = ("no Redis in this connection (the profile's Redis, or --redis-url): bring the "
-            "application's Redis data to the restored schema yourself (enerlink-migrate "
-            "cache, with --revert for a pre-rename backup) so Redis and the database agree")
+
+def no_redis(what: str = "restored") -> str:
+    """Why the Redis step did not run after a restore (or a revert), and what to do."""
+    return ("no Redis in this connection ("
+            + hint("the profile's Redis, or --redis-url", "the profile's Redis URL")
+            + f"): bring the application's Redis data to the {what} schema yourself ("
+            + hint("enerlink-migrate cache, with --revert for a pre-rename backup",
+                   "the Migrate Redis data page")
+            + ") so Redis and the database agree")
 
 
 def redis_plan(state: str, rules: Sequence[Rule] = redis_rules.DEFAULT_RULES
@@ -78,8 +85,10 @@ class RestoreOutcome:
                             if self.cache.conflicts else "") + ".")
         elif self.cache_error:
             lines.append(f"✘ Redis migration failed: {self.cache_error}. The database "
-                         "restore stands; run the Redis step again (enerlink-migrate cache"
-                         + (" --revert" if self.result.ok else "") + ").")
+                         "restore stands; run the Redis step again ("
+                         + hint("enerlink-migrate cache"
+                                + (" --revert" if self.result.ok else ""),
+                                "the Migrate Redis data page") + ").")
         elif self.cache_note:
             lines.append(f"! {self.cache_note}")
         return lines
@@ -91,8 +100,9 @@ class RestoreOutcome:
                     f"Read the log; fix the cause and {retry}.")
         if self.cache_error:
             return (self.cache_error, "Bringing Redis to the restored schema",
-                    "The database is restored. Run the Redis step again (the Migrate Redis "
-                    "data page, or enerlink-migrate cache): it finishes what is left.")
+                    "The database is restored. Run the Redis step again ("
+                    + hint("enerlink-migrate cache", "the Migrate Redis data page")
+                    + "): it finishes what is left.")
         return None
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,7 +125,7 @@ class _AlignRedis:
 
     def __call__(self, result: restore.RestoreResult) -> None:
         if self.redis is None:
-            self.note = NO_REDIS
+            self.note = no_redis()
             self.report("warn", self.note)
             self.journal.record(CacheSkipped(None, self.note))
             return
@@ -183,7 +193,7 @@ def revert_then_align(settings: PgSettings, redis: RedisSettings | None, *,
     if not result.ok or not result.steps:
         return outcome
     if redis is None:
-        outcome.redis_note = NO_REDIS.replace("restored database", "reverted database")
+        outcome.redis_note = no_redis("reverted")
         report("warn", outcome.redis_note)
         journal.record(CacheSkipped(None, outcome.redis_note))
         return outcome

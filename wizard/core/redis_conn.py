@@ -15,6 +15,8 @@ from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
+from wizard.core.hints import hint
+
 SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_PORT = 6379
 
@@ -45,6 +47,10 @@ class _Endpoint:
     path: str  # the socket path of unix:// URLs
     db: int
     username: str | None
+
+
+def _url() -> str:
+    return hint("--redis-url", "the profile's Redis URL")
 
 
 def _parse(url: str) -> _Endpoint:
@@ -194,22 +200,25 @@ def explain(settings: RedisSettings, exc: BaseException) -> RedisUnavailable:
         user = settings.effective_user or "default"
         return RedisUnavailable(
             f"wrong password or user for Redis at {target} (WRONGPASS, ACL user {user!r}): "
-            "check the password and --redis-user, then retry", WRONGPASS)
+            "check the password and " + hint("--redis-user", "the profile's Redis user name")
+            + ", then retry", WRONGPASS)
     if isinstance(exc, redis.exceptions.NoPermissionError) or status == "NOPERM":
         return RedisUnavailable(
             f"the Redis user {settings.effective_user or 'default'!r} at {target} lacks a "
             f"permission ({text}); the Redis step needs +@read +@write +@keyspace "
-            "+@scripting on the application's keys (+flushdb for --flushdb; +info and "
-            "+dbsize are optional)", NOPERM)
+            "+@scripting on the application's keys (+flushdb to clear the whole db; +info "
+            "and +dbsize are optional)", NOPERM)
     if "db index is out of range" in low or "invalid database" in low:
         return RedisUnavailable(
             f"Redis at {where} has no db {settings.effective_db} (DB index is out of range: "
-            "the server's `databases` setting is lower); check --redis-db or the URL's /N",
+            "the server's `databases` setting is lower); check "
+            + hint("--redis-db", "the profile's Redis database index") + " or the URL's /N",
             NO_DB)
     if isinstance(exc, (ssl.SSLError, redis.exceptions.ConnectionError)) and (
             "ssl" in low or "certificate" in low or "tls" in low):
         return RedisUnavailable(
-            f"TLS with Redis at {target} failed ({text}); check the CA file (--redis-ca), "
+            f"TLS with Redis at {target} failed ({text}); check the CA file ("
+            + hint("--redis-ca", "the profile's Redis CA certificate file") + "), "
             f"that the server certificate names {ep.host}, and that this port speaks TLS",
             TLS)
     if isinstance(exc, (redis.exceptions.TimeoutError, socket.timeout, TimeoutError)):
@@ -223,8 +232,9 @@ def explain(settings: RedisSettings, exc: BaseException) -> RedisUnavailable:
             "to that path?", REFUSED)
     if status == "READONLY" or isinstance(exc, redis.exceptions.ReadOnlyError):
         return RedisUnavailable(
-            f"Redis at {target} is a read-only replica ({text}); point --redis-url at the "
-            "primary", REFUSES_WRITES)
+            f"Redis at {target} is a read-only replica ({text}); "
+            + hint("point --redis-url at the primary",
+                   "point the profile's Redis URL at the primary"), REFUSES_WRITES)
     if status in ("MISCONF", "LOADING", "OOM") or isinstance(
             exc, redis.exceptions.BusyLoadingError):
         return RedisUnavailable(
@@ -238,16 +248,17 @@ def explain(settings: RedisSettings, exc: BaseException) -> RedisUnavailable:
     if "connection refused" in low or "error 111 " in low:
         return RedisUnavailable(
             f"cannot connect to Redis at {where}: connection refused; is redis-server "
-            "running there? check the host and port of --redis-url", REFUSED)
+            "running there? check the host and port of "
+            + _url(), REFUSED)
     if ("name or service not known" in low or "nodename nor servname" in low
             or "temporary failure in name resolution" in low or "getaddrinfo" in low):
         return RedisUnavailable(
             f"the Redis host {ep.host!r} does not resolve (DNS); check the spelling in "
-            "--redis-url", DNS)
+            + _url(), DNS)
     if "connection reset" in low or "closed by server" in low or "connection closed" in low:
         return RedisUnavailable(
             f"Redis at {where} closed the connection ({text}); if the server speaks TLS, use "
-            "rediss:// and --redis-ca", CLOSED)
+            "rediss:// and " + hint("--redis-ca", "a Redis CA certificate file"), CLOSED)
     return RedisUnavailable(f"Redis at {target}: {text}", OTHER)
 
 

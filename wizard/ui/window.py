@@ -11,7 +11,7 @@ from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QAbstractButton, QMessageBox, QWidget, QWizard
 
 from wizard import __version__
-from wizard.core import run_state
+from wizard.core import hints, run_state
 from wizard.core.run_state import DONE, FAILED, SKIPPED, STEPS, TODO, JobSpan
 from wizard.core.session import WizardSession
 from wizard.ui.dialogs import JobDialog
@@ -43,6 +43,7 @@ class MigrationWizard(QWizard):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        hints.use(hints.GUI)  # the engine's next steps name pages and buttons, not CLI flags
         self.session: WizardSession | None = None
         self.setWizardStyle(QWizard.WizardStyle.ModernStyle)
         self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)

@@ -12,6 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import QMetaMethod, QObject, QTimer, Signal, Slot
 
+from wizard.core import hints
 from wizard.core.reporting import Cancelled
 from wizard.ui import require_sound_binding
 
@@ -165,8 +166,9 @@ class Job(QObject):
         outcome: tuple[str, Any]
         try:
             extra = {"events": self._on_event} if self._takes_events else {}
-            value = self._fn(report=self._report, progress=self._on_progress,
-                             cancel=self.cancel_event, **extra)
+            with hints.speaking(hints.GUI):  # next steps in pages and buttons, not flags
+                value = self._fn(report=self._report, progress=self._on_progress,
+                                 cancel=self.cancel_event, **extra)
             outcome = (FINISHED, value)
         except Cancelled as exc:
             self._lines.append(("warn", str(exc) or f"{self.name} cancelled"))
