@@ -136,16 +136,22 @@ def scenario(live: PgSettings, pg_server: PostgresServer, restore_template: str,
 
 
 def assert_not_swapped(s: Scenario, pg_server: PostgresServer, dbs: set[str],
-                       result: restore.RestoreResult) -> None:
-    """Refused at the swap: the copy dropped, the live (migrated) database untouched."""
+                       result: restore.RestoreResult, *, declined: bool = False) -> None:
+    """Refused at the swap (no one to ask), or declined by the one asked: the copy dropped,
+    the live (migrated) database untouched."""
     assert not result.ok
-    assert not result.cancelled
+    assert result.cancelled is declined
+    assert result.declined is declined
     assert result.dropped
     assert result.before_db is None
     assert set(databases(pg_server)) == dbs
     assert has_table(s.live, "user")
     assert not has_table(s.live, "prosumer")
     error = str(result.error)
+    if declined:
+        assert error.startswith("not swapped: you declined to swap in a copy whose 2 "
+                                "foreign key(s) the backup's rows violate (")
+        return
     assert error.startswith("not swapped: the backup's rows violate 2 foreign key(s), which "
                             "the copy has NOT VALID (")
     for name in s.keys.values():
@@ -262,7 +268,7 @@ def test_without_agreement_the_copy_is_dropped_and_live_is_untouched(
         return False
     result = restore.run(s.plan(), confirm=s.live.dbname, confirm_not_valid=no)
     assert len(asked) == 1
-    assert_not_swapped(s, pg_server, dbs, result)
+    assert_not_swapped(s, pg_server, dbs, result, declined=True)
     assert row_counts(s.live) == counts
     events = [e["event"] for e in Journal(Path(str(result.journal))).events()]
     assert "restore_dropped" in events

@@ -15,7 +15,7 @@ from pytestqt.qtbot import QtBot
 from shiboken6 import isValid
 
 from wizard.core import backup as backup_job
-from wizard.core import jobs, prove, restore_db
+from wizard.core import jobs, prove, restore_db, runs
 from wizard.core.connection import PgSettings
 from wizard.core.journal import Journal
 from wizard.sandbox.probes import databases, fingerprint
@@ -348,14 +348,23 @@ def test_cancel_in_the_not_valid_question_does_not_swap(
     assert dialog.outcome is not None
     result = dialog.outcome.result
     assert not result.ok
-    assert not result.cancelled
+    # The DBA's decision, said as one: no failure, no error panel, no FAIL in the report.
+    assert result.cancelled
+    assert result.declined
     assert result.error is not None
-    assert result.error.startswith("not swapped: the backup's rows violate")
+    assert result.error.startswith("not swapped: you declined to swap in a copy whose")
+    assert f"the copy is dropped and {live.dbname} stays as it was" in result.error
     assert result.dropped
     assert databases(pg_server) == dbs  # the copy was dropped
     assert fingerprint(live) == before
     assert not_valid_keys(live) == []
-    assert "✘ The restore failed: not swapped" in dialog.result_label.text()
+    shown = dialog.result_label.text()
+    assert shown.startswith("! Not restored, as you decided: not swapped"), shown
+    assert "failed" not in shown.lower()
+    assert not dialog.errors.isVisible()
+    assert dialog.outcome.problem("restore again") is None
+    summary = runs.summarise(Journal(Path(str(result.journal))))
+    assert "restore not done: the NOT VALID swap was declined" in summary.outcome
     dialog.reject()
 
 

@@ -102,6 +102,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     out.result({"plan": plan.to_dict(), "result": outcome.result.to_dict(),
                 "cache": outcome.to_dict()["cache"], "cache_error": outcome.cache_error,
                 "cache_note": outcome.cache_note}, _result_text(outcome))
+    if outcome.result.declined:
+        return EXIT_REFUSED  # the DBA said no at the prompt: nothing was changed
     return EXIT_OK if outcome.ok else EXIT_FAILED
 
 

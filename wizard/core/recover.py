@@ -64,8 +64,15 @@ class RestoreOutcome:
         """Restored, and the cache cleared or deliberately left (no Redis given)."""
         return self.result.ok and self.cache_error is None
 
+    @property
+    def cancelled(self) -> bool:
+        """Stopped by the operator (a cancel, or the NOT VALID swap declined): not a failure."""
+        return self.result.cancelled
+
     def lines(self) -> list[str]:
         r = self.result
+        if r.declined:
+            return [f"! Not restored, as you decided: {r.error}."]
         if not r.ok:
             what = "cancelled" if r.cancelled else "failed"
             lines = [f"✘ The restore {what}: {r.error}"]
@@ -94,7 +101,10 @@ class RestoreOutcome:
         return lines
 
     def problem(self, retry: str) -> tuple[str, str, str] | None:
-        """(what happened, the failed step, what to do) for an error panel, or None."""
+        """(what happened, the failed step, what to do) for an error panel, or None (also
+        when the DBA declined the swap: a decision, which the outcome's lines state)."""
+        if self.result.declined:
+            return None
         if not self.result.ok:
             return (self.result.error or "the restore failed", "Restore",
                     f"Read the log; fix the cause and {retry}.")

@@ -124,6 +124,8 @@ def _restore_words(e: Record) -> tuple[str, str]:
     if r.get("ok"):
         return PASS, (f"restored: {r.get('live_db')} is now the backup's copy; the previous "
                       f"database is kept as {r.get('before_db')}")
+    if r.get("declined"):
+        return WARN, f"restore not done, as the operator decided: {short(r.get('error'), 300)}"
     what = "cancelled" if r.get("cancelled") else "FAILED"
     return FAIL, f"restore {what}: {short(r.get('error') or 'see the log', 300)}"
 

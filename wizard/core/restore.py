@@ -100,6 +100,11 @@ class RestoreFailed(RuntimeError):
     """The restore failed before the swap; the new database was dropped, live untouched."""
 
 
+class SwapDeclined(RuntimeError):
+    """Asked before the swap (its foreign keys would be NOT VALID), the DBA said no: an
+    operator's decision, not a failure; the copy is dropped and live is untouched."""
+
+
 @dataclass
 class RestoreOptions:
     jobs: int = 2
@@ -237,6 +242,7 @@ class RestoreResult:
     restore_db: str
     before_db: str | None = None  # where the old live database is kept, after the swap
     cancelled: bool = False
+    declined: bool = False  # the DBA said no to the NOT VALID swap (cancelled is set too)
     dropped: bool = False  # the unfinished new database was dropped after a failure/cancel
     error: str | None = None
     ignored_errors: int = 0
@@ -931,9 +937,15 @@ def _restore_and_swap(plan: RestorePlan, report: Report, progress: Progress,
     t0 = time.perf_counter()
     restore_copy(plan, report, progress, cancel, journal, result, created)
     if result.not_valid and not plan.options.accept_not_valid:
-        agreed = confirm_not_valid is not None and confirm_not_valid(result.not_valid)
-        if not agreed:
-            listed = ", ".join(str(k["name"]) for k in result.not_valid)
+        listed = ", ".join(str(k["name"]) for k in result.not_valid)
+        if confirm_not_valid is not None and not confirm_not_valid(result.not_valid):
+            raise SwapDeclined(
+                f"not swapped: you declined to swap in a copy whose {len(result.not_valid)} "
+                f"foreign key(s) the backup's rows violate ({listed}, re-created NOT VALID); "
+                f"the copy is dropped and {plan.live_db} stays as it was. To restore the "
+                f"backup's rows as they are, restore again and agree; or restore a backup "
+                f"taken after the orphan cleanup")
+        if confirm_not_valid is None:
             raise RestoreFailed(
                 f"not swapped: the backup's rows violate {len(result.not_valid)} foreign "
                 f"key(s), which the copy has NOT VALID ({listed}), and that was not agreed "
@@ -990,9 +1002,11 @@ def _failed(plan: RestorePlan, exc: BaseException, created: bool,
             cancel: threading.Event | None, report: Report, journal: Journal,
             result: RestoreResult, t0: float) -> None:
     """Record a failure: drop the unfinished copy (live is untouched), say what to do."""
-    result.cancelled = (isinstance(exc, (_Stop, SwapCancelled, KeyboardInterrupt))
+    result.declined = isinstance(exc, SwapDeclined)
+    result.cancelled = (isinstance(exc, (_Stop, SwapCancelled, SwapDeclined, KeyboardInterrupt))
                         or bool(cancel and cancel.is_set()))
-    result.error = ("restore cancelled by the operator" if result.cancelled
+    result.error = (str(exc) if result.declined else
+                    "restore cancelled by the operator" if result.cancelled
                     else failure_text(plan, exc))
     if created:
         report("step", f"dropping the unfinished {plan.restore_db}; {plan.live_db} "
@@ -1009,7 +1023,7 @@ def _failed(plan: RestorePlan, exc: BaseException, created: bool,
             result.next_steps.append(f"drop the unfinished copy: {left}")
     result.timings["total_s"] = _since(t0)
     journal.record(RestoreFinished(result.to_dict()))
-    report("error", result.error)
+    report("warn" if result.declined else "error", result.error)
 
 
 def _analyze(plan: RestorePlan, report: Report, result: RestoreResult) -> None:

@@ -118,6 +118,8 @@ def _restore_phrase(result: Record) -> tuple[str, bool]:
     if result.get("ok"):
         return (f"restore ok: the backup's copy swapped in as {live} (the previous one kept "
                 f"as {result.get('before_db')})"), True
+    if result.get("declined"):
+        return f"restore not done: the NOT VALID swap was declined ({live} untouched)", False
     if result.get("cancelled"):
         return f"restore cancelled ({live} untouched)", False
     return f"restore FAILED: {short(result.get('error') or 'see the log')}", False

@@ -285,6 +285,8 @@ def _failure(job: Job | None) -> str | None:
         return job.failure[0] if job.failure else "failed"
     results = job.result if isinstance(job.result, tuple) else (job.result,)
     for result in results:
+        if getattr(result, "cancelled", False) is True:
+            continue  # the operator stopped it (a restore's NOT VALID swap declined)
         if getattr(result, "ok", None) is False:
             return str(getattr(result, "error", None) or "it did not succeed")
     return None
