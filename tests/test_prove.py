@@ -17,6 +17,7 @@ from wizard.core.journal import Journal, runs_for
 from wizard.core.plan import UP
 from wizard.core.proof_records import proofs_of
 from wizard.core.report import build_report, render_html
+from wizard.core.runs import list_runs
 from wizard.core.verify import PASS
 from wizard.sandbox.probes import databases
 from wizard.sandbox.seed import inject_orphans
@@ -100,6 +101,14 @@ def test_a_proof_restores_compares_with_the_snapshot_rehearses_and_drops_the_cop
     assert recorded
     assert recorded[0]["proven"]
     assert recorded[0]["sha256"] == backup.sha256
+    # The rehearsal's journal is part of the proof's run folder: the list of runs names
+    # the real database's proof, never a run on the dropped scratch copy.
+    rehearsal = Path(str(proof.rehearsal["journal"]))
+    proving = [j.folder for j in runs_for(live) if j.events("backup_proven")]
+    assert rehearsal.parent.parent in proving
+    listed = list_runs()
+    assert next(r.command for r in listed if r.dbname == live.dbname) == "prove"
+    assert not [r for r in listed if "_proof_" in r.dbname]
 
 
 def test_the_migrate_guard_shows_the_rollback_point_proven(

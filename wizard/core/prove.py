@@ -161,7 +161,11 @@ def _compare(conn: psycopg.Connection[Any], expected: dict[str, Any] | None,
 
 
 def _rehearse(copy: PgSettings, opts: ProofOptions, report: Report,
-              cancel: threading.Event | None) -> dict[str, Any]:
+              cancel: threading.Event | None, proof_journal: Journal) -> dict[str, Any]:
+    """The migration rehearsed on the scratch copy. Its journal is kept inside the proof's
+    run folder: it is part of the proof, and the list of runs (the wizard's Open a previous
+    run, `enerlink-migrate runs`) shows the proof of the real database, not a rehearsal of
+    a scratch copy that no longer exists."""
     if not opts.rehearse:
         return {"skipped": "not asked for"}
     d = jobs.inspect(copy)
@@ -169,8 +173,9 @@ def _rehearse(copy: PgSettings, opts: ProofOptions, report: Report,
         return {"skipped": f"the backup's schema is in state {d.state}: nothing to migrate"}
     report("step", f"rehearsing the migration on {copy.dbname} (rolled back)")
     try:
+        inner = Journal.create(copy, "rehearse-migrate", root=proof_journal.folder / "rehearsal")
         _plan, run, journal = jobs.run(copy, UP, options=RunOptions(rehearse=True),
-                                       report=report, cancel=cancel)
+                                       report=report, cancel=cancel, journal=inner)
     except PlanRefused as exc:
         return {"ok": False, "error": str(exc)}
     return {"ok": run.ok, "blocked_ms": run.blocked_ms, "total_s": run.total_s,
@@ -249,7 +254,7 @@ def prove(settings: PgSettings, backup: str | Path, options: ProofOptions | None
         _check_cancel(cancel)
         progress(0.9, "rehearsing the migration on the copy")
         t1 = time.perf_counter()
-        result.rehearsal = _rehearse(copy, opts, report, cancel)
+        result.rehearsal = _rehearse(copy, opts, report, cancel, journal)
         result.timings["rehearsal_s"] = round(time.perf_counter() - t1, 3)
         result.reason = _verdict(result)
         result.proven = result.reason is None
