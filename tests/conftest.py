@@ -297,13 +297,17 @@ def wizard_window(qtbot: Any, memory_keyring: MemoryKeyring,
     qtbot.addWidget(window)
     window.show()
     yield window
-    # Cancel what still runs and let the GUI thread see it end, so that closing the window
-    # never stops on its "a step is running" question (nobody answers it offscreen).
-    for page in window.steps:
-        if page.job is not None:
-            page.job.cancel()
-            page.job.wait()
-    qtbot.waitUntil(lambda: not window.busy_pages(), timeout=30_000)
+    # Cancel what still runs (a page's job or a dialog's: a test that failed mid-job leaves
+    # one), and wait for it with the event loop turning: a job may wait for the GUI thread
+    # (a question to the DBA), which a join on the GUI thread would never let answer. Then
+    # closing the window never stops on its "a step is running" question.
+    from wizard.ui.worker import Job
+
+    running = [job for job in window.findChildren(Job) if job.is_running()]
+    for job in running:
+        job.cancel()
+    qtbot.waitUntil(lambda: all(job.wait(0) for job in running) and not window.busy_pages(),
+                    timeout=60_000)
 
 
 @pytest.fixture
