@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget, QWizard
 from wizard.sandbox import demo
 from wizard.sandbox.sandbox import Sandbox
 from wizard.ui.app import build
+from wizard.ui.dialogs import DEFAULT_SIZE
 from wizard.ui.dialogs.restore import RestoreDialog
 from wizard.ui.dialogs.runs import RunsDialog
 from wizard.ui.pages import migrate
@@ -76,14 +77,11 @@ def shoot_running(app: QApplication, window: QWizard, page: StepPage, name: str,
 
 def shoot_run_question(app: QApplication, page: StepPage, name: str) -> Path:
     """Press Run migration after the rehearsal and shoot its question, answered No: the
-    page's own words, in the QMessageBox.question it asks with; nothing is started."""
+    page's own words, in the question box it asks with; nothing is started."""
     shots: list[Path] = []
 
     def ask(parent: QWidget, title: str, text: str) -> bool:
-        box = QMessageBox(QMessageBox.Icon.Question, title, text,
-                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                          parent)
-        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box = migrate.question_box(parent, title, text)
         box.open()
         shots.append(shoot(app, box, name))
         box.done(QMessageBox.StandardButton.No)
@@ -105,7 +103,8 @@ def shoot_restore(app: QApplication, window: QWizard, backup: Path) -> Path:
     dialog = window.findChild(RestoreDialog)
     if dialog is None:
         raise RuntimeError("Restore a backup… did not open its dialog")
-    dialog.resize(1280, 900)  # the inspection's lines are long (paths, sha256): all visible
+    # The size it opens at on a desk's screen (offscreen, the screen is 800 by 600).
+    dialog.resize(*DEFAULT_SIZE)
     dialog.path.setText(str(backup))
     dialog.inspect_button.click()
     wait(app, lambda: not dialog.busy)
@@ -118,13 +117,13 @@ def shoot_restore(app: QApplication, window: QWizard, backup: Path) -> Path:
 
 
 def shoot_runs(app: QApplication, window: QWizard) -> Path:
-    """Open a previous run…: the sandbox's runs, the wizard's own selected (newer ones are
-    the backup proof's rehearsal and the restore), its checklist shown; closed."""
+    """Open a previous run…: the sandbox's runs, the wizard's own selected (the restore's is
+    newer), its checklist shown; closed."""
     window.open_previous_run()  # type: ignore[attr-defined]
     dialog = window.findChild(RunsDialog)
     if dialog is None:
         raise RuntimeError("Open a previous run… did not open its dialog")
-    dialog.resize(1100, 760)
+    dialog.resize(*DEFAULT_SIZE)
     row = next((i for i, run in enumerate(dialog.runs) if run.command == "wizard"), 0)
     dialog.table.setCurrentCell(row, 0)
     dialog.tabs.setCurrentWidget(dialog.checklist)

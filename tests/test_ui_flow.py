@@ -17,6 +17,7 @@ from wizard.core.connection import PgSettings
 from wizard.core.discovery import MIGRATED
 from wizard.sandbox.redis_seed import seed_redis
 from wizard.sandbox.servers import RedisServer
+from wizard.ui.pages import migrate
 from wizard.ui.pages.base import StepPage
 from wizard.ui.pages.profile import ProfilePage
 from wizard.ui.pages.verify import VerifyPage
@@ -44,6 +45,7 @@ def test_profile_to_pdf(wizard_window: MigrationWizard, qtbot: QtBot, pg_db: PgS
     # The test plays the DBA: it answers "Yes" to the plain confirmations.
     monkeypatch.setattr(QMessageBox, "question",
                         staticmethod(lambda *_a, **_k: QMessageBox.StandardButton.Yes))
+    monkeypatch.setattr(migrate, "ask", lambda *_a: True)  # Run migration's question box
     seeded = seed_redis(redis_client, 40)
     window = wizard_window
     profile = window.currentPage()

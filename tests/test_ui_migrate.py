@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QWizard
+from PySide6.QtWidgets import QLabel, QMessageBox, QWizard
 from pytestqt.qtbot import QtBot
 
 from wizard.core import jobs
@@ -256,3 +256,17 @@ def test_the_run_is_the_plan_on_screen_and_refuses_a_changed_catalog(
     assert "prosumer_late_idx" in (result.error or "")
     assert fingerprint(pg_db) == before
     assert journal.events("plan")[-1]["digest"] == shown  # the run took the plan shown
+
+
+def test_the_run_question_is_wide_and_answers_no_by_default(qtbot: QtBot) -> None:
+    """The box Run migration asks with: No is the default and Escape's answer, and its text
+    is wide enough that the rollback point's path is not wrapped at every slash."""
+    path = "/var/backups/enerlink/enerlink_enerlink_db_20261202T151516Z_pre-user-rename.dump"
+    box = migrate.question_box(None, "Run the migration?", f"Rollback point: {path}")
+    qtbot.addWidget(box)
+    assert box.defaultButton() is box.button(QMessageBox.StandardButton.No)
+    assert box.escapeButton() is box.button(QMessageBox.StandardButton.No)
+    label = box.findChild(QLabel, "qt_msgbox_label")
+    assert label is not None
+    assert label.minimumWidth() == migrate.QUESTION_WIDTH
+    assert label.fontMetrics().horizontalAdvance(path) < migrate.QUESTION_WIDTH

@@ -118,6 +118,7 @@ def test_the_rail_and_headers_through_a_whole_run(
     # The test plays the DBA: it answers "Yes" to the plain confirmations.
     monkeypatch.setattr(QMessageBox, "question",
                         staticmethod(lambda *_a, **_k: QMessageBox.StandardButton.Yes))
+    monkeypatch.setattr(migrate, "ask", lambda *_a: True)  # Run migration's question box
     seed_redis(redis_client, 20)
     assert rail.step_text("connect") == "○ Connect  ◂ this page\n    to do"
     assert "Database: not connected yet" in rail.facts_text()

@@ -1,11 +1,13 @@
 """Benchmark: our verified backup step vs bare pg_dump variants, on one sample database.
 
-Side by side in one run, interleaved over --rounds (best of each kept): our `backup` step
-(default compression, verification included), bare `pg_dump -Fc` (its default zlib level),
-the guide's plain `pg_dump`, and `pg_dump -Fc -Z0`. Columns: seconds, MB, and both as a
-ratio of the plain dump. Run by `make bench`; `--users N` (or BENCH_BACKUP_USERS) makes
-the database smaller while developing. `timed_pg_dump` and `sample_database` are shared
-with the restore benchmark.
+Side by side in one run, interleaved over --rounds (best of each kept): the guide's plain
+`pg_dump` (the anchor), our `backup` step (default format and compression, verification
+included), bare `pg_dump -Fc` (its default zlib level), `pg_dump -Fc -Z0`, our backup in
+directory format with `-j <cores>`, and, when a pg_dump 16+ is at hand (BENCH_PG_DUMP, or
+what `make test-pg` fetched under .cache/pg), our backup with it in lz4 and zstd:1, custom
+and directory `-j <cores>`. Columns: seconds, MB, both as a ratio of the plain dump, and
+the issue's target (at most 0.9x its time at at most 20 % of its size). Run by `make
+bench`; `--users N` (or BENCH_BACKUP_USERS) makes the database smaller while developing.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -21,68 +22,40 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchkit import bench_cluster, print_table
-from psycopg import sql
+from benchkit import bench_cluster, newest_pg_dump, print_table, sample_database, timed_pg_dump
 
 from wizard.core import backup
-from wizard.core.archive import archive_sha256, archive_size
+from wizard.core.archive import archive_sha256
 from wizard.core.connection import PgSettings
-from wizard.core.pgenv import conninfo_arg, libpq_env
-from wizard.core.pgtools import find_tool
-from wizard.sandbox.sandbox import create_sample_database
-from wizard.sandbox.servers import PostgresServer
+from wizard.core.pgtools import Tool
 
 DEFAULT_USERS = int(os.environ.get("BENCH_BACKUP_USERS", "1000000"))
+TARGET_TIME, TARGET_SIZE = 0.9, 0.2  # of the plain dump's, at most
+PLAIN = "plain pg_dump (the guide's way)"
 
 
-def sample_database(server: PostgresServer, owner: PgSettings, users: int,
-                    name: str = "bench_backup") -> PgSettings:
-    """The sample EnerLink database at `users`, vacuumed and analyzed so that no variant
-    pays for hint bits or statistics the one before it left behind."""
+Key = tuple[str, int, str, Path | None]  # our run: format, jobs, compression, pg_dump
+VERIFY_S: dict[Key, float] = {}  # of our runs: seconds spent verifying
+REHASH_S: dict[Key, float] = {}  # of our runs: the migrate guard's re-hash, s per GiB
+
+
+def _ours(settings: PgSettings, folder: Path, fmt: str = "custom", jobs: int = 1,
+          compression: str = backup.DEFAULT_COMPRESSION,
+          tool: Tool | None = None) -> tuple[float, int]:
     t0 = time.perf_counter()
-    create_sample_database(server, name, owner, users=users)
-    with server.admin_connect(name) as admin:
-        admin.execute("VACUUM (ANALYZE, FREEZE)")
-        row = admin.execute(sql.SQL("SELECT pg_size_pretty(pg_database_size({}))").format(
-            sql.Literal(name))).fetchone()
-    print(f"  seeded {users:,} users in {time.perf_counter() - t0:.0f} s; database "
-          f"{row[0] if row else '?'}", flush=True)
-    return owner.with_dbname(name)
-
-
-def timed_pg_dump(settings: PgSettings, args: list[str], target: Path) -> tuple[float, int]:
-    """Run pg_dump `args` into `target` as a DBA would (password via a pgpass file);
-    seconds and bytes written."""
-    with settings.connect() as conn:
-        major = int(conn.info.server_version) // 10000
-    tool = find_tool("pg_dump", major)
-    with libpq_env(settings) as env:
-        t0 = time.perf_counter()
-        subprocess.run([str(tool.path), "--no-password", f"--dbname={conninfo_arg(settings)}",
-                        *args, f"--file={target}"], env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        seconds = time.perf_counter() - t0
-    return seconds, archive_size(target)
-
-
-VERIFY_S: dict[str, float] = {}  # of our runs: seconds spent verifying, by format
-REHASH_S: dict[str, float] = {}  # of our runs: the migrate guard's re-hash, s per GiB
-
-
-def _ours(settings: PgSettings, folder: Path, fmt: str = "custom",
-          jobs: int = 1) -> tuple[float, int]:
-    t0 = time.perf_counter()
-    result = backup.backup(settings, backup.BackupOptions(out_dir=folder, format=fmt,
-                                                          jobs=jobs))
+    result = backup.backup(settings, backup.BackupOptions(
+        out_dir=folder, format=fmt, jobs=jobs, compression=compression,
+        pg_dump=tool.path if tool else None))
     seconds = time.perf_counter() - t0
     assert result.verified, result.error
-    VERIFY_S[fmt] = min(VERIFY_S.get(fmt, result.verify_s), result.verify_s)
+    key = (fmt, jobs, compression, tool.path if tool else None)
+    VERIFY_S[key] = min(VERIFY_S.get(key, result.verify_s), result.verify_s)
     # What the migrate guard pays before the transaction: the archive read once more and
     # hashed (the page cache is warm here, as right after a backup; cold, it is disk-bound).
     t0 = time.perf_counter()
     archive_sha256(Path(result.path))
     per_gib = (time.perf_counter() - t0) / (result.size_bytes / 2**30)
-    REHASH_S[fmt] = min(REHASH_S.get(fmt, per_gib), per_gib)
+    REHASH_S[key] = min(REHASH_S.get(key, per_gib), per_gib)
     return seconds, result.size_bytes
 
 
@@ -95,25 +68,47 @@ def _clear(folder: Path) -> None:
     folder.mkdir(mode=0o700)
 
 
+Run = Callable[[PgSettings, Path], tuple[float, int]]
+
+
+def _variants(cores: int, newer: Tool | None) -> tuple[dict[str, Run], dict[str, Key]]:
+    """The runs by label, and of ours their key in VERIFY_S / REHASH_S."""
+    runs: dict[str, Run] = {PLAIN: lambda s, d: timed_pg_dump(s, [], d / "plain.sql")}
+    keys: dict[str, Key] = {}
+
+    def ours(label: str, fmt: str, jobs: int, compression: str,
+             tool: Tool | None = None) -> None:
+        runs[label] = lambda s, d: _ours(s, d, fmt, jobs, compression, tool)
+        keys[label] = (fmt, jobs, compression, tool.path if tool else None)
+
+    ours(f"ours: backup step defaults (custom, {backup.DEFAULT_COMPRESSION})", "custom", 1,
+         backup.DEFAULT_COMPRESSION)
+    runs["bare pg_dump -Fc (default zlib level)"] = \
+        lambda s, d: timed_pg_dump(s, ["-Fc"], d / "default.dump")
+    runs["pg_dump -Fc -Z0"] = lambda s, d: timed_pg_dump(s, ["-Fc", "-Z0"], d / "z0.dump")
+    ours(f"ours: directory -j {cores}, {backup.DEFAULT_COMPRESSION}", "directory", cores,
+         backup.DEFAULT_COMPRESSION)
+    if newer is not None:
+        for method in ("lz4", "zstd:1"):
+            ours(f"ours, pg_dump {newer.version}: custom, {method}", "custom", 1, method,
+                 newer)
+            ours(f"ours, pg_dump {newer.version}: directory -j {cores}, {method}",
+                 "directory", cores, method, newer)
+    return runs, keys
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=DEFAULT_USERS)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
-    ours_label = f"ours: backup step ({backup.DEFAULT_COMPRESSION}, -Fc, incl. verification)"
-    variants: dict[str, Callable[[PgSettings, Path], tuple[float, int]]] = {
-        "plain pg_dump (the guide's way)":
-            lambda s, d: timed_pg_dump(s, [], d / "plain.sql"),
-        ours_label: _ours,
-        "bare pg_dump -Fc (default zlib level)":
-            lambda s, d: timed_pg_dump(s, ["-Fc"], d / "default.dump"),
-        "pg_dump -Fc -Z0": lambda s, d: timed_pg_dump(s, ["-Fc", "-Z0"], d / "z0.dump"),
-        "ours, directory format -j 2":
-            lambda s, d: _ours(s, d, "directory", 2),
-    }
+    cores = os.cpu_count() or 1
+    newer = newest_pg_dump(16)
+    print(f"  pg_dump 16+ for lz4/zstd: {newer.path if newer else 'none found'}", flush=True)
+    variants, keys = _variants(cores, newer)
     best: dict[str, tuple[float, int]] = {}
     with bench_cluster() as (server, owner):
-        settings = sample_database(server, owner, args.users)
+        settings = sample_database(server, owner, args.users, "bench_backup")
         folder = server.base / "bench-backups"
         for n in range(args.rounds):
             for name, run in variants.items():
@@ -124,19 +119,21 @@ def main(argv: list[str] | None = None) -> int:
                 if name not in best or seconds < best[name][0]:
                     best[name] = (seconds, size)
         shutil.rmtree(folder, ignore_errors=True)
-    plain_s, plain_b = best["plain pg_dump (the guide's way)"]
-    verify = {ours_label: VERIFY_S.get("custom"),
-              "ours, directory format -j 2": VERIFY_S.get("directory")}
-    rehash = {ours_label: REHASH_S.get("custom"),
-              "ours, directory format -j 2": REHASH_S.get("directory")}
-    rows = [[name, f"{s:.2f}", f"{b / 1e6:,.0f}", f"{s / plain_s:.2f}x", f"{b / plain_b:.0%}",
-             f"{verify[name]:.2f}" if verify.get(name) is not None else "-",
-             _rehash(rehash.get(name), b)]
-            for name, (s, b) in best.items()]
+    plain_s, plain_b = best[PLAIN]
+    rows = []
+    for name, (s, b) in best.items():
+        key = keys.get(name)
+        verify = VERIFY_S.get(key) if key else None
+        met = s / plain_s <= TARGET_TIME and b / plain_b <= TARGET_SIZE
+        rows.append([name, f"{s:.2f}", f"{b / 1e6:,.0f}", f"{s / plain_s:.2f}x",
+                     f"{b / plain_b:.0%}", "-" if name == PLAIN else "yes" if met else "no",
+                     f"{verify:.2f}" if verify is not None else "-",
+                     _rehash(REHASH_S.get(key) if key else None, b)])
     print_table(f"Backup of {args.users:,} users, best of {args.rounds} interleaved rounds, "
-                f"{os.cpu_count()} cores", ["variant", "seconds", "MB", "time vs plain",
-                                             "size vs plain", "of which verifying s",
-                                             "guard re-hash s (s/GiB)"], rows)
+                f"{cores} cores; target <= {TARGET_TIME}x the plain dump's time at <= "
+                f"{TARGET_SIZE:.0%} of its size",
+                ["variant", "seconds", "MB", "time vs plain", "size vs plain", "target met",
+                 "of which verifying s", "guard re-hash s (s/GiB)"], rows)
     return 0
 
 

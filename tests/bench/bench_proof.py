@@ -22,24 +22,25 @@ import itertools
 import os
 import re
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_backup import sample_database, timed_pg_dump
-from benchkit import bench_cluster, print_table
-from psycopg import sql
+from benchkit import (
+    bench_cluster,
+    drop_database,
+    guide_restore,
+    print_table,
+    sample_database,
+    timed_pg_dump,
+)
 
 from wizard.core import backup, prove, restore
 from wizard.core.backup_snapshot import table_counts
-from wizard.core.connection import PgSettings
 from wizard.core.fingerprint import schema_fingerprint
 from wizard.core.journal import Journal
-from wizard.core.pgenv import conninfo_arg, libpq_env
-from wizard.sandbox.sandbox import OWNER_ROLE
 from wizard.sandbox.servers import PostgresServer
 
 DB = "bench_proof"
@@ -157,25 +158,6 @@ class Cpu:
                 f"({(self.client_s + self.server_s) / (wall_s * cores):.0%})")
 
 
-def _psql_restore(server: PostgresServer, settings: PgSettings, plain: Path) -> float:
-    """CREATE DATABASE, then `psql -d db < plain.sql` as the guide says."""
-    target = settings.with_dbname(f"{DB}_guide")
-    t0 = time.perf_counter()
-    with server.admin_connect() as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-            sql.Identifier(target.dbname), sql.Identifier(OWNER_ROLE)))
-    with libpq_env(settings) as env, open(plain, "rb") as stdin:
-        subprocess.run([str(server.client_tool("psql")), "--no-password", "-q",
-                        f"--dbname={conninfo_arg(target)}"], env=env, stdin=stdin,
-                       stdout=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - t0
-
-
-def _drop(server: PostgresServer, name: str) -> None:
-    with server.admin_connect() as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-
-
 def _jobs_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
@@ -278,9 +260,9 @@ def main(argv: list[str] | None = None) -> int:
                     best_proof[jobs] = (jobs, proof, wall_s, tl)
                     cpu[f"c{jobs}"] = meter
             meter = Cpu(server)
-            seconds = _psql_restore(server, live, plain)
+            seconds = guide_restore(server, live, plain, f"{DB}_guide")
             meter.stop()
-            _drop(server, f"{DB}_guide")
+            drop_database(server, f"{DB}_guide")
             print(f"  round {n + 1}: (d) psql < plain.sql: {seconds:.2f} s; CPU "
                   f"{meter.text(seconds)}", flush=True)
             if seconds < guide_s:
@@ -299,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             restore_s = time.perf_counter() - t0
             cpu["e"].stop()
             assert restored.ok, restored.error
-            _drop(server, restored.before_db or "")
+            drop_database(server, restored.before_db or "")
             print(f"  (e) our restore: {restore_s:.2f} s; {restored.timings}", flush=True)
 
         # What the comparison costs on its own, on the (restored) live database now.

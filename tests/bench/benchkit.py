@@ -1,13 +1,26 @@
-"""What every benchmark shares: a throwaway cluster with the owner role, and the table."""
+"""What every benchmark shares: a throwaway cluster, the sample database, the guide's steps."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
+from psycopg import sql
+
+from wizard.core.archive import archive_size
 from wizard.core.connection import PgSettings
-from wizard.sandbox.sandbox import OWNER_ROLE, create_owner_role
+from wizard.core.pgenv import conninfo_arg, libpq_env
+from wizard.core.pgtools import Tool, find_tool, probe
+from wizard.sandbox.sandbox import OWNER_ROLE, create_owner_role, create_sample_database
 from wizard.sandbox.servers import PostgresServer
+
+ROOT = Path(__file__).resolve().parents[2]
+# Where packaging/pg_matrix.py keeps the newer client tools it fetched (as root: the shared one).
+PG_CACHES = (ROOT / ".cache" / "pg", Path("/var/cache/enerlink-migrate/pg"))
 
 
 @contextmanager
@@ -20,6 +33,70 @@ def bench_cluster() -> Iterator[tuple[PostgresServer, PgSettings]]:
         yield server, owner
     finally:
         server.stop()
+
+
+def sample_database(server: PostgresServer, owner: PgSettings, users: int,
+                    name: str) -> PgSettings:
+    """The sample EnerLink database at `users`, vacuumed and analyzed so that no variant
+    pays for hint bits or statistics the one before it left behind."""
+    t0 = time.perf_counter()
+    create_sample_database(server, name, owner, users=users)
+    with server.admin_connect(name) as admin:
+        admin.execute("VACUUM (ANALYZE, FREEZE)")
+        row = admin.execute(sql.SQL("SELECT pg_size_pretty(pg_database_size({}))").format(
+            sql.Literal(name))).fetchone()
+    print(f"  seeded {users:,} users in {time.perf_counter() - t0:.0f} s; database "
+          f"{row[0] if row else '?'}", flush=True)
+    return owner.with_dbname(name)
+
+
+def timed_pg_dump(settings: PgSettings, args: Sequence[str], target: Path,
+                  tool: Tool | None = None) -> tuple[float, int]:
+    """Run pg_dump `args` into `target` as a DBA would (the pg_dump of the server's major,
+    password via a pgpass file); seconds and bytes written."""
+    if tool is None:
+        with settings.connect() as conn:
+            major = int(conn.info.server_version) // 10000
+        tool = find_tool("pg_dump", major)
+    with libpq_env(settings) as env:
+        t0 = time.perf_counter()
+        subprocess.run([str(tool.path), "--no-password", f"--dbname={conninfo_arg(settings)}",
+                        *args, f"--file={target}"], env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seconds = time.perf_counter() - t0
+    return seconds, archive_size(target)
+
+
+def guide_restore(server: PostgresServer, settings: PgSettings, plain: Path,
+                  dbname: str) -> float:
+    """The guide's restore: CREATE DATABASE `dbname`, then `psql -d dbname < plain.sql`;
+    seconds (the caller drops the database)."""
+    target = settings.with_dbname(dbname)
+    t0 = time.perf_counter()
+    with server.admin_connect() as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+            sql.Identifier(target.dbname), sql.Identifier(OWNER_ROLE)))
+    with libpq_env(settings) as env, open(plain, "rb") as stdin:
+        subprocess.run([str(server.client_tool("psql")), "--no-password", "-q",
+                        f"--dbname={conninfo_arg(target)}"], env=env, stdin=stdin,
+                       stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - t0
+
+
+def drop_database(server: PostgresServer, name: str) -> None:
+    with server.admin_connect() as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def newest_pg_dump(min_major: int = 16) -> Tool | None:
+    """The newest pg_dump of at least `min_major` with its pg_restore beside it: BENCH_PG_DUMP
+    (a program), else what `make test-pg` fetched under .cache/pg; None if there is none."""
+    named = os.environ.get("BENCH_PG_DUMP")
+    paths = [Path(named)] if named else [p for cache in PG_CACHES if cache.is_dir()
+                                         for p in cache.glob("*/**/bin/pg_dump")]
+    tools = [t for p in paths if (p.parent / "pg_restore").is_file()
+             and (t := probe(p)) is not None and t.major >= min_major]
+    return max(tools, key=lambda t: t.major, default=None)
 
 
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtCore import QSize, Signal
+from PySide6.QtGui import QCloseEvent, QGuiApplication
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMessageBox, QVBoxLayout, QWidget
 
 from wizard.ui.job_panel import JobPanel, PanelHost
+
+DEFAULT_SIZE = (1240, 860)  # px: a restore's longest lines (path, sha256) fit on a desk's screen
+
+
+def fitting_size(widget: QWidget, width: int, height: int) -> QSize:
+    """`width` by `height`, or 90 % of the screen the widget is on when that is smaller: a
+    restore's paths and sha256 fit on one line of a desk's screen, and nothing falls off a
+    laptop's."""
+    screen = widget.screen() or QGuiApplication.primaryScreen()
+    if screen is None:
+        return QSize(width, height)
+    room = screen.availableGeometry()
+    return QSize(min(width, int(room.width() * 0.9)), min(height, int(room.height() * 0.9)))
 
 
 class JobDialog(PanelHost, QDialog):
@@ -31,7 +44,7 @@ class JobDialog(PanelHost, QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(self.panel, 1)
         layout.addWidget(self.buttons)
-        self.resize(1000, 720)
+        self.resize(fitting_size(self, *DEFAULT_SIZE))
 
     # -- closing ----------------------------------------------------------------------------
 

@@ -215,11 +215,13 @@ def outcome_lines(outcome: RestoreOutcome) -> list[str]:
     return lines
 
 
-def mono() -> QPlainTextEdit:
+def mono(*, wrap: bool = False) -> QPlainTextEdit:
+    """Read-only fixed-width text; `wrap` for prose that must be read whole (SQL does not)."""
     view = QPlainTextEdit()
     view.setReadOnly(True)
     view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-    view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+    view.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth if wrap
+                         else QPlainTextEdit.LineWrapMode.NoWrap)
     return view
 
 
@@ -282,7 +284,7 @@ class RestoreDialog(JobDialog):
         template_label = QLabel("&Template:")
         template_label.setBuddy(self.template)
         form.addRow(template_label, self.template)
-        self.inspection = mono()
+        self.inspection = mono(wrap=True)  # no line of what is restored hides off-screen
         self.inspection.setAccessibleName("what is inside the backup")
         self.inspection.setPlaceholderText("Inspect a backup to see what is inside before "
                                            "anything changes.")

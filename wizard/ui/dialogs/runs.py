@@ -31,6 +31,7 @@ from wizard.core import runs as core_runs
 from wizard.core.journal import Journal, runs_root
 from wizard.core.report import MARK, STATUS_LABEL, build_report, format_ts
 from wizard.core.runs import RunSummary
+from wizard.ui.dialogs import DEFAULT_SIZE, fitting_size
 from wizard.ui.pages.base import LOG_FILE
 from wizard.ui.pdf import write_report_pdf
 
@@ -154,7 +155,7 @@ class RunsDialog(QDialog):
         layout.addWidget(QLabel(f"Runs in {self.root}, newest first:"))
         layout.addWidget(splitter, 1)
         layout.addWidget(self.buttons)
-        self.resize(1000, 700)
+        self.resize(fitting_size(self, *DEFAULT_SIZE))
         self.refresh()
 
     @classmethod

@@ -58,12 +58,25 @@ UNCHANGED = "The transaction was rolled back: the schema is unchanged."
 FAILED_PROOF = "cannot be restored exactly"  # the guard's words for a backup whose proof failed
 
 
+QUESTION_WIDTH = 640  # px of text: a backup's path and its sha256 on one line each
+
+
+def question_box(parent: QWidget, title: str, text: str) -> QMessageBox:
+    """A yes/no question, No the default and Escape's answer. Its text is wide enough for
+    the rollback point's path, which a plain question box wraps at every slash."""
+    box = QMessageBox(QMessageBox.Icon.Question, title, text,
+                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, parent)
+    box.setDefaultButton(QMessageBox.StandardButton.No)
+    box.setEscapeButton(QMessageBox.StandardButton.No)
+    label = box.findChild(QLabel, "qt_msgbox_label")  # Qt's own name for the text label
+    if label is not None:
+        label.setMinimumWidth(QUESTION_WIDTH)
+    return box
+
+
 def ask(parent: QWidget, title: str, text: str) -> bool:
-    """A plain yes/no question (tests replace it)."""
-    answer = QMessageBox.question(parent, title, text,
-                                  QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                  QMessageBox.StandardButton.No)
-    return answer == QMessageBox.StandardButton.Yes
+    """Ask `question_box` and wait for the answer (tests replace it)."""
+    return question_box(parent, title, text).exec() == QMessageBox.StandardButton.Yes
 
 
 def prepare(settings: PgSettings) -> tuple[Discovery, Plan]:
