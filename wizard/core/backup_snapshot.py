@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 import psycopg
@@ -59,6 +60,7 @@ class DumpSnapshot:
         self._thread: threading.Thread | None = None
         self._result: dict[str, Any] | None = None
         self.error: str | None = None
+        self.taken_at: str | None = None
 
     def __enter__(self) -> DumpSnapshot:
         try:
@@ -66,6 +68,9 @@ class DumpSnapshot:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             row = conn.execute("SELECT pg_export_snapshot()").fetchone()
             self.id = str(row[0]) if row else None
+            # When pg_dump's view of the data was fixed: a restore of this backup loses what
+            # was written after it (this machine's clock, as the window's stop time is).
+            self.taken_at = datetime.now(timezone.utc).isoformat()
             self._conn = conn
         except psycopg.Error as exc:
             self.error = str(exc).strip()
@@ -91,7 +96,8 @@ class DumpSnapshot:
         except psycopg.Error as exc:
             self.error = str(exc).strip()
             return
-        self._result = {"snapshot": self.id, "counts": counts, "fingerprint": lines,
+        self._result = {"snapshot": self.id, "taken_at": self.taken_at, "counts": counts,
+                        "fingerprint": lines,
                         "fingerprint_sha256": fingerprint_digest(lines),
                         "count_s": round(time.perf_counter() - t0, 3)}
 

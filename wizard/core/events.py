@@ -112,6 +112,55 @@ class AppCommandRan(Event):
     detail: str = ""
 
 
+# -- the two phases of a change window (wizard.core.phases) ---------------------------------
+
+@dataclass(frozen=True)
+class PhasePrepared(Event):
+    """wizard.core.phases.Prepared, flat: what ran while the application was up (backup,
+    orphans, rehearsal, Redis dry run), the plan's digest and the orphan scan's horizon the
+    window's re-check compares with."""
+
+    event = "phase_prepared"
+    flat = True
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WindowOpened(Event):
+    """The application was stopped (by the profile's stop command, or the DBA said so):
+    the downtime starts here."""
+
+    event = "window_opened"
+    how: str  # "stop command" or "confirmed by the operator"
+    prepared: str  # the prepare phase's journal folder
+    writes_at_risk_s: float | None  # backup snapshot → stop: what a restore would lose
+
+
+@dataclass(frozen=True)
+class WindowRechecked(Event):
+    """The window's fast re-check: the plan's digest and the orphans written since the
+    prepare phase's scan, in the columns whose foreign key the migration adds."""
+
+    event = "window_rechecked"
+    ok: bool
+    digest_equal: bool
+    orphans: int
+    columns: list[dict[str, Any]]
+    seconds: float
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class WindowClosed(Event):
+    """The end of the window: the application started again (or left stopped, and why)."""
+
+    event = "window_closed"
+    ok: bool
+    started: bool  # the start command ran and succeeded
+    downtime_s: float | None  # stop → start
+    detail: str
+
+
 # -- backup ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

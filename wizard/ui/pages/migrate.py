@@ -61,7 +61,7 @@ FAILED_PROOF = "cannot be restored exactly"  # the guard's words for a backup wh
 QUESTION_WIDTH = 640  # px of text: a backup's path and its sha256 on one line each
 
 
-def question_box(parent: QWidget, title: str, text: str) -> QMessageBox:
+def question_box(parent: QWidget | None, title: str, text: str) -> QMessageBox:
     """A yes/no question, No the default and Escape's answer. Its text is wide enough for
     the rollback point's path, which a plain question box wraps at every slash."""
     box = QMessageBox(QMessageBox.Icon.Question, title, text,
