@@ -7,6 +7,9 @@ worker.Job + LogView (the worker queues, the GUI collects and paints in batches)
 a queued signal per line into QPlainTextEdit.appendPlainText, same block cap. Total time is
 until the last line is on screen. A worker that never waits (pure Python) holds the GIL for
 the interpreter's switch interval (5 ms) at a time, so a row shows the effect of 1 ms.
+"Ours" also writes the full log file, as every page's log does. The target is a stall of
+at most one 60 Hz frame (16 ms); the table shows the longest stall against it, and runs the
+measurement BENCH_LOG_ROUNDS times (default 3): the spread is the machine's, shared.
 Run by `make bench`; BENCH_LOG_LINES sets the size.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +37,9 @@ from wizard.ui.log_view import MAX_BLOCKS, LogView
 from wizard.ui.worker import Job
 
 LINES = int(os.environ.get("BENCH_LOG_LINES", "100000"))
+ROUNDS = max(1, int(os.environ.get("BENCH_LOG_ROUNDS", "3")))
 TICK_MS = 1
+FRAME_S = 0.016  # one frame at 60 Hz: the longest a stall may be
 
 
 class StallMeter:
@@ -64,8 +70,9 @@ def _line(i: int) -> str:
     return f"[{i % 20 + 1}/20] dumping contents of table public.transaction_log row {i}"
 
 
-def run_ours(app: QApplication, lines: int = LINES) -> tuple[float, StallMeter]:
-    view = LogView()
+def run_ours(app: QApplication, lines: int = LINES,
+             log_file: Path | None = None) -> tuple[float, StallMeter]:
+    view = LogView(log_file=log_file)
     view.resize(900, 600)
     view.show()
 
@@ -137,28 +144,44 @@ def main() -> int:
         print(f"bench_log: skipped: {exc}", file=sys.stderr)
         return 0
     rows = []
-    run_ours(app, 2_000)  # warm-up: first show, fonts, caches; not reported
-    results = {"ours (Job + LogView)": run_ours(app)}
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(0.001)  # the GUI thread waits at most 1 ms for the GIL
-    try:
-        results["ours, GIL switch interval 1 ms"] = run_ours(app)
-    finally:
-        sys.setswitchinterval(previous)
-    results["naive (signal per line)"] = run_naive(app)
-    base_stall = max(results["ours (Job + LogView)"][1].gaps)
-    base_total = results["ours (Job + LogView)"][0]
-    for name, (total, meter) in results.items():
-        gaps = sorted(meter.gaps)
-        p99 = gaps[int(len(gaps) * 0.99)] if gaps else 0.0
-        rows.append([name, f"{LINES:,}", f"{total:.2f}", f"{max(gaps) * 1000:.0f}",
-                     f"{p99 * 1000:.1f}", f"{statistics.median(gaps) * 1000:.1f}",
-                     f"{total / base_total:.2f}x", f"{max(gaps) / base_stall:.1f}x"])
+    with tempfile.TemporaryDirectory(prefix="bench_log.") as tmp:
+        def log_file(name: str) -> Path:
+            return Path(tmp) / f"{name}.log"
+
+        run_ours(app, 2_000, log_file("warm-up"))  # first show, fonts, caches; not reported
+        results: dict[str, list[tuple[float, StallMeter]]] = {}
+        previous = sys.getswitchinterval()
+        for r in range(ROUNDS):  # interleaved, so a busy spell of the machine hits all
+            results.setdefault("ours (Job + LogView)", []).append(
+                run_ours(app, log_file=log_file(f"ours-{r}")))
+            sys.setswitchinterval(0.001)  # the GUI thread waits at most 1 ms for the GIL
+            try:
+                results.setdefault("ours, GIL switch interval 1 ms", []).append(
+                    run_ours(app, log_file=log_file(f"ours-1ms-{r}")))
+            finally:
+                sys.setswitchinterval(previous)
+            results.setdefault("naive (signal per line)", []).append(run_naive(app))
+    ours = results["ours (Job + LogView)"]
+    base_stall = statistics.median(max(meter.gaps) for _, meter in ours)
+    base_total = statistics.median(total for total, _ in ours)
+    for name, runs in results.items():
+        for r, (total, meter) in enumerate(runs, 1):
+            gaps = sorted(meter.gaps)
+            p99 = gaps[int(len(gaps) * 0.99)] if gaps else 0.0
+            longest = max(gaps)
+            rows.append([name, str(r), f"{LINES:,}", f"{total:.2f}", f"{longest * 1000:.1f}",
+                         f"{longest / FRAME_S:.2f}", f"{p99 * 1000:.1f}",
+                         f"{statistics.median(gaps) * 1000:.1f}",
+                         f"{total / base_total:.2f}x", f"{longest / base_stall:.1f}x"])
     print_table(f"Live log: {LINES:,} lines streamed from a worker thread (block cap "
-                f"{MAX_BLOCKS:,}, 1 ms GUI tick)",
-                ["variant", "lines", "until all shown (s)", "longest stall (ms)",
-                 "p99 tick gap (ms)", "median tick gap (ms)", "time vs ours",
-                 "stall vs ours"], rows)
+                f"{MAX_BLOCKS:,}, 1 ms GUI tick; target: longest stall <= one 16 ms frame; "
+                f"'vs ours' against the median of ours)",
+                ["variant", "round", "lines", "until all shown (s)", "longest stall (ms)",
+                 "stall / 16 ms frame", "p99 tick gap (ms)", "median tick gap (ms)",
+                 "time vs ours", "stall vs ours"], rows)
+    worst = max(max(meter.gaps) for _, meter in ours)
+    print(f"ours: longest stall {worst * 1000:.1f} ms over {ROUNDS} round(s), "
+          f"{worst / FRAME_S:.2f} of a 16 ms frame")
     return 0
 
 

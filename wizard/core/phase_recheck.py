@@ -117,11 +117,11 @@ def recheck(settings: PgSettings, watched: list[Watched], horizon: Horizon | Non
     result = Recheck(0)
     if not watched:
         return result
-    with settings.connect() as conn:
-        conn.execute(sql.SQL("SET statement_timeout = {}").format(
+    with settings.connect(autocommit=True) as conn, conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
             sql.Literal(f"{int(statement_timeout_s * 1000)}ms")))
-        with conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        if True:
             schema = watched[0].schema
             result.full_reason = _full_reason(conn, horizon, schema, parent)
             ktype = _key_type(conn, schema, parent, watched[0].parent_key)

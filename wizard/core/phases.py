@@ -41,7 +41,7 @@ from wizard.core.phase_recheck import watched_columns as _watched
 from wizard.core.plan import UP, Plan, PlanRefused
 from wizard.core.preflight import run_preflight
 from wizard.core.prove import ProofOptions, prove
-from wizard.core.redis_conn import RedisSettings
+from wizard.core.redis_conn import RedisSettings, RedisUnavailable
 from wizard.core.redis_rules import DEFAULT_RULES, Rule
 from wizard.core.reporting import Report, no_report
 from wizard.core.smoke import SmokeSettings, login_check
@@ -165,7 +165,7 @@ def prepare(settings: PgSettings, redis: RedisSettings | None = None,
     out = Prepared(False, settings.dbname, journal=str(journal.folder))
     try:
         _prepare(settings, redis, rules, options, report, cancel, journal, out)
-    except (PlanRefused, orphans.OrphanError, WindowRefused) as exc:
+    except (PlanRefused, orphans.OrphanError, WindowRefused, RedisUnavailable) as exc:
         out.problems.append(str(exc))
     out.ok = not out.problems
     journal.record(PhasePrepared(out.to_dict()))
@@ -355,8 +355,16 @@ def _window(settings: PgSettings, redis: RedisSettings | None, rules: Any,
     if redis is not None:
         report("step", "window 4/7: Redis migration")
         t1 = time.perf_counter()
-        moved = redis_migrate.migrate(redis, rules, report=report, cancel=cancel,
-                                      journal=journal)
+        try:
+            moved = redis_migrate.migrate(redis, rules, report=report, cancel=cancel,
+                                          journal=journal)
+        except RedisUnavailable as exc:
+            out.error = f"the Redis migration failed: {exc}"
+            out.next_steps.append("the schema is migrated and the application still stopped: "
+                                  "run the Redis step again (it finishes what is left), then "
+                                  "start the application")
+            _close(journal, out, False, stopped, out.error)
+            return
         out.timings["redis"] = _since(t1)
         out.redis_changed = moved.changed
     report("step", "window 5/7: checks after the migration")

@@ -20,6 +20,14 @@ JobFn = Callable[..., Any]  # called as fn(report=..., progress=..., cancel=...,
 POLL_MS = 20  # how often the GUI thread collects what the worker queued
 CHUNK = 500  # lines per log_batch signal
 BUDGET_S = 0.002  # GUI time per collection; what is left waits for the next turn
+# A worker reporting in a tight loop never waits, so it keeps the GIL until the interpreter
+# takes it away (sys.getswitchinterval(), 5 ms) and the GUI thread waits that long for every
+# slot, timer and paint that runs Python. Its report() lends the GIL every GIL_LEND_EVERY_S
+# instead: a sleep short enough to cost the worker a few per cent, long enough for a waiting
+# thread to take it. Only this thread: the switch interval is the whole process's.
+GIL_LEND_EVERY_S = 0.001
+GIL_LEND_S = 0.00005
+GIL_CHECK_LINES = 32  # lines between clock reads (a read costs about what a line does)
 
 RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
 
@@ -61,6 +69,8 @@ class Job(QObject):
         self._progress: tuple[float, str] | None = None
         self._shown_progress: tuple[float, str] | None = None
         self._outcome: tuple[str, Any] | None = None
+        self._reported = 0  # lines so far (worker thread): when to look at the clock
+        self._lent_at = 0.0  # when the worker last lent the GIL
         self._thread: threading.Thread | None = None
         self.state = ""
         self.result: Any = None
@@ -155,6 +165,12 @@ class Job(QObject):
 
     def _report(self, level: str, message: str) -> None:
         self._lines.append((level, str(message)))
+        self._reported += 1
+        if not self._reported % GIL_CHECK_LINES:
+            now = time.perf_counter()
+            if now - self._lent_at >= GIL_LEND_EVERY_S:
+                time.sleep(GIL_LEND_S)
+                self._lent_at = time.perf_counter()
 
     def _on_event(self, event: Any) -> None:
         self._events.append(event)

@@ -1,0 +1,183 @@
+"""The change window in two phases, on real PostgreSQL, pg_dump/pg_restore and Redis: prepare
+while the application runs, then the window, with stop and start commands that write down
+when they ran (a shell appending the time to a file: the stand-in for pm2 or systemd)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+
+from wizard.core import jobs, phases
+from wizard.core.backup import BackupOptions
+from wizard.core.connection import PgSettings
+from wizard.core.journal import Journal
+from wizard.core.phases import PrepareOptions, WindowOptions, WindowRefused
+from wizard.core.prove import ProofOptions
+from wizard.core.redis_conn import RedisSettings
+from wizard.sandbox.redis_seed import seed_redis
+from wizard.sandbox.servers import RedisServer
+
+
+def clock_command(path: Path) -> str:
+    """A command that appends the time it ran (seconds since the epoch) to `path`."""
+    code = ("import sys, time; open(sys.argv[1], 'a').write(repr(time.time()) + '\\n')")
+    return shlex.join([sys.executable, "-c", code, str(path)])
+
+
+def ran_at(path: Path) -> list[float]:
+    return [float(x) for x in path.read_text().split()] if path.exists() else []
+
+
+def drop_key(pg: PgSettings, table: str = "wallet") -> None:
+    """Drop the foreign key of `table` to prosumer, as on a database where it was never
+    made: the migration adds it (NOT VALID, then VALIDATE), so its column is watched."""
+    with pg.connect() as conn:
+        row = conn.execute(
+            "SELECT conname FROM pg_constraint WHERE contype = 'f' AND conrelid = %s::regclass "
+            "AND confrelid = 'prosumer'::regclass", (table,)).fetchone()
+        assert row is not None
+        conn.execute(psycopg.sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+            psycopg.sql.Identifier(table), psycopg.sql.Identifier(row[0])))
+
+
+def prepare(pg: PgSettings, tmp_path: Path, redis_settings: RedisSettings | None = None,
+            restore_template: str = "template0") -> phases.Prepared:
+    options = PrepareOptions(BackupOptions(out_dir=tmp_path / "backups"),
+                             proof=ProofOptions(template=restore_template))
+    return phases.prepare(pg, redis_settings, options=options)
+
+
+def events(folder: str) -> list[str]:
+    return [e["event"] for e in Journal(Path(folder)).events()]
+
+
+def watched_table(prepared: phases.Prepared) -> dict[str, Any]:
+    assert [w["label"] for w in prepared.watched] == ["wallet.prosumer_id"]
+    return prepared.watched[0]
+
+
+def add_orphan(pg: PgSettings, watched: dict[str, Any]) -> None:
+    """One row of a watched column pointed at an owner that does not exist (the column has
+    no key yet, so PostgreSQL lets it): a row written after the scan, the app still up."""
+    with pg.connect() as conn:
+        conn.execute(psycopg.sql.SQL(
+            "UPDATE {t} SET {c} = 'no-such-owner' WHERE ctid = (SELECT min(ctid) FROM {t})")
+            .format(t=psycopg.sql.Identifier(watched["table"]),
+                    c=psycopg.sql.Identifier(watched["column"])))
+
+
+def test_prepare_then_window_migrates_with_the_downtime_measured(
+        pg_db: PgSettings, tmp_path: Path, redis_server: RedisServer,
+        redis_client: redis.Redis, restore_template: str) -> None:
+    seed_redis(redis_client, 20)
+    redis_settings = RedisSettings.from_url(f"{redis_server.url}/1",
+                                            password=redis_server.password)
+    prepared = prepare(pg_db, tmp_path, redis_settings, restore_template)
+    assert prepared.ok, prepared.problems
+    assert prepared.backup is not None
+    assert prepared.backup["proven"]
+    assert prepared.digest
+    assert prepared.blocked_ms is not None
+    assert prepared.redis is not None
+    assert prepared.redis["keys"] > 0
+    assert jobs.inspect(pg_db).state == "pre"  # prepare changed nothing in the schema
+    assert "phase_prepared" in events(prepared.journal)
+    stop_file, start_file = tmp_path / "stopped", tmp_path / "started"
+    before = datetime.now(timezone.utc).timestamp()
+    result = phases.window(pg_db, redis_settings, options=WindowOptions(
+        stop_command=clock_command(stop_file), start_command=clock_command(start_file)))
+    assert result.ok, result.error
+    assert jobs.inspect(pg_db).state == "migrated"
+    assert result.redis_changed
+    stopped, started = ran_at(stop_file), ran_at(start_file)
+    assert len(stopped) == 1
+    assert len(started) == 1
+    assert before < stopped[0] < started[0]
+    assert result.downtime_s is not None
+    # stop → start, as the commands themselves saw it (the stop command's own run and the
+    # start command's interpreter start make the difference)
+    assert abs(result.downtime_s - (started[0] - stopped[0])) < 1.0
+    assert result.writes_at_risk_s is not None
+    assert result.writes_at_risk_s > 0
+    assert result.recheck is not None
+    assert result.recheck["digest_equal"]
+    assert result.recheck["orphans"] == 0
+    assert all(c["scope"] == "rows written since the scan" for c in result.recheck["columns"])
+    said = events(result.journal)
+    assert said.index("window_opened") < said.index("window_rechecked") \
+        < said.index("run_finished") < said.index("window_closed")
+    assert said.count("app_command") == 2
+
+
+def test_a_new_orphan_in_a_watched_column_refuses_the_window_and_changes_nothing(
+        pg_db: PgSettings, tmp_path: Path, restore_template: str) -> None:
+    drop_key(pg_db)
+    prepared = prepare(pg_db, tmp_path, restore_template=restore_template)
+    assert prepared.ok, prepared.problems
+    add_orphan(pg_db, watched_table(prepared))  # written after the scan, app still up
+    stop_file, start_file = tmp_path / "stopped", tmp_path / "started"
+    result = phases.window(pg_db, options=WindowOptions(
+        stop_command=clock_command(stop_file), start_command=clock_command(start_file)))
+    assert not result.ok
+    assert result.error is not None
+    assert "1 orphan row(s) written since the prepare phase's scan" in result.error
+    assert watched_table(prepared)["label"] in result.error
+    assert jobs.inspect(pg_db).state == "pre"
+    assert len(ran_at(stop_file)) == 1
+    assert ran_at(start_file) == []  # the new version must not start on the old schema
+    assert "the application is still stopped" in result.next_steps[0]
+
+
+def test_a_deleted_parent_makes_the_recheck_read_whole_columns_and_find_its_orphan(
+        pg_db: PgSettings, tmp_path: Path, restore_template: str) -> None:
+    """A child row older than the scan loses its parent after it: nothing in the child's
+    xmin says so, the parent's delete counter does, and the whole column is read."""
+    drop_key(pg_db)
+    with pg_db.connect() as conn:
+        conn.execute("INSERT INTO prosumer SELECT 'lonely', 'lonely@example.org', "
+                     "password_hash, name, created_at, updated_at, NULL FROM prosumer LIMIT 1")
+        conn.execute("UPDATE wallet SET prosumer_id = 'lonely' "
+                     "WHERE ctid = (SELECT min(ctid) FROM wallet)")
+    prepared = prepare(pg_db, tmp_path, restore_template=restore_template)
+    assert prepared.ok, prepared.problems
+    with pg_db.connect() as conn:
+        deleted = conn.execute("DELETE FROM prosumer WHERE prosumer_id = 'lonely'").rowcount
+    assert deleted == 1
+    wait_for_statistics(pg_db, prepared)
+    result = phases.window(pg_db, options=WindowOptions(app_stopped=True))
+    assert not result.ok
+    assert result.recheck is not None
+    assert "1 rows of prosumer were deleted or updated since the scan" in \
+        result.recheck["full_reason"]
+    assert [c["scope"] for c in result.recheck["columns"]] == ["whole column"]
+    assert result.recheck["orphans"] == 1
+    assert jobs.inspect(pg_db).state == "pre"
+
+
+def wait_for_statistics(pg: PgSettings, prepared: phases.Prepared) -> None:
+    """The statistics of a closed session reach the server's counters shortly after."""
+    assert prepared.horizon is not None
+    for _ in range(50):
+        with pg.connect(autocommit=True) as conn:
+            row = conn.execute("SELECT n_tup_del + n_tup_upd FROM pg_stat_user_tables "
+                               "WHERE relname = 'prosumer'").fetchone()
+        if row and row[0] != prepared.horizon["parent_changes"]:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the delete never reached pg_stat_user_tables")
+
+
+def test_the_window_refuses_before_stopping_without_a_prepare_phase_or_a_stop(
+        pg_db: PgSettings, tmp_path: Path) -> None:
+    stop_file = tmp_path / "stopped"
+    with pytest.raises(WindowRefused, match="no ready prepare phase"):
+        phases.window(pg_db, options=WindowOptions(stop_command=clock_command(stop_file)))
+    assert ran_at(stop_file) == []
