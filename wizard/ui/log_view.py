@@ -40,6 +40,10 @@ PAINT_CHUNK = 100  # most lines per edit block (at the cap, ~2 ms: the document 
 # GUI time per turn spent painting. With the repaint and layout Qt does after it (1-3 ms)
 # a turn stays well inside a 16 ms frame, also on a busy machine that preempts the GUI.
 PAINT_BUDGET_S = 0.002
+# While a backlog is painted the editor repaints once a frame, in a turn of its own, not
+# after every turn: a repaint of the view (and the layout before it) costs 2-8 ms, as much as
+# the painting turn, and the two in one event-loop turn would make a stall of their sum.
+FRAME_S = 0.016
 
 
 def is_dark(palette: QPalette) -> bool:
@@ -92,6 +96,7 @@ class LogView(QWidget):
         self._sink_path: Path | None = None
         self._unwritten: list[str] = []  # for the log file, written once per paint turn
         self._per_line = 0.0  # seconds a painted line cost lately: sizes the next chunk
+        self._shown_at = 0.0  # when the editor was last let repaint during a backlog
         self._formats: dict[str, QTextCharFormat] = {}
         self._update_formats()
         self._interval = interval_ms
@@ -147,9 +152,23 @@ class LogView(QWidget):
     def _paint(self, budget: float | None) -> None:
         self._write_unwritten()
         if not self._pending:
+            self._show()
             self._timer.stop()
             return
         started = time.perf_counter()
+        if budget is not None and not self.editor.updatesEnabled() \
+                and started - self._shown_at >= FRAME_S:
+            # A frame has passed: this turn is the repaint (now, the painting waits a turn).
+            self._show()
+            self.editor.repaint()
+            self._timer.start(0)
+            return
+        if budget is not None:
+            if self.editor.updatesEnabled():
+                self._shown_at = started
+            self.editor.setUpdatesEnabled(False)
+        else:
+            self._show()
         bar = self.editor.verticalScrollBar()
         follow = bar.value() >= bar.maximum() - 2
         if self._pending.maxlen is not None and len(self._pending) >= self._pending.maxlen:
@@ -186,8 +205,14 @@ class LogView(QWidget):
                 break
         if follow:
             bar.setValue(bar.maximum())
+        if not self._pending:
+            self._show()  # caught up: the editor repaints as usual
         # Behind: come back as soon as input and painting have had their turn.
         self._timer.start(0 if self._pending else self._interval)
+
+    def _show(self) -> None:
+        if not self.editor.updatesEnabled():
+            self.editor.setUpdatesEnabled(True)  # and repaints what changed meanwhile
 
     def _paint_chunk(self, cursor: QTextCursor, batch: list[tuple[str, str]]) -> None:
         cursor.beginEditBlock()  # one edit block: the cap trims once per chunk
@@ -293,6 +318,7 @@ class LogView(QWidget):
     def clear(self) -> None:
         self._write_unwritten()  # off the screen, not out of the full log
         self._pending.clear()
+        self._show()
         self.editor.clear()
         self.skipped = self._unsaid = 0
 
