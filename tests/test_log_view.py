@@ -179,3 +179,45 @@ def test_a_burst_beyond_the_cap_keeps_the_newest_in_order(view: LogView) -> None
     assert shown[0].startswith("… 2,001 lines not shown here")
     assert [s.split()[-1] for s in shown[1:]] == [str(i) for i in range(2_001, 3_000)]
     assert len(view.full_text().splitlines()) == 3_000
+
+
+def test_the_file_has_every_line_received_before_anything_is_painted(view: LogView) -> None:
+    # A failed job's traceback is appended to log_file right after its last lines arrived:
+    # asking for the path writes what is still waiting, so the order in the file holds.
+    view.append_many(_lines(3))
+    path = view.log_file
+    assert path is not None
+    assert [line.split(" ", 1)[1] for line in path.read_text(encoding="utf-8").splitlines()] \
+        == ["[info] line 0", "[step] line 1", "[warn] line 2"]
+    assert view.pending() == 3  # the screen still has them to paint
+    view.set_log_file(None)
+    view.append("info", "not in the file")
+    assert "not in the file" not in path.read_text(encoding="utf-8")
+
+
+def test_a_backlog_that_fills_the_view_replaces_what_was_shown(view: LogView) -> None:
+    view.append_many([("info", f"old {i}") for i in range(10)])
+    view.paint_all()
+    view.append_many(_lines(CAP + 500))
+    view.flush()  # one budgeted turn, as the timer runs it
+    view.paint_all()
+    shown = view.shown_text().splitlines()
+    assert not any(line.startswith("old ") for line in shown)
+    assert shown[0].startswith("… 501 lines not shown here")
+    assert shown[-1] == f"ERROR line {CAP + 499}"
+    assert view.editor.blockCount() <= CAP
+    assert view.editor.updatesEnabled()
+
+
+def test_the_editor_repaints_again_once_the_view_has_caught_up(qtbot: Any,
+                                                                view: LogView) -> None:
+    # While a backlog is painted the editor repaints once a frame (updates held between).
+    view.append_many(_lines(5_000))
+    view.flush()
+    assert not view.editor.updatesEnabled()  # a backlog: held until a frame has passed
+    qtbot.waitUntil(lambda: view.pending() == 0, timeout=10_000)
+    assert view.editor.updatesEnabled()
+    view.append("info", "after")
+    view.clear()
+    assert view.editor.updatesEnabled()
+    assert "after" in view.full_text()  # cleared off the screen, not out of the full log

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 import redis
 
+from wizard.cli import main as cli_main
 from wizard.core import jobs, phases
 from wizard.core.backup import BackupOptions
 from wizard.core.connection import PgSettings
@@ -181,3 +182,31 @@ def test_the_window_refuses_before_stopping_without_a_prepare_phase_or_a_stop(
     with pytest.raises(WindowRefused, match="no ready prepare phase"):
         phases.window(pg_db, options=WindowOptions(stop_command=clock_command(stop_file)))
     assert ran_at(stop_file) == []
+
+
+def test_the_cli_runs_prepare_then_window_and_prints_the_downtime(
+        pg_db: PgSettings, tmp_path: Path, passfile: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    dsn = (f"postgresql://{pg_db.user}@{pg_db.host}:{pg_db.port}/{pg_db.dbname}"
+           "?sslmode=disable")
+    assert cli_main(["window", "--dsn", dsn, "--app-stopped"]) == 3
+    assert "no ready prepare phase" in capsys.readouterr().err
+    assert cli_main(["prepare", "--dsn", dsn, "--out", str(tmp_path / "b"), "--no-prove",
+                     "--change", "CHG-7"]) == 0
+    said = capsys.readouterr().out
+    assert f"✔ prepare phase of {pg_db.dbname}: ready for the window" in said
+    assert "rollback point: " in said
+    # Neither a stop command (none in a profile here) nor --app-stopped: refused, unchanged.
+    assert cli_main(["window", "--dsn", dsn]) == 3
+    assert "needs the application stopped" in capsys.readouterr().err
+    assert jobs.inspect(pg_db).state == "pre"
+    stop_file, start_file = tmp_path / "stopped", tmp_path / "started"
+    assert cli_main(["window", "--dsn", dsn, "--stop-command", clock_command(stop_file),
+                     "--start-command", clock_command(start_file)]) == 0
+    said = capsys.readouterr().out
+    assert f"✔ window on {pg_db.dbname}: migrated" in said
+    assert "downtime (stop → start): " in said
+    assert "a restore of the prepared backup would lose " in said
+    assert "a revert loses none" in said
+    assert len(ran_at(stop_file)) == len(ran_at(start_file)) == 1
+    assert jobs.inspect(pg_db).state == "migrated"

@@ -16,6 +16,7 @@ from wizard.cli import (
     engine,
     gui,
     orphans,
+    phases,
     preflight,
     profiles,
     report,
@@ -38,8 +39,8 @@ from wizard.core.pgenv import sweep_passfiles
 CRASH_LOG = "cli-errors.log"
 
 # Each module has register(subparsers, connection_parser); its commands set `handler`.
-COMMAND_MODULES = (engine, preflight, backup, orphans, cache, restore, profiles, report, runs,
-                   gui)
+COMMAND_MODULES = (engine, phases, preflight, backup, orphans, cache, restore, profiles, report,
+                   runs, gui)
 
 
 def build_parser() -> argparse.ArgumentParser:

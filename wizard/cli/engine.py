@@ -258,7 +258,7 @@ def cmd_verify(args: argparse.Namespace, settings: PgSettings) -> int:
     redis = given_redis(args, profile)
     if redis is not None:
         redis = ask_password_if_needed(redis, interactive)
-    smoke = _smoke(profile, interactive)
+    smoke = smoke_from_profile(profile, interactive)
     journal = open_journal(args, settings, "verify", profile)
     checks = checklist.final_checklist(
         settings, redis, smoke, journal=journal,
@@ -275,7 +275,7 @@ def cmd_verify(args: argparse.Namespace, settings: PgSettings) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _smoke(profile: Profile | None, interactive: bool) -> SmokeSettings | None:
+def smoke_from_profile(profile: Profile | None, interactive: bool) -> SmokeSettings | None:
     """The profile's login smoke check; its test account's password from the keyring, else
     asked when a person is there (without one the login fails and the check says so)."""
     smoke = checklist.smoke_settings(profile, None)
