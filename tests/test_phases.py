@@ -4,6 +4,7 @@ when they ran (a shell appending the time to a file: the stand-in for pm2 or sys
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 import time
@@ -23,6 +24,7 @@ from wizard.core.journal import Journal
 from wizard.core.phases import PrepareOptions, WindowOptions, WindowRefused
 from wizard.core.prove import ProofOptions
 from wizard.core.redis_conn import RedisSettings
+from wizard.core.report import build_report, render_html
 from wizard.sandbox.redis_seed import seed_redis
 from wizard.sandbox.servers import RedisServer
 
@@ -116,6 +118,18 @@ def test_prepare_then_window_migrates_with_the_downtime_measured(
     assert said.index("window_opened") < said.index("window_rechecked") \
         < said.index("run_finished") < said.index("window_closed")
     assert said.count("app_command") == 2
+    # The window's report: the downtime, what a restore would lose, and the prepare phase.
+    report = build_report(Journal(Path(result.journal)))
+    assert report.rollback is not None
+    assert report.rollback.path == prepared.backup["path"]
+    text = " ".join(re.sub(r"<[^>]+>", " ", render_html(report)).split())
+    assert f"the application started again: downtime {result.downtime_s:.2f} s" in text
+    assert (f"a restore of the prepared backup would lose {result.writes_at_risk_s:g} s of "
+            "writes") in text
+    assert "re-check in " in text
+    assert "Prepare phase" in " ".join(
+        re.sub(r"<[^>]+>", " ", render_html(build_report(Journal(Path(prepared.journal)))))
+        .split())
 
 
 def test_a_new_orphan_in_a_watched_column_refuses_the_window_and_changes_nothing(

@@ -145,6 +145,43 @@ def _outcome_words(e: Record) -> str:
     return f" ({outcome}{error})" if outcome and outcome != "ok" else ""
 
 
+def _prepared_words(e: Record) -> tuple[str, str]:
+    if not e.get("ok"):
+        return FAIL, "prepare phase NOT ready: " + short("; ".join(e.get("problems") or []), 300)
+    backup = e.get("backup") or {}
+    timings = e.get("timings") or {}
+    return PASS, (f"prepare phase ready, with the application running "
+                  f"({sum(float(v) for v in timings.values()):.1f} s): backup "
+                  f"{_name(backup.get('path'))}" + (" PROVEN" if backup.get("proven") else "")
+                  + f", snapshot {backup.get('snapshot_at')}; rehearsal would block "
+                  f"{ms_text(e.get('blocked_ms'))}; {len(e.get('watched') or [])} column(s) "
+                  "to re-check for orphans in the window")
+
+
+def _opened_words(e: Record) -> tuple[str, str]:
+    risk = e.get("writes_at_risk_s")
+    return PASS, (f"downtime starts: the application stopped ({e.get('how')})"
+                  + (f"; a restore of the prepared backup would lose {float(risk):g} s of "
+                     "writes (its snapshot → this stop), a revert loses none"
+                     if risk is not None else ""))
+
+
+def _rechecked_words(e: Record) -> tuple[str, str]:
+    scope = f" ({e.get('reason')})" if e.get("reason") and e.get("ok") else ""
+    if not e.get("ok"):
+        return FAIL, f"re-check refused the migration: {short(e.get('reason'), 300)}"
+    return PASS, (f"re-check in {float(e.get('seconds') or 0):.2f} s: plan digest unchanged, "
+                  f"no new orphan rows in {len(e.get('columns') or [])} column(s){scope}")
+
+
+def _closed_words(e: Record) -> tuple[str, str]:
+    downtime = e.get("downtime_s")
+    if e.get("started") and downtime is not None:
+        return PASS, f"the application started again: downtime {float(downtime):.2f} s " \
+                     "(stop → start)"
+    return (PASS if e.get("ok") else FAIL), short(e.get("detail"), 300)
+
+
 Words = tuple[str, str]
 # Each event that is part of a step of the change window: its step and its words.
 STEP_EVENTS: dict[str, tuple[str, Any]] = {
@@ -188,11 +225,17 @@ STEP_EVENTS: dict[str, tuple[str, Any]] = {
             f", with failed checks seen: {', '.join(e['failed_checks'])}"
             if e.get("failed_checks") else ""))),
     "restore_finished": ("Restore", _restore_words),
+    "phase_prepared": ("Prepare phase", _prepared_words),
+    "window_opened": ("Application stopped", _opened_words),
+    "window_rechecked": ("Application stopped", _rechecked_words),
+    "window_closed": ("Application started", _closed_words),
 }
-# The steps in the order of the change window; the first six are always listed.
-STEPS = ("Pre-flight", "Application stopped", "Backup and proof", "Orphan rows", "Migration",
+# The steps in the order of the change window; the six from Pre-flight to Verification are
+# always listed, the prepare phase when one ran.
+STEPS = ("Prepare phase", "Pre-flight", "Application stopped", "Backup and proof",
+         "Orphan rows", "Migration",
          "Redis", "Verification", "Application started", "Revert", "Restore")
-ALWAYS = frozenset(STEPS[:7]) - {"Application stopped"}
+ALWAYS = frozenset(STEPS[1:8]) - {"Application stopped"}
 # Events other sections already show, or that only make up a step's record.
 SHOWN_ELSEWHERE = frozenset({
     "run_started", "log", "operator", "change", "state_before", "plan", "expected",
