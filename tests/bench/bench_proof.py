@@ -21,7 +21,6 @@ import argparse
 import itertools
 import os
 import re
-import resource
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchkit import (
+    Cpu,
     bench_cluster,
     drop_database,
     guide_restore,
@@ -41,7 +41,6 @@ from wizard.core import backup, prove, restore
 from wizard.core.backup_snapshot import table_counts
 from wizard.core.fingerprint import schema_fingerprint
 from wizard.core.journal import Journal
-from wizard.sandbox.servers import PostgresServer
 
 DB = "bench_proof"
 DEFAULT_USERS = int(os.environ.get("BENCH_PROOF_USERS", "1000000"))
@@ -117,45 +116,6 @@ class Timeline:
                     "CONSTRAINT (PK/unique)" if name.startswith("CONSTRAINT") else "other")
             out[f"sum of {kind} items"] = out.get(f"sum of {kind} items", 0.0) + seconds
         return out
-
-
-def cpu_seconds(server: PostgresServer) -> tuple[float, float]:
-    """(our children's CPU s: pg_restore, psql, pg_dump once waited for; the server's CPU s:
-    the postmaster's reaped backends plus its live children)."""
-    ours = resource.getrusage(resource.RUSAGE_CHILDREN)
-    tick = os.sysconf("SC_CLK_TCK")
-    pid = server.pid
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # fields[0] is the state: ppid is fields[1], utime..cstime fields[11..14]
-        if stat.parent.name == str(pid):
-            total += sum(int(x) for x in fields[11:15])
-        elif fields[1] == str(pid):
-            total += int(fields[11]) + int(fields[12])
-    return ours.ru_utime + ours.ru_stime, total / tick
-
-
-class Cpu:
-    """CPU seconds spent by our child programs and by the server between start and stop."""
-
-    def __init__(self, server: PostgresServer) -> None:
-        self.server = server
-        self.client_s = self.server_s = 0.0
-        self._start = cpu_seconds(server)
-
-    def stop(self) -> Cpu:
-        client, srv = cpu_seconds(self.server)
-        self.client_s, self.server_s = client - self._start[0], srv - self._start[1]
-        return self
-
-    def text(self, wall_s: float) -> str:
-        cores = os.cpu_count() or 1
-        return (f"{self.client_s:.1f} + {self.server_s:.1f} "
-                f"({(self.client_s + self.server_s) / (wall_s * cores):.0%})")
 
 
 def _jobs_list(text: str) -> list[int]:

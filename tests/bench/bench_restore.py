@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchkit import (
+    Cpu,
     bench_cluster,
     drop_database,
     guide_restore,
@@ -58,15 +59,23 @@ def main() -> int:
         print(f"  dumps written: custom {custom_b:,} bytes in {dump_custom_s:.1f} s, plain "
               f"{plain_b:,} bytes in {dump_plain_s:.1f} s", flush=True)
 
+        cpu = Cpu(server)
         t0 = time.perf_counter()
         plan = restore.prepare(live, custom, restore.RestoreOptions(
             jobs=args.jobs, maintenance_work_mem=args.maintenance_work_mem))
         prepare_s = time.perf_counter() - t0
-        result = restore.run(plan, confirm=DB)
+
+        def until_back(_level: str, message: str) -> None:
+            if message.startswith("ANALYZE "):  # the database is back under its name
+                cpu.stop()
+
+        result = restore.run(plan, confirm=DB, report=until_back)
         ours_s = time.perf_counter() - t0
         assert result.ok, result.error
         print(f"  ours: {result.timings}", flush=True)
+        guide_cpu = Cpu(server)
         guide_s = guide_restore(server, live, plain, f"{DB}_guide")
+        guide_cpu.stop()
         print(f"  guide: {guide_s:.2f} s", flush=True)
         for name in (result.before_db or "", f"{DB}_guide"):
             drop_database(server, name)
@@ -80,10 +89,10 @@ def main() -> int:
              f"{prepare_s:.2f}", f"{t['restore_s']:.2f}",
              f"{t['create_s'] + t['check_s'] + t['swap_s']:.2f}", f"{back_s:.2f}",
              f"{t.get('analyze_s', 0):.2f}", f"{ours_s:.2f}",
-             f"{ratio:.2f}x {'ok' if ratio <= TARGET else 'MISSED'}"],
+             f"{ratio:.2f}x {'ok' if ratio <= TARGET else 'MISSED'}", cpu.text(back_s)],
             [f"{args.users:,}", "guide: createdb; psql < plain.sql (no checks)",
              f"{plain_b / 1e6:,.0f}", "-", f"{guide_s:.2f}", "-", f"{guide_s:.2f}", "-",
-             f"{guide_s:.2f}", "1.00x"],
+             f"{guide_s:.2f}", "1.00x", guide_cpu.text(guide_s)],
         ]
     print_table(f"Restore: wall time, {os.cpu_count()} cores. 'database back' is until the "
                 "restored copy carries the live name (ours: the swap); ours then runs ANALYZE "
@@ -91,7 +100,7 @@ def main() -> int:
                 f"target <= {TARGET}x",
                 ["users", "method", "backup MB", "inspect s", "restore s",
                  "create+check+swap s", "database back s", "ANALYZE after s", "total s",
-                 "ours/guide"], rows)
+                 "ours/guide", "CPU s until back: programs + server (of all cores)"], rows)
     return 0
 
 

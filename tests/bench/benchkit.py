@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -97,6 +98,45 @@ def newest_pg_dump(min_major: int = 16) -> Tool | None:
     tools = [t for p in paths if (p.parent / "pg_restore").is_file()
              and (t := probe(p)) is not None and t.major >= min_major]
     return max(tools, key=lambda t: t.major, default=None)
+
+
+def cpu_seconds(server: PostgresServer) -> tuple[float, float]:
+    """(our children's CPU s: pg_restore, psql, pg_dump once waited for; the server's CPU s:
+    the postmaster's reaped backends plus its live children)."""
+    ours = resource.getrusage(resource.RUSAGE_CHILDREN)
+    tick = os.sysconf("SC_CLK_TCK")
+    pid = server.pid
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[0] is the state: ppid is fields[1], utime..cstime fields[11..14]
+        if stat.parent.name == str(pid):
+            total += sum(int(x) for x in fields[11:15])
+        elif fields[1] == str(pid):
+            total += int(fields[11]) + int(fields[12])
+    return ours.ru_utime + ours.ru_stime, total / tick
+
+
+class Cpu:
+    """CPU seconds spent by our child programs and by the server between start and stop."""
+
+    def __init__(self, server: PostgresServer) -> None:
+        self.server = server
+        self.client_s = self.server_s = 0.0
+        self._start = cpu_seconds(server)
+
+    def stop(self) -> Cpu:
+        client, srv = cpu_seconds(self.server)
+        self.client_s, self.server_s = client - self._start[0], srv - self._start[1]
+        return self
+
+    def text(self, wall_s: float) -> str:
+        cores = os.cpu_count() or 1
+        return (f"{self.client_s:.1f} + {self.server_s:.1f} "
+                f"({(self.client_s + self.server_s) / (wall_s * cores):.0%})")
 
 
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
