@@ -26,7 +26,7 @@ from wizard.core.events import BackupSkipped
 from wizard.core.execute import RunOptions
 from wizard.core.plan import UP
 from wizard.core.redis_conn import RedisSettings
-from wizard.core.run_state import DONE, FAILED, RUNNING, SKIPPED, TODO
+from wizard.core.run_state import DONE, FAILED, PHASES, RUNNING, SKIPPED, TODO
 from wizard.core.session import WizardSession
 from wizard.sandbox.redis_seed import seed_redis
 from wizard.sandbox.servers import RedisServer
@@ -573,7 +573,11 @@ def test_the_rail_is_reached_with_tab_and_speaks(wizard_window: MigrationWizard)
     for widget in (rail.facts_view, rail.list, rail.detail):
         assert widget.focusPolicy() & Qt.FocusPolicy.TabFocus
         assert widget.accessibleName()
-    item = rail.list.item(0)
+    heading = rail.list.item(0)  # the prepare phase's heading: read, never selected
+    assert heading is not None
+    assert heading.text() == PHASES["connect"]
+    assert heading.flags() == Qt.ItemFlag.NoItemFlags
+    item = rail.list.item(1)
     assert item is not None
     assert item.data(Qt.ItemDataRole.AccessibleTextRole) == "Connect: to do."
     rail.list.setFocus()

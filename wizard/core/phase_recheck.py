@@ -23,8 +23,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from wizard.core import names
 from wizard.core.connection import PgSettings
-from wizard.core.orphans import OrphanColumn
+from wizard.core.ops.keys import AddForeignKey
+from wizard.core.plan import Plan
 
 XID_SPACE = 2**32
 NEAR_WRAP = 2**31 - 10_000_000  # an xid this old cannot be compared with age() any more
@@ -92,11 +94,16 @@ def read_horizon(settings: PgSettings, schema: str, parent: str) -> Horizon:
                        datetime.now(timezone.utc).isoformat())
 
 
-def watched_columns(columns: list[OrphanColumn], added: set[tuple[str, str]],
-                    parent_key: str) -> list[Watched]:
-    """The scan's single columns whose (table, column) the plan gives a new foreign key."""
-    return [Watched(c.schema, c.table, c.columns[0], parent_key) for c in columns
-            if len(c.columns) == 1 and (c.table, c.columns[0]) in added]
+def watched_columns(plan: Plan, schema: str) -> list[Watched]:
+    """The columns the plan adds a foreign key on, as they are named before the rename
+    (the table, the column, the key of prosumer they refer to)."""
+    found: list[Watched] = []
+    for op in plan.ops:
+        if isinstance(op, AddForeignKey):
+            table = names.OLD_TABLE if op.on == names.NEW_TABLE else op.on
+            ref = names.column_before(names.OLD_TABLE, op.ref_column)
+            found.append(Watched(schema, table, names.column_before(table, op.column), ref))
+    return found
 
 
 def _key_type(conn: psycopg.Connection[Any], schema: str, table: str, column: str) -> str:

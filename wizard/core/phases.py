@@ -35,9 +35,14 @@ from wizard.core.events import (
 )
 from wizard.core.execute import RunOptions, RunResult
 from wizard.core.journal import Journal, runs_for
-from wizard.core.ops.keys import AddForeignKey
-from wizard.core.phase_recheck import Horizon, Recheck, Watched, read_horizon, recheck
-from wizard.core.phase_recheck import watched_columns as _watched
+from wizard.core.phase_recheck import (
+    Horizon,
+    Recheck,
+    Watched,
+    read_horizon,
+    recheck,
+    watched_columns,
+)
 from wizard.core.plan import UP, Plan, PlanRefused
 from wizard.core.preflight import run_preflight
 from wizard.core.prove import ProofOptions, prove
@@ -144,17 +149,6 @@ def _since(t0: float) -> float:
 # --- prepare ---------------------------------------------------------------------------
 
 
-def _added_columns(plan: Plan) -> set[tuple[str, str]]:
-    """(table, column) as named before the rename, of every foreign key the plan adds."""
-    added: set[tuple[str, str]] = set()
-    for op in plan.ops:
-        if isinstance(op, AddForeignKey):
-            table = names.OLD_TABLE if op.on == names.NEW_TABLE else op.on
-            added.add((table, names.column_before(table, op.column)))
-            added.add((table, op.column))  # a column the rename leaves as it is
-    return added
-
-
 def prepare(settings: PgSettings, redis: RedisSettings | None = None,
             rules: tuple[Rule, ...] | list[Rule] = DEFAULT_RULES, *,
             options: PrepareOptions, report: Report = no_report,
@@ -210,7 +204,7 @@ def _prepare(settings: PgSettings, redis: RedisSettings | None, rules: Any,
     out.orphans = scan.total
     if blocking:
         raise WindowRefused("orphan rows stop the migration: " + "; ".join(blocking))
-    watched = _watched(scan.columns, _added_columns(plan), scan.parent_key)
+    watched = watched_columns(plan, discovery.schema)
     out.watched = [{**asdict(w), "label": w.label} for w in watched]
     out.horizon = horizon.to_dict()
     report("step", "prepare 3/5: backup" + (" and its proof by a restore" if opts.prove
@@ -471,3 +465,68 @@ def _smoke(settings: SmokeSettings, wait_s: float, cancel: threading.Event | Non
                 cancel is not None and cancel.is_set()):
             return check
         time.sleep(1.0)
+
+
+# --- the wizard's window: its Run migration stops first, its Verify page starts ---------
+
+
+def _snapshot_of_newest_backup(journal: Journal) -> str:
+    """When the newest verified backup's snapshot was taken (else when it started)."""
+    for event in reversed(journal.events("backup")):
+        if event.get("verified"):
+            snapshot = event.get("snapshot") or {}
+            return str(snapshot.get("taken_at") or event.get("ts") or "")
+    return ""
+
+
+def stop_then_run(settings: PgSettings, plan: Plan, *, stop_command: str | None,
+                  options: RunOptions, journal: Journal, guard: jobs.Guard,
+                  report: Report = no_report, cancel: threading.Event | None = None,
+                  events: Any = None) -> tuple[Plan, RunResult, Journal]:
+    """The wizard's Run migration: with a stop command, the window opens first (the stop,
+    then the orphan re-check of the columns the plan adds a key on, whole columns: the
+    wizard's scan kept no horizon), then the migration of the plan on screen (which itself
+    refuses a catalog changed since it was shown). Without one the migration runs alone."""
+    if stop_command:
+        report("step", "stopping the application: the window opens")
+        _stop(WindowOptions(stop_command=stop_command), report, cancel, journal)
+        risk = None
+        snapshot = _snapshot_of_newest_backup(journal)
+        if snapshot:
+            risk = round((_now() - datetime.fromisoformat(snapshot)).total_seconds(), 1)
+        journal.record(WindowOpened("stop command", str(journal.folder), risk))
+        report("info", "downtime starts: the application is stopped (stop command)"
+                       + (f"; a restore of the backup would lose {risk:g} s of writes"
+                          if risk is not None else ""))
+        out = WindowResult(False, settings.dbname)
+        try:
+            _recheck(settings, {"digest": plan.digest,
+                                "watched": [asdict(w) for w in
+                                            watched_columns(plan, plan.source.schema
+                                                            if plan.source else "public")]},
+                     report, journal, out)
+        except WindowRefused as exc:
+            raise WindowRefused(f"{exc}. The application is still stopped and nothing was "
+                                "changed: start it again (Pre-flight page) or fix this and "
+                                "run again") from None
+    return jobs.run(settings, UP, options=options, report=report, cancel=cancel,
+                    journal=journal, plan=plan, guard=guard, events=events)
+
+
+def start_after_window(command: str, *, journal: Journal, report: Report = no_report,
+                       cancel: threading.Event | None = None) -> WindowClosed:
+    """The start command once the checks passed; the window closes with its downtime (from
+    this journal's window_opened, when it has one)."""
+    started = run_app_command("start", command, report=report, cancel=cancel)
+    journal.record(AppCommandRan("start", command, started.ok, started.detail))
+    opened = journal.events("window_opened")
+    downtime = None
+    if started.ok and opened:
+        at = datetime.fromisoformat(str(opened[-1]["ts"]))
+        downtime = round((_now() - at).total_seconds(), 3)
+    closed = WindowClosed(started.ok, started.ok, downtime,
+                          "the application started again" if started.ok
+                          else f"the start command failed: {started.detail}")
+    if opened:
+        journal.record(closed)
+    return closed

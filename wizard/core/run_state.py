@@ -21,6 +21,9 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("connect", "Connect"), ("preflight", "Pre-flight"), ("backup", "Backup"),
     ("orphans", "Orphans"), ("migrate", "Migrate"), ("redis", "Redis"), ("verify", "Verify"))
 TITLES = dict(STEPS)
+# The change window's two phases, each heading the steps from the one named here on.
+PHASES = {"connect": "Prepare: the application keeps running",
+          "migrate": "Window: from Run migration's stop to Start"}
 
 TODO, RUNNING, DONE, FAILED, SKIPPED = "to do", "running", "done", "failed", "skipped"
 

@@ -23,6 +23,9 @@ class SmokeSettings:
     timeout_s: float = 10.0
 
 
+CHECK_ID = "smoke_login"
+
+
 def _find_key(data: Any, key: str) -> Any:
     """The first value of `key` anywhere in a JSON document (the reply nests it in `user`)."""
     if isinstance(data, dict):
@@ -48,7 +51,7 @@ def login_check(settings: SmokeSettings) -> Check:
     title = "Application login returns userId (POST /auth/login)"
     url = urljoin(settings.base_url.rstrip("/") + "/", LOGIN_PATH)
     if urlsplit(url).scheme not in ("http", "https"):
-        return Check("smoke_login", title, FAIL,
+        return Check(CHECK_ID, title, FAIL,
                      f"base URL {settings.base_url!r} is not http(s); fix it in the profile")
     body = json.dumps({"email": settings.email, "password": settings.password or ""}).encode()
     request = urllib.request.Request(url, data=body, method="POST",  # noqa: S310 (scheme checked)
@@ -60,19 +63,19 @@ def login_check(settings: SmokeSettings) -> Check:
             status, raw = reply.status, reply.read()
     except urllib.error.HTTPError as exc:
         evidence["result"] = {"status": exc.code}
-        return Check("smoke_login", title, FAIL,
+        return Check(CHECK_ID, title, FAIL,
                      f"{url} answered HTTP {exc.code}: check the test account's email and "
                      f"password, and that the application was started", evidence)
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        return Check("smoke_login", title, FAIL,
+        return Check(CHECK_ID, title, FAIL,
                      f"cannot reach {url}: {reason}; is the application running?", evidence)
     elapsed_ms = round((time.perf_counter() - started) * 1000)
     try:
         data = json.loads(raw)
     except ValueError:
         evidence["result"] = {"status": status, "body": "not JSON"}
-        return Check("smoke_login", title, FAIL, f"{url} did not answer JSON", evidence)
+        return Check(CHECK_ID, title, FAIL, f"{url} did not answer JSON", evidence)
     user_id, prosumer_id = _find_key(data, "userId"), _find_key(data, "prosumerId")
     evidence["result"] = {"status": status, "ms": elapsed_ms,
                           "keys": sorted(data) if isinstance(data, dict) else [],
@@ -80,5 +83,5 @@ def login_check(settings: SmokeSettings) -> Check:
     if user_id is None:
         detail = ("the reply has prosumerId but no userId: the application still runs the "
                   "old code" if prosumer_id is not None else "the reply has no userId")
-        return Check("smoke_login", title, FAIL, detail, evidence)
-    return Check("smoke_login", title, PASS, f"userId {user_id} in {elapsed_ms} ms", evidence)
+        return Check(CHECK_ID, title, FAIL, detail, evidence)
+    return Check(CHECK_ID, title, PASS, f"userId {user_id} in {elapsed_ms} ms", evidence)

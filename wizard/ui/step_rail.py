@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 from wizard.core.run_state import (
     DONE,
     FAILED,
+    PHASES,
     RUNNING,
     SKIPPED,
     STEPS,
@@ -107,10 +108,18 @@ class StepRail(QWidget):
         self.list.setSpacing(1)
         self.list.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         # Every step stays in sight: two lines each, and a third when a reason wraps.
-        self.list.setMinimumHeight(self.fontMetrics().lineSpacing() * 2 * len(STEPS) + 24)
+        self.list.setMinimumHeight(self.fontMetrics().lineSpacing()
+                                   * (2 * len(STEPS) + len(PHASES)) + 24)
+        self._rows: dict[str, int] = {}  # step → its row (phase headings sit between)
         for step, title in STEPS:
+            if step in PHASES:
+                heading_item = QListWidgetItem(PHASES[step])
+                heading_item.setFlags(Qt.ItemFlag.NoItemFlags)  # a heading, not a step
+                heading_item.setFont(bold)
+                self.list.addItem(heading_item)
             item = QListWidgetItem(title)
             item.setData(Qt.ItemDataRole.UserRole, step)
+            self._rows[step] = self.list.count()
             self.list.addItem(item)
         self.list.currentRowChanged.connect(lambda _row: self._show_detail())
         steps_heading.setBuddy(self.list)
@@ -140,7 +149,7 @@ class StepRail(QWidget):
         self._show_facts()
         self._paint_steps()
         if current:
-            row = next((i for i, s in enumerate(self.states) if s.step == current), -1)
+            row = self._rows.get(current, -1)
             if row >= 0 and not self.list.hasFocus():
                 self.list.setCurrentRow(row)
         self._show_detail()
@@ -155,8 +164,7 @@ class StepRail(QWidget):
 
     def step_text(self, step: str) -> str:
         """The rail's words for one step, as shown (tests and screen readers read them)."""
-        row = next((i for i, (s, _t) in enumerate(STEPS) if s == step), -1)
-        item = self.list.item(row)
+        item = self.list.item(self._rows.get(step, -1))
         return item.text() if item is not None else ""
 
     def facts_text(self) -> str:
@@ -172,8 +180,8 @@ class StepRail(QWidget):
 
     def _paint_steps(self) -> None:
         now = now_utc()
-        for row, state in enumerate(self.states):
-            item = self.list.item(row)
+        for state in self.states:
+            item = self.list.item(self._rows.get(state.step, -1))
             if item is None:
                 continue
             here = "  ◂ this page" if state.step == self.current else ""

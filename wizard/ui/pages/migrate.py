@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from wizard.core import jobs, run_state
+from wizard.core import jobs, phases, run_state
 from wizard.core.commit_outcome import COMMITTED, NOT_COMMITTED
 from wizard.core.connection import PgSettings
 from wizard.core.discovery import Discovery
@@ -412,11 +413,34 @@ class MigratePage(StepPage):
                    f"Rollback point: {rollback}.\n"
                    f"Blocked time: {blocked}, as measured by the rehearsal at "
                    f"{run_state.clock(rehearsal.at)} ({wait}).\n\n"
+                   f"{self.window_words()}\n\n"
                    f"{len(plan.catalog_steps)} steps run in one transaction. If any step or "
                    f"check fails, everything is rolled back."):
             self.log.append("info", "migration not started: the operator said no")
             return False
         return True
+
+    def stop_command(self) -> str | None:
+        """The profile's stop command, unless this run's journal shows the application
+        already stopped by it (the Pre-flight page's Stop button): Run stops it first."""
+        profile = self.session.profile
+        command = profile.app_stop_command if profile else None
+        commands = self.session.ensure_journal().events("app_command")
+        if command and commands and commands[-1].get("what") == "stop" \
+                and commands[-1].get("ok"):
+            return None
+        return command
+
+    def window_words(self) -> str:
+        """What the run does to the application: the change window's downtime."""
+        command = self.stop_command()
+        if command:
+            return (f"The application: stopped first by the profile's stop command "
+                    f"({command}); then the columns that gain a foreign key are checked "
+                    f"again for orphans. The downtime runs from the stop until Start the "
+                    f"application on the Verify page, once the checks pass.")
+        return ("The application: stop it before you answer Yes (the profile has no stop "
+                "command, or the Pre-flight page stopped it already).")
 
     def _why_unrehearsed(self, events: list[dict[str, Any]]) -> str:
         tries = run_state.rehearsals(events)
@@ -461,8 +485,13 @@ class MigratePage(StepPage):
         # The last run's checks are not this run's: cleared; the Plan tab shows it live.
         self.checks.clear()
         self.tabs.setCurrentIndex(0)
+        if rehearse:
+            run: Any = functools.partial(jobs.run, pg, UP)
+        else:  # the window: the stop (when the profile has the command) and a re-check first
+            run = functools.partial(phases.stop_then_run, pg,
+                                    stop_command=self.stop_command())
         job = self.run_job(
-            name, jobs.run, pg, UP, options=self.options(rehearse=rehearse),
+            name, run, options=self.options(rehearse=rehearse),
             journal=self.session.ensure_journal(), plan=self.plan, on_done=self.show_result,
             guard=guard,  # the verified backup (or its typed override), no orphans
             on_failed=lambda message: self._after_failure(rehearse, message),

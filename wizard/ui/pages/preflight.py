@@ -119,9 +119,12 @@ class PreflightPage(StepPage):
         self.app_note.setText(
             f"Stop command: {stop or '(none in this profile)'}\n"
             f"Start command: {start or '(none in this profile)'}\n"
-            "Stop the application before the backup so that nothing writes during the "
-            "window (the guide's PM2/systemd step). Commands run without a shell; their "
-            "output goes to the log.")
+            "Keep the application running through the prepare steps (pre-flight, backup, "
+            "orphans, rehearsal): they only read, or change what you confirm. With a stop "
+            "command, Run migration stops it just before the migration and the Verify page "
+            "starts it again once the checks pass: that is the downtime. Without one, stop "
+            "it yourself before Run migration. Commands run without a shell; their output "
+            "goes to the log.")
         self.run_checks()
 
     def run_checks(self) -> None:

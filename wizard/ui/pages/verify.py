@@ -28,8 +28,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from wizard.core import restore
+from wizard.core import phases, restore
 from wizard.core.checklist import final_checklist, smoke_settings
+from wizard.core.events import WindowClosed
 from wizard.core.files import write_atomic
 from wizard.core.journal import Journal
 from wizard.core.outcome_checks import MIGRATION, LastOutcome, last_outcome, outcome_checks
@@ -50,6 +51,7 @@ from wizard.core.report import (
     record_signed,
     redact,
 )
+from wizard.core.smoke import CHECK_ID as SMOKE_ID
 from wizard.core.verify import FAIL, PASS, WARN, Check
 from wizard.ui.ask import WorkerQuestion
 from wizard.ui.checks_view import check_item, checks_tree
@@ -185,11 +187,17 @@ class VerifyPage(StepPage):
         self.restore_button.setToolTip("Replace the database with this run's verified backup "
                                        "(the current one is kept under another name)")
         self.restore_button.clicked.connect(self.restore_from_backup)
+        self.start_button = QPushButton("&Start the application")
+        self.start_button.setToolTip("Run the profile's start command: the change window "
+                                     "(opened by Run migration's stop) closes, with its "
+                                     "downtime")
+        self.start_button.clicked.connect(self.start_application)
+        self.start_button.hide()
         bottom = QHBoxLayout()
         bottom.addWidget(operator_label)
         bottom.addWidget(self.operator, 1)
-        for button in (self.pdf_button, self.json_button, self.revert_button,
-                       self.restore_button):
+        for button in (self.start_button, self.pdf_button, self.json_button,
+                       self.revert_button, self.restore_button):
             bottom.addWidget(button)
         self.result_label = QLabel()
         self.result_label.setWordWrap(True)
@@ -263,6 +271,7 @@ class VerifyPage(StepPage):
         if first is not None:
             self.tree.setCurrentItem(first)
         self.set_valid(True)  # finishing with failed checks is allowed; the report shows them
+        self._update_buttons()
 
     def _show_evidence(self, item: QTreeWidgetItem | None, _previous: Any = None) -> None:
         if item is None:
@@ -280,6 +289,48 @@ class VerifyPage(StepPage):
     def _update_buttons(self, *_args: object) -> None:
         for button in (self.rerun, self.revert_button, self.restore_button):
             button.setEnabled(not self.busy)
+        command = self.start_command()
+        self.start_button.setVisible(command is not None)
+        # The login smoke check cannot pass while the application is stopped: the others must.
+        checks = self.checks or []
+        passed = bool(checks) and not any(c.status == FAIL and c.id != SMOKE_ID
+                                          for c in checks)
+        self.start_button.setEnabled(not self.busy and passed)
+        if command is not None:
+            self.start_button.setToolTip(f"Run the start command ({command}) once the checks "
+                                         "pass: the change window closes, with its downtime")
+
+    # -- the end of the change window -------------------------------------------------------
+
+    def start_command(self) -> str | None:
+        """The profile's start command while this run's window is open (Run migration
+        stopped the application and nothing has started it since)."""
+        profile = self.session.profile
+        command = profile.app_start_command if profile else None
+        opened = self.journal.events("window_opened")
+        closed = self.journal.events("window_closed")
+        if not command or not opened or (closed and closed[-1]["ts"] > opened[-1]["ts"]):
+            return None
+        return command
+
+    def start_application(self) -> None:
+        command = self.start_command()
+        if command is None or self.busy:
+            return
+        self.run_job("Starting the application", phases.start_after_window, command,
+                     journal=self.journal, on_done=self._started,
+                     advice="Start the application by hand; the schema is migrated.")
+
+    def _started(self, closed: WindowClosed) -> None:
+        if not closed.ok:
+            self.show_error(closed.detail, "Starting the application",
+                            "Fix the start command in the profile or start it by hand.")
+        else:
+            downtime = ("" if closed.downtime_s is None
+                        else f": downtime {closed.downtime_s:.2f} s (stop → start)")
+            self.show_result(f"✔ The application started again{downtime}.")
+            QTimer.singleShot(0, self.run_checks)  # the login smoke check can pass now
+        self._update_buttons()
 
     # -- the operator's part ----------------------------------------------------------------
 
