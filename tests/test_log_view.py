@@ -221,3 +221,10 @@ def test_the_editor_repaints_again_once_the_view_has_caught_up(qtbot: Any,
     view.clear()
     assert view.editor.updatesEnabled()
     assert "after" in view.full_text()  # cleared off the screen, not out of the full log
+
+
+def test_a_view_hidden_right_after_its_last_lines_has_them_in_the_file(view: LogView,
+                                                                        tmp_path: Path) -> None:
+    view.append("info", "last words")
+    view.hide()  # a dialog closing before the next paint turn
+    assert "[info] last words" in (tmp_path / "run.log").read_text(encoding="utf-8")

@@ -15,6 +15,7 @@ from PySide6.QtGui import (
     QColor,
     QFontDatabase,
     QGuiApplication,
+    QHideEvent,
     QPalette,
     QTextCharFormat,
     QTextCursor,
@@ -250,6 +251,10 @@ class LogView(QWidget):
             if level == "error":
                 fmt.setFontWeight(700)
             self._formats[level] = fmt
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        self._write_unwritten()  # a closing page or dialog: the file gets its last lines now
+        super().hideEvent(event)
 
     def changeEvent(self, event: QEvent) -> None:
         if event.type() == QEvent.Type.PaletteChange:
