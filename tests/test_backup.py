@@ -329,7 +329,7 @@ def test_backup_is_private_verified_and_journaled(pg_db: PgSettings, tmp_path: P
     assert "TABLE DATA public prosumer" in listing
     assert result.toc_entries == sum(1 for ln in listing.splitlines()
                                      if ln.strip() and not ln.startswith(";"))
-    assert result.compression == "gzip:1"
+    assert result.compression == backup.auto_compression(plan.pg_dump)  # the default, auto
     assert "--lock-wait-timeout=30000" in plan.argv
     assert "--no-password" in plan.argv
     # Every pg_dump line went to the log; progress only moved forward and ended at 1.
@@ -592,6 +592,27 @@ def test_compression_arguments_follow_the_pg_dump_version() -> None:
         backup.compression_args("lz4", v15)
     with pytest.raises(BackupRefused, match="unknown compression"):
         backup.compression_args("brotli", v17)
+
+
+def _stand_in_pg_dump(path: Path, stderr: str) -> Path:
+    """A pg_dump that prints `stderr` and fails, as a real one does when it cannot connect."""
+    path.write_text(f"#!/bin/sh\necho '{stderr}' >&2\nexit 1\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_auto_compression_is_zstd_1_where_pg_dump_can_write_it(tmp_path: Path) -> None:
+    v15 = pgtools.Tool(Path("/x/pg_dump"), 15, "15.18")
+    assert backup.compression_args("auto", v15) == (["-Z1"], "gzip:1")
+    with_zstd = _stand_in_pg_dump(tmp_path / "with", "pg_dump: error: connection to server "
+                                  "on socket failed: No such file or directory")
+    assert backup.compression_args("auto", pgtools.Tool(with_zstd, 17, "17.2")) == (
+        ["--compress=zstd:1"], "zstd:1")
+    without = _stand_in_pg_dump(tmp_path / "without", "pg_dump: error: this build does not "
+                                "support compression with zstd")
+    assert backup.compression_args("AUTO", pgtools.Tool(without, 16, "16.4")) == (
+        ["--compress=gzip:1"], "gzip:1")
+    assert backup.DEFAULT_COMPRESSION == "auto"
 
 
 def test_progress_moves_smoothly_between_tables() -> None:
