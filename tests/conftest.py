@@ -7,6 +7,8 @@ import itertools
 import json
 import os
 import secrets
+import shlex
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -186,6 +188,44 @@ def _unrestorable(settings: PgSettings) -> None:
 def unrestorable() -> Callable[[PgSettings], None]:
     """Makes a database's backup fail to restore exactly (see _unrestorable)."""
     return _unrestorable
+
+
+@dataclass
+class AppClock:
+    """Stop and start commands that append the time they ran to a file each: the stand-in
+    for pm2 or systemd in the change window's tests."""
+
+    folder: Path
+
+    def command(self, name: str) -> str:
+        code = "import sys, time; open(sys.argv[1], 'a').write(repr(time.time()) + '\\n')"
+        return shlex.join([sys.executable, "-c", code, str(self.folder / name)])
+
+    def times(self, name: str) -> list[float]:
+        path = self.folder / name
+        return [float(x) for x in path.read_text().split()] if path.exists() else []
+
+
+@pytest.fixture
+def app_clock(tmp_path: Path) -> AppClock:
+    return AppClock(tmp_path)
+
+
+def _drop_key(pg: PgSettings, table: str = "wallet") -> None:
+    with pg.connect() as conn:
+        row = conn.execute(
+            "SELECT conname FROM pg_constraint WHERE contype = 'f' AND conrelid = %s::regclass "
+            "AND confrelid = 'prosumer'::regclass", (table,)).fetchone()
+        assert row is not None
+        conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+            sql.Identifier(table), sql.Identifier(row[0])))
+
+
+@pytest.fixture
+def drop_key() -> Callable[..., None]:
+    """drop_key(pg, table='wallet'): drop the table's foreign key to prosumer, as on a
+    database where it was never made: the migration adds it (NOT VALID, then VALIDATE)."""
+    return _drop_key
 
 
 @pytest.fixture

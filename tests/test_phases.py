@@ -5,8 +5,6 @@ when they ran (a shell appending the time to a file: the stand-in for pm2 or sys
 from __future__ import annotations
 
 import re
-import shlex
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,28 +25,6 @@ from wizard.core.redis_conn import RedisSettings
 from wizard.core.report import build_report, render_html
 from wizard.sandbox.redis_seed import seed_redis
 from wizard.sandbox.servers import RedisServer
-
-
-def clock_command(path: Path) -> str:
-    """A command that appends the time it ran (seconds since the epoch) to `path`."""
-    code = ("import sys, time; open(sys.argv[1], 'a').write(repr(time.time()) + '\\n')")
-    return shlex.join([sys.executable, "-c", code, str(path)])
-
-
-def ran_at(path: Path) -> list[float]:
-    return [float(x) for x in path.read_text().split()] if path.exists() else []
-
-
-def drop_key(pg: PgSettings, table: str = "wallet") -> None:
-    """Drop the foreign key of `table` to prosumer, as on a database where it was never
-    made: the migration adds it (NOT VALID, then VALIDATE), so its column is watched."""
-    with pg.connect() as conn:
-        row = conn.execute(
-            "SELECT conname FROM pg_constraint WHERE contype = 'f' AND conrelid = %s::regclass "
-            "AND confrelid = 'prosumer'::regclass", (table,)).fetchone()
-        assert row is not None
-        conn.execute(psycopg.sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-            psycopg.sql.Identifier(table), psycopg.sql.Identifier(row[0])))
 
 
 def prepare(pg: PgSettings, tmp_path: Path, redis_settings: RedisSettings | None = None,
@@ -78,7 +54,7 @@ def add_orphan(pg: PgSettings, watched: dict[str, Any]) -> None:
 
 
 def test_prepare_then_window_migrates_with_the_downtime_measured(
-        pg_db: PgSettings, tmp_path: Path, redis_server: RedisServer,
+        app_clock: Any, drop_key: Any, pg_db: PgSettings, tmp_path: Path, redis_server: RedisServer,
         redis_client: redis.Redis, restore_template: str) -> None:
     seed_redis(redis_client, 20)
     redis_settings = RedisSettings.from_url(f"{redis_server.url}/1",
@@ -93,14 +69,13 @@ def test_prepare_then_window_migrates_with_the_downtime_measured(
     assert prepared.redis["keys"] > 0
     assert jobs.inspect(pg_db).state == "pre"  # prepare changed nothing in the schema
     assert "phase_prepared" in events(prepared.journal)
-    stop_file, start_file = tmp_path / "stopped", tmp_path / "started"
     before = datetime.now(timezone.utc).timestamp()
     result = phases.window(pg_db, redis_settings, options=WindowOptions(
-        stop_command=clock_command(stop_file), start_command=clock_command(start_file)))
+        stop_command=app_clock.command("stopped"), start_command=app_clock.command("started")))
     assert result.ok, result.error
     assert jobs.inspect(pg_db).state == "migrated"
     assert result.redis_changed
-    stopped, started = ran_at(stop_file), ran_at(start_file)
+    stopped, started = app_clock.times("stopped"), app_clock.times("started")
     assert len(stopped) == 1
     assert len(started) == 1
     assert before < stopped[0] < started[0]
@@ -133,26 +108,27 @@ def test_prepare_then_window_migrates_with_the_downtime_measured(
 
 
 def test_a_new_orphan_in_a_watched_column_refuses_the_window_and_changes_nothing(
-        pg_db: PgSettings, tmp_path: Path, restore_template: str) -> None:
+        app_clock: Any, drop_key: Any, pg_db: PgSettings, tmp_path: Path,
+        restore_template: str) -> None:
     drop_key(pg_db)
     prepared = prepare(pg_db, tmp_path, restore_template=restore_template)
     assert prepared.ok, prepared.problems
     add_orphan(pg_db, watched_table(prepared))  # written after the scan, app still up
-    stop_file, start_file = tmp_path / "stopped", tmp_path / "started"
     result = phases.window(pg_db, options=WindowOptions(
-        stop_command=clock_command(stop_file), start_command=clock_command(start_file)))
+        stop_command=app_clock.command("stopped"), start_command=app_clock.command("started")))
     assert not result.ok
     assert result.error is not None
     assert "1 orphan row(s) written since the prepare phase's scan" in result.error
     assert watched_table(prepared)["label"] in result.error
     assert jobs.inspect(pg_db).state == "pre"
-    assert len(ran_at(stop_file)) == 1
-    assert ran_at(start_file) == []  # the new version must not start on the old schema
+    assert len(app_clock.times("stopped")) == 1
+    assert app_clock.times("started") == []  # the new version must not start on the old schema
     assert "the application is still stopped" in result.next_steps[0]
 
 
 def test_a_deleted_parent_makes_the_recheck_read_whole_columns_and_find_its_orphan(
-        pg_db: PgSettings, tmp_path: Path, restore_template: str) -> None:
+        app_clock: Any, drop_key: Any, pg_db: PgSettings, tmp_path: Path,
+        restore_template: str) -> None:
     """A child row older than the scan loses its parent after it: nothing in the child's
     xmin says so, the parent's delete counter does, and the whole column is read."""
     drop_key(pg_db)
@@ -191,15 +167,14 @@ def wait_for_statistics(pg: PgSettings, prepared: phases.Prepared) -> None:
 
 
 def test_the_window_refuses_before_stopping_without_a_prepare_phase_or_a_stop(
-        pg_db: PgSettings, tmp_path: Path) -> None:
-    stop_file = tmp_path / "stopped"
+        app_clock: Any, drop_key: Any, pg_db: PgSettings, tmp_path: Path) -> None:
     with pytest.raises(WindowRefused, match="no ready prepare phase"):
-        phases.window(pg_db, options=WindowOptions(stop_command=clock_command(stop_file)))
-    assert ran_at(stop_file) == []
+        phases.window(pg_db, options=WindowOptions(stop_command=app_clock.command("stopped")))
+    assert app_clock.times("stopped") == []
 
 
 def test_the_cli_runs_prepare_then_window_and_prints_the_downtime(
-        pg_db: PgSettings, tmp_path: Path, passfile: Path,
+        app_clock: Any, drop_key: Any, pg_db: PgSettings, tmp_path: Path, passfile: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     dsn = (f"postgresql://{pg_db.user}@{pg_db.host}:{pg_db.port}/{pg_db.dbname}"
            "?sslmode=disable")
@@ -214,13 +189,12 @@ def test_the_cli_runs_prepare_then_window_and_prints_the_downtime(
     assert cli_main(["window", "--dsn", dsn]) == 3
     assert "needs the application stopped" in capsys.readouterr().err
     assert jobs.inspect(pg_db).state == "pre"
-    stop_file, start_file = tmp_path / "stopped", tmp_path / "started"
-    assert cli_main(["window", "--dsn", dsn, "--stop-command", clock_command(stop_file),
-                     "--start-command", clock_command(start_file)]) == 0
+    assert cli_main(["window", "--dsn", dsn, "--stop-command", app_clock.command("stopped"),
+                     "--start-command", app_clock.command("started")]) == 0
     said = capsys.readouterr().out
     assert f"✔ window on {pg_db.dbname}: migrated" in said
     assert "downtime (stop → start): " in said
     assert "a restore of the prepared backup would lose " in said
     assert "a revert loses none" in said
-    assert len(ran_at(stop_file)) == len(ran_at(start_file)) == 1
+    assert len(app_clock.times("stopped")) == len(app_clock.times("started")) == 1
     assert jobs.inspect(pg_db).state == "migrated"

@@ -5,13 +5,11 @@ The stop and start commands append the time they ran to a file (the stand-in for
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pytestqt.qtbot import QtBot
 
-from tests.test_phases import clock_command, drop_key, ran_at
 from wizard.core import jobs
 from wizard.core.connection import PgSettings
 from wizard.core.events import BackupSkipped
@@ -26,17 +24,16 @@ WAIT = 60_000
 
 
 def test_run_stops_rechecks_and_migrates_and_verify_starts_with_the_downtime(
-        wizard_window: MigrationWizard, qtbot: QtBot, open_session: Any, pg_db: PgSettings,
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        app_clock: Any, drop_key: Any, wizard_window: MigrationWizard, qtbot: QtBot,
+        open_session: Any, pg_db: PgSettings, monkeypatch: pytest.MonkeyPatch) -> None:
     window = wizard_window
     rail = window.rail
     assert rail.list.item(0).text() == PHASES["connect"]
     assert PHASES["migrate"] in [rail.list.item(i).text() for i in range(rail.list.count())]
     drop_key(pg_db)  # wallet gains its key: the column the window re-checks
-    stop_file, start_file = tmp_path / "stopped", tmp_path / "started"
     session = open_session(window, pg_db)
-    session.profile = Profile(name="window", app_stop_command=clock_command(stop_file),
-                              app_start_command=clock_command(start_file))
+    session.profile = Profile(name="window", app_stop_command=app_clock.command("stopped"),
+                              app_start_command=app_clock.command("started"))
     journal = session.ensure_journal()
     journal.record(BackupSkipped(pg_db.dbname, "test of the change window"))
     page = window.start_at(MigratePage)
@@ -46,7 +43,7 @@ def test_run_stops_rechecks_and_migrates_and_verify_starts_with_the_downtime(
     qtbot.waitUntil(lambda: page.result is not None and not page.busy, timeout=WAIT)
     assert page.result is not None
     assert page.result.ok, page.result.error
-    assert ran_at(stop_file) == []  # the rehearsal is prepare: the application runs on
+    assert app_clock.times("stopped") == []  # the rehearsal is prepare: the application runs on
     page.result = None
     asked: list[str] = []
 
@@ -59,8 +56,8 @@ def test_run_stops_rechecks_and_migrates_and_verify_starts_with_the_downtime(
     assert page.result is not None
     assert page.result.ok, page.result.error
     assert "stopped first by the profile's stop command" in asked[0]
-    assert len(ran_at(stop_file)) == 1
-    assert ran_at(start_file) == []
+    assert len(app_clock.times("stopped")) == 1
+    assert app_clock.times("started") == []
     said = [e["event"] for e in journal.events()]
     assert said.index("window_opened") < said.index("window_rechecked") \
         < len(said) - 1 - said[::-1].index("run_finished")
@@ -74,12 +71,15 @@ def test_run_stops_rechecks_and_migrates_and_verify_starts_with_the_downtime(
     qtbot.waitUntil(lambda: verify.checks is not None and not verify.busy, timeout=WAIT)
     assert verify.start_button.isVisible()
     assert verify.start_button.isEnabled()
+    checked = verify.checks
     verify.start_button.click()
     qtbot.waitUntil(lambda: bool(journal.events("window_closed")) and not verify.busy,
                     timeout=WAIT)
-    assert len(ran_at(start_file)) == 1
+    assert len(app_clock.times("started")) == 1
     [closed] = journal.events("window_closed")
     assert closed["started"]
     assert closed["downtime_s"] > 0
     assert "✔ The application started again: downtime " in verify.result_label.text()
+    # The checks run again once the application is up (its login can pass now).
     qtbot.waitUntil(lambda: not verify.start_button.isVisible(), timeout=WAIT)
+    qtbot.waitUntil(lambda: verify.checks is not checked and not verify.busy, timeout=WAIT)
