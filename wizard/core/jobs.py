@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,9 @@ class Guard:
     # The database name typed back by a DBA who migrates although the backup's proof
     # found it cannot be restored exactly.
     accept_failed_proof: str | None = None
+    # path → (sha256, seconds): the backup hashed again already, after the application
+    # stopped (the change window hashes it alongside its re-check instead of after it).
+    hashed: dict[str, tuple[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -291,11 +294,14 @@ def _accept_backup(settings: PgSettings, backup: dict[str, Any], journal: Journa
     file that was verified may be the rollback point, which the migrate journal records."""
     path = Path(str(backup.get("path")))
     size = archive_size(path)
-    report("info", f"hashing the backup {path} again ({format_bytes(size)}) before the "
-                   f"transaction")
-    t0 = time.perf_counter()
-    now = archive_sha256(path)
-    seconds = round(time.perf_counter() - t0, 3)
+    if str(path) in guard.hashed:
+        now, seconds = guard.hashed[str(path)]
+    else:
+        report("info", f"hashing the backup {path} again ({format_bytes(size)}) before the "
+                       f"transaction")
+        t0 = time.perf_counter()
+        now = archive_sha256(path)
+        seconds = round(time.perf_counter() - t0, 3)
     recorded = str(backup.get("sha256", ""))
     if now != recorded:
         raise GuardRefused(

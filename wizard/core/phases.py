@@ -24,6 +24,7 @@ from typing import Any
 
 from wizard.core import checklist, jobs, names, orphans, redis_migrate
 from wizard.core.appctl import run_app_command
+from wizard.core.archive import archive_sha256
 from wizard.core.backup import BackupOptions, backup
 from wizard.core.connection import PgSettings
 from wizard.core.events import (
@@ -332,12 +333,16 @@ def _window(settings: PgSettings, redis: RedisSettings | None, rules: Any,
                                 out.writes_at_risk_s))
     report("info", f"downtime starts: the application is stopped ({out.stopped_how})")
     try:
+        # The rollback point is hashed again (the guard's check that it is the verified
+        # file) on a thread of its own while the re-check reads the database.
+        hashing = _Hashing(str((prepared.get("backup") or {}).get("path") or ""))
         plan = _recheck(settings, prepared, report, journal, out)
         report("step", "window 3/7: migration")
         t1 = time.perf_counter()
         _plan, run, _j = jobs.run(settings, UP, options=opts.run, report=report, cancel=cancel,
                                   journal=journal, plan=plan,
-                                  guard=jobs.Guard(check_orphans=False))
+                                  guard=jobs.Guard(check_orphans=False,
+                                                   hashed=hashing.result()))
         out.timings["migrate"] = _since(t1)
         out.run = _run_summary(run)
         if not run.ok:
@@ -440,6 +445,30 @@ def _recheck(settings: PgSettings, prepared: dict[str, Any], report: Report,
     if reason:
         raise WindowRefused(reason)
     return plan
+
+
+class _Hashing:
+    """sha256 of a backup on a thread; result() waits and gives the guard's `hashed`."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self._found, self._seconds = path, "", 0.0
+        self._thread = threading.Thread(target=self._hash, name="window-hash", daemon=True)
+        if path:
+            self._thread.start()
+
+    def _hash(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._found = archive_sha256(Path(self.path))
+        except OSError:
+            return  # the guard hashes it itself and says what is wrong
+        self._seconds = _since(t0)
+
+    def result(self) -> dict[str, tuple[str, float]]:
+        if not self.path:
+            return {}
+        self._thread.join()
+        return {self.path: (self._found, self._seconds)} if self._found else {}
 
 
 def _run_summary(run: RunResult) -> dict[str, Any]:
