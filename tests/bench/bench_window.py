@@ -135,7 +135,8 @@ def main() -> int:
                              f"{guide['pg_dump plain']:.2f} / {guide['NOT IN']:.2f} / "
                              f"{guide['migration']:.2f} / {guide['FLUSHALL']:.3f}",
                              f"{downtime / guide['downtime']:.2f}x"])
-                print(f"  {users:,} users done", flush=True)
+                print(f"  {users:,} users done; our window: {ours.timings}; its migration: "
+                      f"{ours.run}", flush=True)
         finally:
             redis_server.stop()
     print_table("Change window: downtime (stop → start, no-op commands), ours vs the guide's "

@@ -160,8 +160,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="parallel pg_dump processes (directory format only)")
     p.add_argument("--compress", default=DEFAULT_COMPRESSION, metavar="METHOD",
-                   help=f"none, gzip:1..9, or lz4 / zstd[:level] with pg_dump 16+ "
-                   f"(default {DEFAULT_COMPRESSION}: close to an uncompressed dump's speed)")
+                   help=f"{backup.AUTO} (default): {backup.AUTO_MODERN} with a pg_dump 16+ built "
+                   f"with zstd, else "
+                   f"{backup.AUTO_OLDER}; or none, gzip:1..9, lz4, zstd[:level] (pg_dump 16+)")
     p.add_argument("--lock-wait", type=float, default=DEFAULT_LOCK_WAIT_S, metavar="S",
                    help="give up when a table stays locked by another session this long "
                    f"(default {DEFAULT_LOCK_WAIT_S:g} s)")

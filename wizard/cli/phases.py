@@ -156,8 +156,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="parallel pg_dump processes (directory format only)")
     p.add_argument("--compress", default=DEFAULT_COMPRESSION, metavar="METHOD",
-                   help=f"none, gzip:1..9, or lz4 / zstd[:level] with pg_dump 16+ (default "
-                   f"{DEFAULT_COMPRESSION})")
+                   help=f"{backup.AUTO} (default): {backup.AUTO_MODERN} with a pg_dump 16+ built "
+                   f"with zstd, else "
+                   f"{backup.AUTO_OLDER}; or none, gzip:1..9, lz4, zstd[:level] (pg_dump 16+)")
     p.add_argument("--no-prove", action="store_true",
                    help="do not prove the backup by restoring it into a scratch copy")
     p.add_argument("--prove-jobs", type=int, default=prove.DEFAULT_JOBS, metavar="N",

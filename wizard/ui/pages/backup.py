@@ -26,6 +26,9 @@ from PySide6.QtWidgets import (
 
 from wizard.core import prove
 from wizard.core.backup import (
+    AUTO,
+    AUTO_MODERN,
+    AUTO_OLDER,
     DEFAULT_COMPRESSION,
     FORMATS,
     BackupOptions,
@@ -43,7 +46,7 @@ from wizard.ui.confirm import confirm_typed
 from wizard.ui.pages.base import StepPage
 from wizard.ui.worker import Job
 
-COMPRESSIONS = (DEFAULT_COMPRESSION, "gzip:6", "none", "lz4", "zstd:3")
+COMPRESSIONS = (DEFAULT_COMPRESSION, AUTO_OLDER, AUTO_MODERN, "gzip:6", "none", "lz4", "zstd:3")
 STEP = "Backup"
 ADVICE = ("Fix what the message names, then press Back up now again; or, knowingly, "
           "Continue without a backup… (needs the database name typed back).")
@@ -194,9 +197,10 @@ class BackupPage(StepPage):
         self.compression.setEditable(True)
         self.compression.addItems(list(COMPRESSIONS))
         self.compression.setAccessibleName("compression")
-        self.compression.setToolTip(f"none, gzip:1..9, lz4 or zstd[:level] (pg_dump 16+); "
-                                    f"{DEFAULT_COMPRESSION} is close to an uncompressed dump's "
-                                    f"speed at a fraction of its size")
+        self.compression.setToolTip(f"{AUTO}: {AUTO_MODERN} where pg_dump is 16+ and built "
+                                    f"with zstd, else {AUTO_OLDER} (both close to a plain "
+                                    f"dump's speed at a fifth of its size or less); or none, "
+                                    f"gzip:1..9, lz4, zstd[:level] (pg_dump 16+)")
         form = QFormLayout()
         folder_label = QLabel("Backup fol&der:")
         folder_label.setBuddy(self.folder)
