@@ -51,6 +51,22 @@ def time_to_exit(argv: list[str], env: dict[str, str], cwd: Path) -> float:
     return time.perf_counter() - started
 
 
+def size(argv: list[str]) -> str:
+    """On disk: the one file, or all files of the one-folder build; n/a from source."""
+    exe = Path(argv[0])
+    if argv[0] == sys.executable:
+        return "n/a"
+    files = [exe] if exe.parent.name == "dist" else [
+        p for p in exe.parent.rglob("*") if p.is_file() and not p.is_symlink()]
+    return f"{sum(p.stat().st_size for p in files) / 1e6:.0f} MB"
+
+
+def spread(times: list[float | None]) -> str:
+    """Fastest and slowest timed start: on a shared machine the median alone hides the load."""
+    seen = [t for t in times if t is not None]
+    return f"{fmt(min(seen))} - {fmt(max(seen))}" if seen and len(seen) == len(times) else "n/a"
+
+
 def fmt(seconds: float | None) -> str:
     return "n/a" if seconds is None else f"{seconds:.2f} s"
 
@@ -83,15 +99,18 @@ def main() -> int:
     base = statistics.median(t for t in window[source][1:] if t is not None) \
         if all(t is not None for t in window[source][1:]) else None
     rows = []
-    for name, _ in present:
+    for name, argv in present:
         first, rest = window[name][0], window[name][1:]
         median = statistics.median(rest) if all(t is not None for t in rest) else None  # type: ignore[type-var]
         ratio = f"{median / base:.2f}x" if median is not None and base else "n/a"
         rows.append([name, fmt(first), fmt(median), ratio,
-                     fmt(statistics.median(version[name][1:]))])
+                     fmt(statistics.median(version[name][1:])),
+                     spread(rest),
+                     size(argv)])
     print_table(f"Start-up to the first painted window, offscreen ({opts.runs} runs each, "
                 f"median; first = first start after the build)",
-                ["variant", "first start", "window (median)", "vs source", "--version (median)"],
+                ["variant", "first start", "window (median)", "vs source", "--version (median)",
+                 "window (min - max)", "size"],
                 rows)
     if any(t is None for ts in window.values() for t in ts):
         print("n/a: the app never said its window painted: wizard/ui/app.py must call "
