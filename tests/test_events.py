@@ -75,3 +75,22 @@ def test_an_undeclared_event_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(TypeError, match="not a declared journal event"):
         Journal(tmp_path).record(Nameless("x"))
+
+
+def test_a_record_being_appended_is_not_read_half(tmp_path: Path) -> None:
+    """The wizard's GUI thread reads journals while a worker appends to them: a record
+    longer than a write buffer goes down in one write, and a reader that meets a tail
+    still being written reads the whole records before it (the tail next time)."""
+    settings = PgSettings(host="h", port=5432, dbname="db", user="u")
+    journal = Journal.create(settings, "test", root=tmp_path)
+    long_script = "ALTER TABLE x RENAME TO y;\n" * 2_000  # about 52 KB: several buffers
+    journal.record(DownPlan(long_script, [], [], "d" * 64))
+    whole = journal.path.read_bytes()
+    assert whole.endswith(b"\n")
+    assert json.loads(whole.splitlines()[-1])["script"] == long_script
+    with journal.path.open("ab") as fh:
+        fh.write(b'{"ts": "2026-12-02T00:00:00Z", "event": "log", "message": "half')
+    assert [e["event"] for e in journal.events()] == ["run_started", "down_plan"]
+    with journal.path.open("ab") as fh:
+        fh.write(b' a line"}\n')
+    assert [e["event"] for e in journal.events()] == ["run_started", "down_plan", "log"]

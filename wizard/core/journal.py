@@ -76,9 +76,16 @@ class Journal:
             raise TypeError(f"{type(event).__name__} is not a declared journal event")
         entry = {"ts": _now(), "event": type(event).event, **event.fields()}
         line = json.dumps(entry, default=str, ensure_ascii=False)
+        data = (line + "\n").encode("utf-8")
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+        try:
+            # One write of the whole record (a buffered file splits a long line into
+            # several): a reader on another thread sees it all or, briefly, a tail.
+            written = os.write(fd, data)
+            while written < len(data):
+                written += os.write(fd, data[written:])
+        finally:
+            os.close(fd)
 
     def typed(self, cls: type[E]) -> list[E]:
         """The records of one event, as that event (old records: defaults fill the gaps)."""
@@ -87,8 +94,12 @@ class Journal:
     def events(self, event: str | None = None) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        records = [json.loads(line) for line in
-                   self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        text = self.path.read_text(encoding="utf-8")
+        if not text.endswith("\n"):
+            # The last record is being appended right now (by another thread or process):
+            # it is read next time, whole.
+            text = text[:text.rfind("\n") + 1]
+        records = [json.loads(line) for line in text.splitlines() if line.strip()]
         return [r for r in records if event is None or r["event"] == event]
 
     def target(self) -> dict[str, Any]:
