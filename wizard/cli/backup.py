@@ -145,6 +145,18 @@ def _proof_arguments(p: argparse.ArgumentParser) -> None:
                    "yourself: the copy needs about the database's size plus WAL)")
 
 
+def add_dump_options(p: argparse.ArgumentParser) -> None:
+    """--format, --jobs and --compress: how pg_dump writes (backup, prepare)."""
+    p.add_argument("--format", choices=backup.FORMATS, default="custom",
+                   help="custom (one file, default) or directory (a folder; allows --jobs)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="parallel pg_dump processes (directory format only)")
+    p.add_argument("--compress", default=DEFAULT_COMPRESSION, metavar="METHOD",
+                   help=f"{backup.AUTO} (default): {backup.AUTO_MODERN} with a pg_dump 16+ built "
+                   f"with zstd, else {backup.AUTO_OLDER}; or none, gzip:1..9, lz4, "
+                   f"zstd[:level] (pg_dump 16+)")
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
              common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("backup", parents=[common],
@@ -155,14 +167,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                        "in a run journal. Exit 0 only when the backup is verified.")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the backup "
                    "(created 0700 if missing)")
-    p.add_argument("--format", choices=backup.FORMATS, default="custom",
-                   help="custom (one file, default) or directory (a folder; allows --jobs)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="parallel pg_dump processes (directory format only)")
-    p.add_argument("--compress", default=DEFAULT_COMPRESSION, metavar="METHOD",
-                   help=f"{backup.AUTO} (default): {backup.AUTO_MODERN} with a pg_dump 16+ built "
-                   f"with zstd, else "
-                   f"{backup.AUTO_OLDER}; or none, gzip:1..9, lz4, zstd[:level] (pg_dump 16+)")
+    add_dump_options(p)
     p.add_argument("--lock-wait", type=float, default=DEFAULT_LOCK_WAIT_S, metavar="S",
                    help="give up when a table stays locked by another session this long "
                    f"(default {DEFAULT_LOCK_WAIT_S:g} s)")

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from wizard.cli.backup import add_dump_options
 from wizard.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -27,7 +28,7 @@ from wizard.cli.common import (
 from wizard.cli.engine import smoke_from_profile
 from wizard.cli.redis_args import add_redis_options, ask_password_if_needed, given_redis
 from wizard.core import backup, phases, prove
-from wizard.core.backup import DEFAULT_COMPRESSION, BackupOptionError, BackupOptions
+from wizard.core.backup import BackupOptionError, BackupOptions
 from wizard.core.execute import RunOptions
 from wizard.core.redis_rules import DEFAULT_RULES
 from wizard.core.reporting import no_report
@@ -151,14 +152,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                        "Exit 0 when the window may open, 3 when something stops it (said).")
     p.add_argument("--out", metavar="DIR",
                    help="folder for the backup (default: the profile's backup folder)")
-    p.add_argument("--format", choices=backup.FORMATS, default="custom",
-                   help="pg_dump format: custom (one file, default) or directory (--jobs)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="parallel pg_dump processes (directory format only)")
-    p.add_argument("--compress", default=DEFAULT_COMPRESSION, metavar="METHOD",
-                   help=f"{backup.AUTO} (default): {backup.AUTO_MODERN} with a pg_dump 16+ built "
-                   f"with zstd, else "
-                   f"{backup.AUTO_OLDER}; or none, gzip:1..9, lz4, zstd[:level] (pg_dump 16+)")
+    add_dump_options(p)
     p.add_argument("--no-prove", action="store_true",
                    help="do not prove the backup by restoring it into a scratch copy")
     p.add_argument("--prove-jobs", type=int, default=prove.DEFAULT_JOBS, metavar="N",
