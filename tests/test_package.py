@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DIST = ROOT / "dist"
 BUILDS = {"onefile": DIST / "enerlink-migrate",
           "onedir": DIST / "enerlink-migrate-onedir" / "enerlink-migrate"}
-TIMEOUT_S = 300.0  # a one-file build unpacks ~60 MB first; a loaded CI machine is slow
+TIMEOUT_S = 300.0  # a one-file build unpacks ~144 MB first; a loaded CI machine is slow
 
 # The build takes minutes: `make package-test` builds and then runs this file; `make test`
 # skips it. The build's own smoke test (packaging/build.py) runs --self-test as well.
