@@ -183,11 +183,15 @@ def test_the_cli_runs_prepare_then_window_and_prints_the_downtime(
            "?sslmode=disable")
     assert cli_main(["window", "--dsn", dsn, "--app-stopped"]) == 3
     assert "no ready prepare phase" in capsys.readouterr().err
-    assert cli_main(["prepare", "--dsn", dsn, "--out", str(tmp_path / "b"), "--no-prove",
+    assert cli_main(["prepare", "--dsn", dsn, "--out", str(tmp_path / "b"),
                      "--change", "CHG-7"]) == 0
     said = capsys.readouterr().out
     assert f"✔ prepare phase of {pg_db.dbname}: ready for the window" in said
-    assert "rollback point: " in said
+    # By default a folder written by one pg_dump per core (up to 4), proven by a restore.
+    point = re.search(r"rollback point: (\S+) \(sha256 [0-9a-f]{12}…, snapshot \S+, PROVEN\)",
+                      said)
+    assert point is not None, said
+    assert Path(point.group(1)).is_dir()
     # Neither a stop command (none in a profile here) nor --app-stopped: refused, unchanged.
     assert cli_main(["window", "--dsn", dsn]) == 3
     assert "needs the application stopped" in capsys.readouterr().err

@@ -145,12 +145,15 @@ def _proof_arguments(p: argparse.ArgumentParser) -> None:
                    "yourself: the copy needs about the database's size plus WAL)")
 
 
-def add_dump_options(p: argparse.ArgumentParser) -> None:
+def add_dump_options(p: argparse.ArgumentParser, *, fmt: str = "custom",
+                     jobs: int = 1) -> None:
     """--format, --jobs and --compress: how pg_dump writes (backup, prepare)."""
-    p.add_argument("--format", choices=backup.FORMATS, default="custom",
-                   help="custom (one file, default) or directory (a folder; allows --jobs)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="parallel pg_dump processes (directory format only)")
+    p.add_argument("--format", choices=backup.FORMATS, default=fmt,
+                   help="custom (one file) or directory (a folder; allows --jobs); default "
+                   "%(default)s")
+    p.add_argument("--jobs", type=int, default=jobs, metavar="N",
+                   help="parallel pg_dump processes (directory format only); default "
+                   "%(default)s")
     p.add_argument("--compress", default=DEFAULT_COMPRESSION, metavar="METHOD",
                    help=f"{backup.AUTO} (default): {backup.AUTO_MODERN} with a pg_dump 16+ built "
                    f"with zstd, else {backup.AUTO_OLDER}; or none, gzip:1..9, lz4, "

@@ -8,6 +8,7 @@ application, re-checks, migrates, verifies and starts it again, and says the dow
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from wizard.core.backup import BackupOptionError, BackupOptions
 from wizard.core.execute import RunOptions
 from wizard.core.redis_rules import DEFAULT_RULES
 from wizard.core.reporting import no_report
+
+PREPARE_JOBS = max(1, min(4, os.cpu_count() or 1))
 
 
 def _out_dir(args: argparse.Namespace, folder: str | None) -> Path:
@@ -152,7 +155,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                        "Exit 0 when the window may open, 3 when something stops it (said).")
     p.add_argument("--out", metavar="DIR",
                    help="folder for the backup (default: the profile's backup folder)")
-    add_dump_options(p)
+    # The backup is not downtime here, but it is time a DBA waits: a folder written by
+    # one pg_dump process per core (up to 4) where the format allows it (bench_backup:
+    # directory -j 2 0.74-0.93x the plain dump's time, custom 0.96-1.34x).
+    add_dump_options(p, fmt="directory", jobs=PREPARE_JOBS)
     p.add_argument("--no-prove", action="store_true",
                    help="do not prove the backup by restoring it into a scratch copy")
     p.add_argument("--prove-jobs", type=int, default=prove.DEFAULT_JOBS, metavar="N",
