@@ -102,6 +102,8 @@ class Prepared:
             out.append(f"  rollback point: {self.backup['path']} (sha256 "
                        f"{str(self.backup['sha256'])[:12]}…, snapshot {self.backup['snapshot_at']}"
                        + (", PROVEN" if self.backup.get("proven") else "") + ")")
+            if self.backup.get("proof"):
+                out.append(f"  {self.backup['proof']}")
         if self.digest:
             out.append(f"  plan digest {self.digest[:16]}; rehearsal would block "
                        f"{_ms(self.blocked_ms)}")
@@ -226,6 +228,7 @@ def _prepare(settings: PgSettings, redis: RedisSettings | None, rules: Any,
                       journal=journal)
         out.timings["proof"] = _since(t1)
         out.backup["proven"] = proof.proven
+        out.backup["proof"] = proof.summary()
         if not proof.proven:
             raise WindowRefused(f"the backup's proof failed: {proof.reason}")
     if opts.rehearse:

@@ -212,6 +212,8 @@ def _downtime(events: list[Record]) -> tuple[str, str, float | None]:
                 stopped = str(e.get("ts", ""))
             elif e.get("what") == "start" and stopped:
                 started = str(e.get("ts", ""))
+        elif e["event"] == "window_opened" and not stopped:
+            stopped = str(e.get("ts", ""))  # the DBA said it was stopped (--app-stopped)
     t0, t1 = parse_ts(stopped), parse_ts(started)
     return stopped, started, round((t1 - t0).total_seconds(), 1) if t0 and t1 else None
 

@@ -11,13 +11,11 @@ from typing import Any
 
 import keyring
 
-from wizard.core import checklist, jobs, orphans, profiles, redis_migrate, secrets
-from wizard.core.backup import BackupOptions, backup
+from wizard.core import phases, profiles, secrets
+from wizard.core.backup import BackupOptions
 from wizard.core.journal import Journal
-from wizard.core.plan import UP
-from wizard.core.preflight import run_preflight
+from wizard.core.phases import PrepareOptions, WindowOptions
 from wizard.core.profiles import Profile
-from wizard.core.prove import prove
 from wizard.core.report import record_operator
 from wizard.core.session import WizardSession
 from wizard.sandbox.memkeyring import MemoryKeyring
@@ -81,7 +79,7 @@ PROGRAM_OUTPUT = ("pg_dump: ", "pg_restore: ")
 
 
 def run_headless(box: Sandbox, say: Say) -> DemoOutcome:
-    """Every step of the wizard, in order, on one journal; ends with the PDF checklist."""
+    """The change in its two phases (prepare, window) on one journal; ends with the PDF."""
     profile = prepare(box)
     session = WizardSession.from_profile(profile, secrets.get(PROFILE, "postgres"),
                                          secrets.get(PROFILE, "redis"))
@@ -105,46 +103,34 @@ def _headless(session: WizardSession, journal: Journal, say: Say, log: Any,
             return
         say(("  " if level in ("info", "step") else f"  [{level}] ") + message)
 
-    say("1/7 Pre-flight")
-    pre = run_preflight(session.pg, session.backup_folder, report, journal=journal)
-    if pre.blocking:
-        return DemoOutcome(False, journal.folder, None, [c.title for c in pre.blocking])
-    say("2/7 Backup, proven by a restore into a scratch copy")
-    made = backup(session.pg, BackupOptions(out_dir=session.backup_folder), report=report,
-                  journal=journal)
-    if not made.verified:
-        return DemoOutcome(False, journal.folder, None, [f"backup: {made.error}"])
-    proof = prove(session.pg, made.path, report=report, journal=journal)
-    say(f"  {proof.summary()}")
-    if not proof.proven:
-        return DemoOutcome(False, journal.folder, None, [f"proof of the backup: {proof.reason}"])
-    say("3/7 Orphan scan")
-    scan = orphans.scan(session.pg, report=report, journal=journal)
-    for line in scan.lines():
-        say(f"  {line}")
-    say("4/7 Migrate (rehearsal, then for real)")
-    from wizard.core.execute import RunOptions
-    rehearsal = jobs.run(session.pg, UP, options=RunOptions(rehearse=True), report=report,
-                         journal=journal)[1]
-    say(f"  rehearsal: {'ok' if rehearsal.ok else rehearsal.error}, would block "
-        f"{rehearsal.blocked_ms} ms")
-    result = jobs.run(session.pg, UP, report=report, journal=journal, guard=jobs.Guard())[1]
-    if not result.ok:
-        return DemoOutcome(False, journal.folder, None, [f"migration: {result.error}"])
-    say("5/7 Redis")
-    if session.redis is not None:
-        dry = redis_migrate.dry_run(session.redis, session.redis_rules, journal=journal)
-        say("  dry run: " + "; ".join(f"{c.rule}: {c.keys}" for c in dry.rules))
-        moved = redis_migrate.migrate(session.redis, session.redis_rules, report=report,
-                                      journal=journal)
-        say(f"  {moved.changed} keys brought to the new names")
-    say("6/7 Verify")
-    checks = checklist.final_checklist(session.pg, session.redis, report=report,
-                                       journal=journal)
-    failed = [f"{c.title}: {c.detail}" for c in checks if c.status == "fail"]
+    say("1/2 Prepare, the application running: pre-flight, orphan scan, backup proven by "
+        "a restore into a scratch copy, rehearsal, Redis dry run")
+    prepared = phases.prepare(session.pg, session.redis, session.redis_rules,
+                              options=PrepareOptions(BackupOptions(out_dir=session.backup_folder)),
+                              report=report, journal=journal)
+    for line in prepared.lines()[1:]:
+        say(line)
+    if not prepared.ok:
+        return DemoOutcome(False, journal.folder, None, prepared.problems)
+    say("2/2 Window (the sandbox runs no application to stop): re-check, migrate, Redis, "
+        "start, then the whole checklist")
+    result = phases.window(session.pg, session.redis, session.redis_rules,
+                           options=WindowOptions(app_stopped=True), report=report,
+                           journal=journal)
+    if result.recheck:
+        say(f"  re-check {result.recheck['seconds']:.2f} s: "
+            f"{result.recheck['orphans']} new orphan rows")
+    if result.redis_changed is not None:
+        say(f"  {result.redis_changed} Redis keys brought to the new names")
+    if result.writes_at_risk_s is not None:
+        say(f"  a restore of the prepared backup would lose {result.writes_at_risk_s:g} s of "
+            "writes; a revert loses none")
+    failed = [f"{c['title']}: {c['detail']}" for c in result.checks if c["status"] == "fail"]
+    if result.error and not failed:
+        failed = [result.error]
     if session.operator:
         record_operator(journal, session.operator)
-    say("7/7 Report")
+    say("Report")
     pdf = journal.folder / "enerlink-migration-report.pdf"
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from wizard.ui.pdf import write_report_pdf
