@@ -197,13 +197,11 @@ def test_a_real_dump_moves_the_bar_while_the_big_table_is_written(
     during = [(f, d) for f, d in seen.updates if d.startswith("public.big_history")]
     assert len({f for f, _ in during}) > 2, during
     assert all(not re.search(r"\b0 B of\b", d) for _, d in seen.updates)
-    # The rate shows once the data has flowed for half a second: a dump that wrote every
-    # table sooner (a fast machine) shows none, one that took a second or more must.
-    rated = [d for _, d in seen.updates
-             if re.search(r"written \d+(\.\d)? [KM]iB at [\d.]+ [KM]iB/s", d)]
-    longest = max((int(m.group(1)) for _, d in seen.updates
-                   if (m := re.search(r"\b(\d+) s elapsed", d))), default=0)
-    assert rated or longest < 1, seen.updates
+    # Every reading of the big table says how much is written (and, after half a second of
+    # data, at what rate: the clock-driven tests above check that text; a real dump on a
+    # fast machine can write this table in less).
+    shape = r"^public\.big_history · written \d+(\.\d)? (B|KiB|MiB)( at [\d.]+ [KM]iB/s)? · "
+    assert all(re.search(shape, d) for _, d in during), during
     fractions = [f for f, _ in seen.updates]
     assert fractions == sorted(fractions)
     assert fractions[-1] == 1.0
