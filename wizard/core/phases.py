@@ -335,10 +335,10 @@ def _window(settings: PgSettings, redis: RedisSettings | None, rules: Any,
     journal.record(WindowOpened(out.stopped_how, str(prepared_journal.folder),
                                 out.writes_at_risk_s))
     report("info", f"downtime starts: the application is stopped ({out.stopped_how})")
+    # The rollback point is hashed again (the guard's check that it is the verified file)
+    # on a thread of its own while the re-check reads the database.
+    hashing = _Hashing(str((prepared.get("backup") or {}).get("path") or ""))
     try:
-        # The rollback point is hashed again (the guard's check that it is the verified
-        # file) on a thread of its own while the re-check reads the database.
-        hashing = _Hashing(str((prepared.get("backup") or {}).get("path") or ""))
         plan = _recheck(settings, prepared, report, journal, out)
         report("step", "window 3/7: migration")
         t1 = time.perf_counter()
@@ -351,6 +351,7 @@ def _window(settings: PgSettings, redis: RedisSettings | None, rules: Any,
         if not run.ok:
             raise WindowRefused(f"the migration did not succeed: {run.error}")
     except (WindowRefused, PlanRefused) as exc:
+        hashing.result()  # joined: no thread outlives the window
         out.next_steps.append("the application is still stopped and the schema is as before "
                               "(state pre): start the version that reads prosumer, or fix "
                               "the cause and open the window again")
