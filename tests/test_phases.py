@@ -18,6 +18,7 @@ from wizard.cli import main as cli_main
 from wizard.core import jobs, phases
 from wizard.core.backup import BackupOptions
 from wizard.core.connection import PgSettings
+from wizard.core.execute import RunOptions
 from wizard.core.journal import Journal
 from wizard.core.phases import PrepareOptions, WindowOptions, WindowRefused
 from wizard.core.prove import ProofOptions
@@ -205,3 +206,16 @@ def test_the_cli_runs_prepare_then_window_and_prints_the_downtime(
     assert "a revert loses none" in said
     assert len(app_clock.times("stopped")) == len(app_clock.times("started")) == 1
     assert jobs.inspect(pg_db).state == "migrated"
+
+
+def test_the_wizards_run_refuses_before_the_stop_without_a_backup(
+        app_clock: Any, drop_key: Any, pg_db: PgSettings) -> None:
+    """Run migration with a stop command and no verified backup: refused before the stop
+    (the guard would refuse after it, leaving the application down for nothing)."""
+    plan = jobs.make_plan(jobs.inspect(pg_db), "up", pg_db)
+    journal = Journal.create(pg_db, "wizard")
+    with pytest.raises(WindowRefused, match="the application was not stopped"):
+        phases.stop_then_run(pg_db, plan, stop_command=app_clock.command("stopped"),
+                             options=RunOptions(), journal=journal, guard=jobs.Guard())
+    assert app_clock.times("stopped") == []
+    assert jobs.inspect(pg_db).state == "pre"

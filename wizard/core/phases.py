@@ -25,7 +25,7 @@ from typing import Any
 from wizard.core import checklist, jobs, names, orphans, redis_migrate
 from wizard.core.appctl import run_app_command
 from wizard.core.archive import archive_sha256
-from wizard.core.backup import BackupOptions, backup
+from wizard.core.backup import BackupOptions, backup, newest_verified_backup
 from wizard.core.connection import PgSettings
 from wizard.core.events import (
     AppCommandRan,
@@ -529,6 +529,17 @@ def _snapshot_of_newest_backup(journal: Journal) -> str:
     return ""
 
 
+def _backup_ready(settings: PgSettings, journal: Journal, guard: jobs.Guard) -> None:
+    """Refuse before the stop what the guard would refuse after it: no verified backup
+    and no typed decision to go without one (the guard still checks everything else)."""
+    if guard.without_backup is not None or journal.events("backup_skipped"):
+        return
+    if newest_verified_backup(settings, [journal, *runs_for(settings)]) is None:
+        raise WindowRefused(f"no verified backup of {settings.describe()} in the run "
+                            "journals: take one on the Backup page first; the application "
+                            "was not stopped and nothing was changed")
+
+
 def stop_then_run(settings: PgSettings, plan: Plan, *, stop_command: str | None,
                   options: RunOptions, journal: Journal, guard: jobs.Guard,
                   report: Report = no_report, cancel: threading.Event | None = None,
@@ -538,6 +549,7 @@ def stop_then_run(settings: PgSettings, plan: Plan, *, stop_command: str | None,
     wizard's scan kept no horizon), then the migration of the plan on screen (which itself
     refuses a catalog changed since it was shown). Without one the migration runs alone."""
     if stop_command:
+        _backup_ready(settings, journal, guard)  # before the stop, not after it
         report("step", "stopping the application: the window opens")
         _stop(WindowOptions(stop_command=stop_command), report, cancel, journal)
         risk = None
