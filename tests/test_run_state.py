@@ -371,3 +371,19 @@ def test_durations_read_as_a_dba_says_them() -> None:
     assert rs.duration_text(185) == "3 min 05 s"
     assert rs.duration_text(3720) == "1 h 02 min"
     assert rs.duration_text(None) == ""
+
+
+def test_within_one_millisecond_the_journal_order_decides_the_rollback_point() -> None:
+    """A fast machine writes a backup and a typed skip in the same millisecond: the one
+    recorded later counts, as it does a millisecond apart."""
+    ts = "2026-12-02T10:00:00.000+00:00"
+    backup = {"ts": ts, "event": "backup", "verified": True, "sha256": SHA,
+              "path": "/b/enerlink.dump"}
+    skip = {"ts": ts, "event": "backup_skipped", "dbname": "db", "how": "typed",
+            "who": "dana", "when": "10:00"}
+    skipped = rs.rollback_point([backup, skip])
+    assert skipped is not None
+    assert skipped.skipped == "dana, 10:00"
+    kept = rs.rollback_point([skip, dict(backup)])
+    assert kept is not None
+    assert kept.path == "/b/enerlink.dump"

@@ -410,6 +410,16 @@ class RollbackPoint:
         return f"{self.path} (sha256 {sha}, {proof})"
 
 
+def _later(a: Record, b: Record, mine: Sequence[Record]) -> bool:
+    """Whether record `a` came after `b`: by time, and within one millisecond (a fast
+    machine writes several) by their order in this run's journal."""
+    ta, tb = str(a.get("ts", "")), str(b.get("ts", ""))
+    if ta != tb:
+        return ta > tb
+    order = {id(e): i for i, e in enumerate(mine)}
+    return order.get(id(a), -1) > order.get(id(b), -1)
+
+
 def rollback_point(events: Sequence[Record], others: Sequence[Record] = ()
                    ) -> RollbackPoint | None:
     """The backup a migration would name as its rollback point: the newest one the guard
@@ -424,7 +434,7 @@ def rollback_point(events: Sequence[Record], others: Sequence[Record] = ()
                 e.get("event") == "backup_accepted" and e.get("sha256")):
             backup = e
     skips = _of(mine, "backup_skipped")
-    if skips and (backup is None or str(skips[-1].get("ts")) > str(backup.get("ts"))):
+    if skips and (backup is None or _later(skips[-1], backup, mine)):
         who = ", ".join(str(x) for x in (skips[-1].get("who"), skips[-1].get("when")) if x)
         return RollbackPoint(skipped=who or "confirmed")
     if backup is None:
