@@ -5,6 +5,7 @@ when they ran (a shell appending the time to a file: the stand-in for pm2 or sys
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -217,5 +218,23 @@ def test_the_wizards_run_refuses_before_the_stop_without_a_backup(
     with pytest.raises(WindowRefused, match="the application was not stopped"):
         phases.stop_then_run(pg_db, plan, stop_command=app_clock.command("stopped"),
                              options=RunOptions(), journal=journal, guard=jobs.Guard())
+    assert app_clock.times("stopped") == []
+    assert jobs.inspect(pg_db).state == "pre"
+
+
+def test_the_window_refuses_before_the_stop_when_the_prepared_backup_is_gone(
+        app_clock: Any, drop_key: Any, pg_db: PgSettings, tmp_path: Path) -> None:
+    """The guard would refuse a rollback point that is no longer on disk after the stop,
+    with the application down for nothing: the window asks first."""
+    drop_key(pg_db)
+    prepared = phases.prepare(pg_db, options=PrepareOptions(
+        BackupOptions(out_dir=tmp_path / "backups"), prove=False))
+    assert prepared.ok, prepared.problems
+    point = Path(str((prepared.backup or {})["path"]))
+    shutil.rmtree(point) if point.is_dir() else point.unlink()
+    with pytest.raises(WindowRefused, match=r"no verified backup of .* in the run journals.*"
+                       rf"\(the prepare phase of .* took {re.escape(str(point))}\); "
+                       "the application was not stopped"):
+        phases.window(pg_db, options=WindowOptions(stop_command=app_clock.command("stopped")))
     assert app_clock.times("stopped") == []
     assert jobs.inspect(pg_db).state == "pre"

@@ -263,29 +263,43 @@ def check_guard(settings: PgSettings, plan: Plan, journal: Journal, guard: Guard
     elif skipped:
         report("warn", f"migrating {db} without a backup: {skipped[-1].get('how', 'confirmed')}")
     else:
-        backup = newest_verified_backup(settings, [journal, *runs_for(settings)])
-        changed = _last_change(settings)
-        oldest = (datetime.now(timezone.utc) - timedelta(hours=guard.max_backup_age_h)
-                  ).isoformat(timespec="milliseconds")
-        stale = ""
-        if backup is not None and str(backup.get("ts", "")) < changed:
-            stale = " taken since the schema last changed"
-        elif backup is not None and str(backup.get("ts", "")) < oldest:
-            stale = (f" from the last {guard.max_backup_age_h:g} h (the newest is from "
-                     f"{backup.get('ts')}; restoring it would lose the writes made since)")
-        if backup is None or stale:
-            raise GuardRefused(
-                f"no verified backup of {settings.describe()}{stale} in the run journals: "
-                + hint(f"run `enerlink-migrate backup --out DIR` first (or, knowingly, "
-                       f"`migrate --without-backup --confirm {db}`)",
-                       f"take a backup on the Backup page first (or, knowingly, press "
-                       f"Continue without a backup… there and type {db})"))
+        backup = usable_backup(settings, journal, guard)
         _accept_backup(settings, backup, journal, report, guard)
     if guard.check_orphans and orphans.needs_orphan_check(plan):
         report("info", "the plan adds or validates a foreign key: scanning for orphans")
         blocking = orphans.blocking_orphans(orphans.scan(settings, journal=journal), plan)
         if blocking:
             raise GuardRefused("orphan rows stop the migration: " + "; ".join(blocking))
+
+
+def usable_backup(settings: PgSettings, journal: Journal, guard: Guard) -> dict[str, Any]:
+    """The verified backup a real migration would take as its rollback point, checked
+    without hashing it: still on disk, fresh (newer than the last change and
+    `max_backup_age_h`), and not refused by a failed proof the DBA did not accept. Raises
+    GuardRefused. The change window asks this before it stops the application, not after."""
+    db = settings.dbname
+    backup = newest_verified_backup(settings, [journal, *runs_for(settings)])
+    changed = _last_change(settings)
+    oldest = (datetime.now(timezone.utc) - timedelta(hours=guard.max_backup_age_h)
+              ).isoformat(timespec="milliseconds")
+    stale = ""
+    if backup is not None and str(backup.get("ts", "")) < changed:
+        stale = " taken since the schema last changed"
+    elif backup is not None and str(backup.get("ts", "")) < oldest:
+        stale = (f" from the last {guard.max_backup_age_h:g} h (the newest is from "
+                 f"{backup.get('ts')}; restoring it would lose the writes made since)")
+    if backup is None or stale:
+        raise GuardRefused(
+            f"no verified backup of {settings.describe()}{stale} in the run journals: "
+            + hint(f"run `enerlink-migrate backup --out DIR` first (or, knowingly, "
+                   f"`migrate --without-backup --confirm {db}`)",
+                   f"take a backup on the Backup page first (or, knowingly, press "
+                   f"Continue without a backup… there and type {db})"))
+    path = Path(str(backup.get("path")))
+    found = proofs_of(settings, str(backup.get("sha256", "")), [journal, *runs_for(settings)])
+    if found and not found[0].get("proven") and guard.accept_failed_proof != db:
+        _proof_of(settings, str(backup.get("sha256", "")), journal, no_report, guard, path)
+    return backup
 
 
 def _accept_backup(settings: PgSettings, backup: dict[str, Any], journal: Journal,

@@ -25,7 +25,7 @@ from typing import Any
 from wizard.core import checklist, jobs, names, orphans, redis_migrate
 from wizard.core.appctl import run_app_command
 from wizard.core.archive import archive_sha256
-from wizard.core.backup import BackupOptions, backup, newest_verified_backup
+from wizard.core.backup import BackupOptions, backup
 from wizard.core.connection import PgSettings
 from wizard.core.events import (
     AppCommandRan,
@@ -295,6 +295,12 @@ def window(settings: PgSettings, redis: RedisSettings | None = None,
         raise WindowRefused("the window needs the application stopped: give the profile's "
                             "stop command, or stop it yourself and say so (--app-stopped)")
     prepared_journal, prepared = found
+    try:  # what the guard would refuse after the stop is refused before it
+        jobs.usable_backup(settings, prepared_journal, jobs.Guard(check_orphans=False))
+    except jobs.GuardRefused as exc:
+        taken = (prepared.get("backup") or {}).get("path")
+        raise WindowRefused(f"{exc} (the prepare phase of {prepared.get('ts')} took "
+                            f"{taken}); the application was not stopped") from None
     journal = journal or Journal.create(settings, WINDOW)
     out = WindowResult(False, settings.dbname, journal=str(journal.folder))
     t0 = time.perf_counter()
@@ -534,10 +540,11 @@ def _backup_ready(settings: PgSettings, journal: Journal, guard: jobs.Guard) -> 
     and no typed decision to go without one (the guard still checks everything else)."""
     if guard.without_backup is not None or journal.events("backup_skipped"):
         return
-    if newest_verified_backup(settings, [journal, *runs_for(settings)]) is None:
-        raise WindowRefused(f"no verified backup of {settings.describe()} in the run "
-                            "journals: take one on the Backup page first; the application "
-                            "was not stopped and nothing was changed")
+    try:
+        jobs.usable_backup(settings, journal, guard)
+    except jobs.GuardRefused as exc:
+        raise WindowRefused(f"{exc}; the application was not stopped and nothing was "
+                            "changed") from None
 
 
 def stop_then_run(settings: PgSettings, plan: Plan, *, stop_command: str | None,
