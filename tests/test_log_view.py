@@ -12,7 +12,7 @@ from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QFileDialog
 
 from wizard.core.reporting import Progress, Report
-from wizard.ui.log_view import LEVELS, LogView
+from wizard.ui.log_view import LEVELS, WRITE_BUDGET_BYTES, LogView
 from wizard.ui.worker import Job
 
 CAP = 1_000
@@ -228,3 +228,21 @@ def test_a_view_hidden_right_after_its_last_lines_has_them_in_the_file(view: Log
     view.append("info", "last words")
     view.hide()  # a dialog closing before the next paint turn
     assert "[info] last words" in (tmp_path / "run.log").read_text(encoding="utf-8")
+
+
+def test_a_backlog_for_the_file_is_written_a_slice_per_turn_and_all_of_it_in_time(
+        qtbot: Any, view: LogView, tmp_path: Path) -> None:
+    """A worker faster than the paint turns leaves megabytes for the file: each turn writes
+    about WRITE_BUDGET_BYTES of it (6.6 MB in one write stalled the window 30 ms), in
+    order, and the timer keeps coming back until the file has every line."""
+    records = [("info", f"line {i} " + "x" * 80) for i in range(20_000)]  # ~2 MB
+    for start in range(0, len(records), 500):
+        view.append_many(records[start:start + 500])
+    path = tmp_path / "run.log"
+    view.flush()  # one budgeted turn
+    written = path.stat().st_size
+    assert 0 < written <= WRITE_BUDGET_BYTES * 1.2  # a slice (text of ~1 batch may exceed)
+    qtbot.waitUntil(lambda: view.pending() == 0 and not view._unwritten, timeout=10_000)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 20_000
+    assert [int(line.split(" ")[3]) for line in lines] == list(range(20_000))

@@ -45,6 +45,10 @@ PAINT_BUDGET_S = 0.002
 # after every turn: a repaint of the view (and the layout before it) costs 2-8 ms, as much as
 # the painting turn, and the two in one event-loop turn would make a stall of their sum.
 FRAME_S = 0.016
+# The log file gets at most this much text per paint turn (about 2 ms of encoding and
+# writing): a worker that streamed faster than the turns came would otherwise have the
+# GUI write megabytes in one go (30 ms for 6.6 MB, measured by tests/bench/bench_log.py).
+WRITE_BUDGET_BYTES = 512 * 1024
 
 
 def is_dark(palette: QPalette) -> bool:
@@ -95,7 +99,8 @@ class LogView(QWidget):
         self.skipped = 0  # lines never painted because newer ones replaced them
         self._unsaid = 0  # of those, not yet told on screen
         self._sink_path: Path | None = None
-        self._unwritten: list[str] = []  # for the log file, written once per paint turn
+        # For the log file: one string per batch, written with the paint turns.
+        self._unwritten: deque[str] = deque()
         self._per_line = 0.0  # seconds a painted line cost lately: sizes the next chunk
         self._shown_at = 0.0  # when the editor was last let repaint during a backlog
         self._formats: dict[str, QTextCharFormat] = {}
@@ -151,10 +156,13 @@ class LogView(QWidget):
         self._paint(None)
 
     def _paint(self, budget: float | None) -> None:
-        self._write_unwritten()
+        self._write_unwritten(None if budget is None else WRITE_BUDGET_BYTES)
         if not self._pending:
             self._show()
-            self._timer.stop()
+            if self._unwritten:
+                self._timer.start(0)  # the file is behind: the next turn writes more
+            else:
+                self._timer.stop()
             return
         started = time.perf_counter()
         if budget is not None and not self.editor.updatesEnabled() \
@@ -271,12 +279,25 @@ class LogView(QWidget):
             self._sink_path.parent.mkdir(parents=True, exist_ok=True)
             self._write_sink("")
 
-    def _write_unwritten(self) -> None:
-        if self._unwritten and self._sink_path is not None:
+    def _write_unwritten(self, limit: int | None = None) -> None:
+        """Append what the file is missing; with `limit`, about that many characters (at
+        least one batch) and the rest with the next turns."""
+        if self._sink_path is None:
+            self._unwritten.clear()
+            return
+        if not self._unwritten:
+            return
+        if limit is None:
             text = "".join(self._unwritten)
             self._unwritten.clear()
-            self._write_sink(text)
-        self._unwritten.clear()
+        else:
+            parts = [self._unwritten.popleft()]
+            size = len(parts[0])
+            while self._unwritten and size + len(self._unwritten[0]) <= limit:
+                parts.append(self._unwritten.popleft())
+                size += len(parts[-1])
+            text = "".join(parts)
+        self._write_sink(text)
 
     def _write_sink(self, text: str) -> None:
         # Opened per batch, not held: nothing to close when the page goes away, and what
