@@ -7,15 +7,17 @@ import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import redis
-from redis.backoff import NoBackoff
-from redis.cluster import RedisCluster
-from redis.retry import Retry
-
 from wizard.core.hints import hint
+from wizard.core.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import redis
+    from redis.cluster import RedisCluster
+else:
+    redis = lazy_module("redis")  # about 0.1 s: loaded when Redis is first spoken to
 
 SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_PORT = 6379
@@ -145,6 +147,9 @@ class RedisSettings:
 
     def client(self) -> redis.Redis:
         """A client speaking RESP2 (any Redis >= 4), bytes in and out, no silent retries."""
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
         ep = self.endpoint
         kwargs: dict[str, Any] = {
             "db": self.effective_db, "username": self.effective_user, "password": self.password,
@@ -164,6 +169,8 @@ class RedisSettings:
 
     def cluster_client(self) -> RedisCluster:
         """A Redis Cluster client that finds every node from this URL's node."""
+        from redis.cluster import RedisCluster
+
         ep = self.endpoint
         if ep.scheme == "unix":
             raise RedisSettingsError("a Redis Cluster is reached over TCP, not a unix socket")

@@ -12,13 +12,16 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis
-from redis.cluster import RedisCluster
-from redis.crc import key_slot
-
+from wizard.core.lazy import lazy_module
 from wizard.core.redis_conn import CLUSTER, RedisSettings, RedisUnavailable, explain
+
+if TYPE_CHECKING:
+    import redis
+    from redis.cluster import RedisCluster
+else:
+    redis = lazy_module("redis")  # about 0.1 s: loaded when Redis is first spoken to
 
 SCAN_COUNT = 1000
 
@@ -52,6 +55,8 @@ class Keyspace:
 
 def by_slot(keys: Sequence[bytes]) -> list[list[bytes]]:
     """Keys grouped by their cluster hash slot (a script may only touch one slot)."""
+    from redis.crc import key_slot
+
     groups: dict[int, list[bytes]] = defaultdict(list)
     for key in keys:
         groups[key_slot(key)].append(key)

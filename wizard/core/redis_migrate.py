@@ -15,12 +15,11 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import redis
+from typing import TYPE_CHECKING, Any
 
 from wizard.core.events import RedisDryRun, RedisMigrated, RedisProgress
 from wizard.core.journal import Journal
+from wizard.core.lazy import lazy_module
 from wizard.core.redis_conn import RedisSettings, RedisUnavailable, explain
 from wizard.core.redis_keyspace import Keyspace, by_slot, open_keyspace, type_of
 from wizard.core.redis_rules import DeleteKeys, MoveKey, RenameField, Rule, to_text, validate
@@ -32,6 +31,11 @@ from wizard.core.reporting import (
     no_progress,
     no_report,
 )
+
+if TYPE_CHECKING:
+    import redis
+else:
+    redis = lazy_module("redis")  # about 0.1 s: loaded when Redis is first spoken to
 
 ORDERS_ALL = b"orders:all"  # the set of every order id: the migration must not change it
 PROGRESS_EVERY_S = 1.0

@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis
 from psycopg import sql
 
 from wizard.core import names
 from wizard.core.connection import PgSettings
 from wizard.core.journal import runs_for
+from wizard.core.lazy import lazy_module
 from wizard.core.redis_conn import RedisSettings, RedisUnavailable, explain
 from wizard.core.redis_keyspace import Keyspace, open_keyspace
 from wizard.core.redis_migrate import family_size, hash_fields, orders_all
 from wizard.core.redis_rules import DeleteKeys, MoveKey, RenameField, Rule, to_text
 from wizard.core.reporting import check_cancel
 from wizard.core.verify import FAIL, PASS, WARN, Check, bound
+
+if TYPE_CHECKING:
+    import redis
+else:
+    redis = lazy_module("redis")  # about 0.1 s: loaded when Redis is first spoken to
 
 OWNER_SAMPLE = 1000
 STEP = "run the Redis step (the Migrate Redis data page, or enerlink-migrate cache)"

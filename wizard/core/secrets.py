@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keyring
-import keyring.backend
-import keyring.errors
-from keyring.backends import chainer, fail
+from wizard.core.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import keyring
+    import keyring.errors
+else:  # keyring and its backends take ~0.1 s: loaded when a password is first asked for
+    keyring = lazy_module("keyring")
 
 SERVICE = "enerlink-migrate"
 WHATS = ("postgres", "redis", "smoke")
 ASK_EVERY_TIME = "passwords will be asked every time; nothing is stored in plaintext"
 
-# The errors a backend raises when it exists but cannot serve us right now.
-_KEYRING_ERRORS = (keyring.errors.NoKeyringError, keyring.errors.KeyringLocked,
-                   keyring.errors.PasswordSetError, keyring.errors.InitError)
+
+def _keyring_errors() -> tuple[type[Exception], ...]:
+    """The errors a backend raises when it exists but cannot serve us right now."""
+    from keyring import errors
+    return (errors.NoKeyringError, errors.KeyringLocked, errors.PasswordSetError,
+            errors.InitError)
 
 
 class SecretsUnavailable(RuntimeError):
@@ -48,6 +54,8 @@ def _priority(backend: Any) -> float:
 
 def _unusable_reason(backend: Any) -> str | None:
     """Why this backend must not hold our passwords, or None when it may."""
+    from keyring.backends import chainer, fail
+
     name = _name(backend)
     if isinstance(backend, fail.Keyring):
         return (f"{name}: keyring found no backend; on a headless host install and unlock a "
@@ -106,7 +114,7 @@ def get(profile: str, what: str) -> str | None:
         return None
     try:
         secret = keyring.get_password(SERVICE, username)
-    except _KEYRING_ERRORS as exc:
+    except _keyring_errors() as exc:
         raise _unavailable(exc, f"reading {username}") from None
     return None if secret is None else str(secret)
 
@@ -121,7 +129,7 @@ def set(profile: str, what: str, secret: str) -> None:  # the facade's verb, as 
         raise SecretsUnavailable(status.message)
     try:
         keyring.set_password(SERVICE, username, secret)
-    except _KEYRING_ERRORS as exc:
+    except _keyring_errors() as exc:
         raise _unavailable(exc, f"storing {username}") from None
 
 
@@ -135,6 +143,6 @@ def delete(profile: str, what: str) -> bool:
         keyring.delete_password(SERVICE, username)
     except keyring.errors.PasswordDeleteError:
         return False
-    except _KEYRING_ERRORS as exc:
+    except _keyring_errors() as exc:
         raise _unavailable(exc, f"deleting {username}") from None
     return True

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QPaintEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -167,11 +168,13 @@ class ProfilePage(StepPage):
         forms["Post&greSQL"].addRow("Password:", self.passwords["postgres"])
         forms["R&edis"].addRow("Password:", self.passwords["redis"])
         forms["&Application"].addRow("Smoke password:", self.passwords["smoke"])
-        status = secrets.backend_status()
+        # The keyring is asked once the window has painted (finding its backend takes
+        # 60-100 ms, more on a desktop whose Secret Service is slow to answer), or
+        # before then when a password is stored.
+        self._keyring_known = False
         self.remember = QCheckBox("Keep passwords in the ke&yring")
-        self.remember.setChecked(status.usable)
-        self.remember.setEnabled(status.usable)
-        self.keyring_note = QLabel(status.message)
+        self.remember.setEnabled(False)
+        self.keyring_note = QLabel("Asking the system keyring…")
         self.keyring_note.setWordWrap(True)
         self.keyring_note.setTextFormat(Qt.TextFormat.PlainText)
 
@@ -241,6 +244,7 @@ class ProfilePage(StepPage):
     def load_profile(self, name: str) -> None:
         if not name:
             return
+        self.check_keyring()  # before its passwords are read, so a failure's note stays
         try:
             profile = profiles.load(name)
         except ProfileError as exc:
@@ -280,7 +284,23 @@ class ProfilePage(StepPage):
         self.refresh_list(select=profile.name)
         return profile
 
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        if not self._keyring_known:
+            QTimer.singleShot(0, self.check_keyring)
+
+    def check_keyring(self) -> None:
+        """Whether passwords can be kept: the keyring's backend, said under the checkbox."""
+        if self._keyring_known:
+            return
+        self._keyring_known = True
+        status = secrets.backend_status()
+        self.remember.setChecked(status.usable)
+        self.remember.setEnabled(status.usable)
+        self.keyring_note.setText(status.message)
+
     def _store_passwords(self, profile: Profile) -> str:
+        self.check_keyring()
         if profile.ask_every_time or not self.remember.isChecked():
             return "passwords not stored (asked every time)"
         kept = []
