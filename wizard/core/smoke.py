@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -48,6 +46,9 @@ def login_check(settings: SmokeSettings) -> Check:
 
     Evidence keeps the URL, status and the reply's keys — never the password or the token.
     """
+    import urllib.error  # http.client takes ~50 ms to import: not before the first login
+    import urllib.request
+
     title = "Application login returns userId (POST /auth/login)"
     url = urljoin(settings.base_url.rstrip("/") + "/", LOGIN_PATH)
     if urlsplit(url).scheme not in ("http", "https"):
