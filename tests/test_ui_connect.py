@@ -95,3 +95,14 @@ def test_saved_profile_loads_its_password_from_the_keyring(window: MigrationWiza
     assert isinstance(page, ProfilePage)
     page.refresh_list(select="stored")
     assert page.passwords["postgres"].text() == pg_db.password
+
+
+def test_the_keyring_is_asked_once_the_window_has_painted(window: MigrationWizard,
+                                                          qtbot: QtBot) -> None:
+    """The start-up does not wait for the keyring's backend: the shown page asks it right
+    after its first paint and says what it found (the test's in-memory backend)."""
+    page = window.currentPage()
+    assert isinstance(page, ProfilePage)
+    qtbot.waitUntil(lambda: page.remember.isEnabled(), timeout=5_000)
+    assert page.remember.isChecked()
+    assert page.keyring_note.text() == f"passwords are kept in {secrets.backend_status().name}"

@@ -295,10 +295,9 @@ def usable_backup(settings: PgSettings, journal: Journal, guard: Guard) -> dict[
                    f"`migrate --without-backup --confirm {db}`)",
                    f"take a backup on the Backup page first (or, knowingly, press "
                    f"Continue without a backup… there and type {db})"))
-    path = Path(str(backup.get("path")))
-    found = proofs_of(settings, str(backup.get("sha256", "")), [journal, *runs_for(settings)])
-    if found and not found[0].get("proven") and guard.accept_failed_proof != db:
-        _proof_of(settings, str(backup.get("sha256", "")), journal, no_report, guard, path)
+    # Raises when its newest proof failed and the DBA did not type the name to accept it.
+    _proof_of(settings, str(backup.get("sha256", "")), journal, no_report, guard,
+              Path(str(backup.get("path"))))
     return backup
 
 

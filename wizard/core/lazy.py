@@ -5,20 +5,27 @@ mypy checks the uses and PyInstaller's analysis still bundles the package."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import importlib
+import threading
 from types import ModuleType
+from typing import Any
+
+
+class _Deferred(ModuleType):
+    """Stands for a module until an attribute is read: then imports it (the import system's
+    own locks make two threads' first reads safe, which importlib's LazyLoader is not
+    before Python 3.12) and keeps its names, so later reads are plain lookups."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._lock = threading.Lock()
+
+    def __getattr__(self, attr: str) -> Any:  # only for names not copied in yet
+        with self._lock:
+            module = importlib.import_module(self.__name__)
+            vars(self).update(vars(module))
+        return getattr(module, attr)
 
 
 def lazy_module(name: str) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
-        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    loader.exec_module(module)
-    return module
+    return _Deferred(name)

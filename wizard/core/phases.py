@@ -300,7 +300,7 @@ def window(settings: PgSettings, redis: RedisSettings | None = None,
     except jobs.GuardRefused as exc:
         taken = (prepared.get("backup") or {}).get("path")
         raise WindowRefused(f"{exc} (the prepare phase of {prepared.get('ts')} took "
-                            f"{taken}); the application was not stopped") from None
+                            f"{taken})") from None
     journal = journal or Journal.create(settings, WINDOW)
     out = WindowResult(False, settings.dbname, journal=str(journal.folder))
     t0 = time.perf_counter()
